@@ -1,0 +1,225 @@
+// Package config defines vmcp's YAML schema, loads it (file plus VMCP_
+// environment overrides), fills defaults and validates it. Every validation
+// error names the key path of the mistake and wraps ErrInvalid.
+//
+// The package imports no runtime package of vmcp: it only describes what the
+// user asked for.
+package config
+
+import "time"
+
+// Config is the whole vmcp configuration, as written in vmcp.yaml.
+type Config struct {
+	// Name identifies this vmcp instance; it is part of rate-limit keys.
+	Name string `mapstructure:"name"`
+	// Server is where the MCP endpoint listens.
+	Server Server `mapstructure:"server"`
+	// Backends lists the MCP servers to aggregate, in priority order for
+	// duplicate resource URIs.
+	Backends []Backend `mapstructure:"backends"`
+	// IncomingAuth says how MCP clients authenticate to vmcp.
+	IncomingAuth IncomingAuth `mapstructure:"incomingAuth"`
+	// OutgoingAuth says how vmcp authenticates to each backend.
+	OutgoingAuth OutgoingAuth `mapstructure:"outgoingAuth"`
+	// Aggregation controls naming, conflicts, filters and overrides.
+	Aggregation Aggregation `mapstructure:"aggregation"`
+	// Redis is the store for rate limits; nil means in-memory limits.
+	Redis *Redis `mapstructure:"redis"`
+	// SessionStorage is the spelling other vMCP servers use for Redis; when
+	// its provider is redis it fills Redis.
+	SessionStorage *SessionStorage `mapstructure:"sessionStorage"`
+	// RateLimiting holds the token buckets applied to tools/call.
+	RateLimiting RateLimiting `mapstructure:"rateLimiting"`
+	// Optimizer replaces the tool list with find_tool and call_tool.
+	Optimizer Optimizer `mapstructure:"optimizer"`
+	// Audit controls the audit trail.
+	Audit Audit `mapstructure:"audit"`
+	// Telemetry controls traces and metrics.
+	Telemetry Telemetry `mapstructure:"telemetry"`
+}
+
+// Server is the listening side of vmcp.
+type Server struct {
+	Host string `mapstructure:"host"` // default 127.0.0.1
+	Port int    `mapstructure:"port"` // default 4483; 0 picks a free port
+	Path string `mapstructure:"path"` // default /mcp
+	// MaxBodyBytes caps a request body; larger bodies get 413. Default 1 MiB.
+	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
+	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
+	ShutdownTimeout Duration `mapstructure:"shutdownTimeout"`
+}
+
+// Transport names how vmcp talks to a backend.
+type Transport string
+
+// The backend transports vmcp supports.
+const (
+	TransportStreamableHTTP Transport = "streamable-http"
+	TransportSSE            Transport = "sse"
+	TransportStdio          Transport = "stdio"
+)
+
+// Backend is one MCP server behind vmcp.
+type Backend struct {
+	Name      string    `mapstructure:"name"`
+	Transport Transport `mapstructure:"transport"`
+	// URL is required for streamable-http and sse.
+	URL string `mapstructure:"url"`
+	// Command, Args, Env and Cwd start a stdio backend.
+	Command string            `mapstructure:"command"`
+	Args    []string          `mapstructure:"args"`
+	Env     map[string]string `mapstructure:"env"`
+	Cwd     string            `mapstructure:"cwd"`
+	// ConnectTimeout bounds one connection attempt (start, initialize and
+	// first discovery). Default 10s for HTTP, 60s for stdio.
+	ConnectTimeout Duration `mapstructure:"connectTimeout"`
+	// RequestTimeout bounds one call to the backend. Default 60s.
+	RequestTimeout Duration `mapstructure:"requestTimeout"`
+}
+
+// IncomingAuth configures client authentication.
+type IncomingAuth struct {
+	// Type is anonymous (default) or oidc.
+	Type string `mapstructure:"type"`
+	// AllowAnonymousNetwork permits anonymous auth on a non-loopback host.
+	AllowAnonymousNetwork bool  `mapstructure:"allowAnonymousNetwork"`
+	OIDC                  *OIDC `mapstructure:"oidc"`
+}
+
+// OIDC configures token verification against an OpenID provider.
+type OIDC struct {
+	Issuer            string   `mapstructure:"issuer"`
+	Audience          string   `mapstructure:"audience"`
+	Resource          string   `mapstructure:"resource"`
+	JWKSURL           string   `mapstructure:"jwksUrl"`
+	RequiredScopes    []string `mapstructure:"requiredScopes"`
+	AllowedAlgorithms []string `mapstructure:"allowedAlgorithms"`
+	ClockSkew         Duration `mapstructure:"clockSkew"`
+}
+
+// OutgoingAuth configures how vmcp authenticates to backends.
+type OutgoingAuth struct {
+	// Backends maps a backend name to its outgoing auth.
+	Backends map[string]BackendAuth `mapstructure:"backends"`
+}
+
+// BackendAuth is the outgoing auth of one backend.
+type BackendAuth struct {
+	// Type is header_injection.
+	Type string `mapstructure:"type"`
+	// HeaderName is the header to set, e.g. Authorization.
+	HeaderName string `mapstructure:"headerName"`
+	// HeaderValueEnv names the environment variable holding the value.
+	HeaderValueEnv string `mapstructure:"headerValueEnv"`
+}
+
+// Conflict resolution strategies.
+const (
+	ConflictPrefix   = "prefix"
+	ConflictPriority = "priority"
+	ConflictManual   = "manual"
+)
+
+// Aggregation controls how backend capabilities are merged.
+type Aggregation struct {
+	// ConflictResolution is prefix (default), priority or manual.
+	ConflictResolution       string                   `mapstructure:"conflictResolution"`
+	ConflictResolutionConfig ConflictResolutionConfig `mapstructure:"conflictResolutionConfig"`
+	// Tools holds per-backend filters and overrides.
+	Tools []BackendTools `mapstructure:"tools"`
+}
+
+// ConflictResolutionConfig parameterises the conflict strategies.
+type ConflictResolutionConfig struct {
+	// PrefixFormat is applied to every tool name under the prefix
+	// strategy; {backend} is replaced by the backend name. Default "{backend}_".
+	PrefixFormat string `mapstructure:"prefixFormat"`
+	// PriorityOrder lists backends, highest priority first; backends not
+	// listed rank after the listed ones, in config order.
+	PriorityOrder []string `mapstructure:"priorityOrder"`
+}
+
+// BackendTools filters and renames one backend's tools.
+type BackendTools struct {
+	// Backend names the backend; "workload" is accepted as another name.
+	Backend string `mapstructure:"backend"`
+	// Filter is an allow-list of original tool names; empty allows all.
+	Filter []string `mapstructure:"filter"`
+	// Overrides maps an original tool name to a new name or description.
+	Overrides map[string]ToolOverride `mapstructure:"overrides"`
+}
+
+// ToolOverride renames a tool or replaces its description.
+type ToolOverride struct {
+	Name        string `mapstructure:"name"`
+	Description string `mapstructure:"description"`
+}
+
+// Redis locates the Redis server used for rate limits.
+type Redis struct {
+	Address     string `mapstructure:"address"`
+	Username    string `mapstructure:"username"`
+	PasswordEnv string `mapstructure:"passwordEnv"`
+	DB          int    `mapstructure:"db"`
+	TLS         bool   `mapstructure:"tls"`
+}
+
+// SessionStorage is the other vMCP servers' spelling of Redis.
+type SessionStorage struct {
+	Provider    string `mapstructure:"provider"`
+	Address     string `mapstructure:"address"`
+	DB          int    `mapstructure:"db"`
+	PasswordEnv string `mapstructure:"passwordEnv"`
+}
+
+// Bucket is one token bucket: a burst of MaxTokens refilled continuously
+// over RefillPeriod.
+type Bucket struct {
+	MaxTokens    int      `mapstructure:"maxTokens"`
+	RefillPeriod Duration `mapstructure:"refillPeriod"`
+}
+
+// RateLimiting holds every bucket that applies to tools/call.
+type RateLimiting struct {
+	Shared  *Bucket     `mapstructure:"shared"`
+	PerUser *Bucket     `mapstructure:"perUser"`
+	Tools   []ToolLimit `mapstructure:"tools"`
+	// CheckTimeout bounds one Redis check before failing open. Default 50ms.
+	CheckTimeout Duration `mapstructure:"checkTimeout"`
+}
+
+// ToolLimit holds the buckets of one post-aggregation tool name.
+type ToolLimit struct {
+	Name    string  `mapstructure:"name"`
+	Shared  *Bucket `mapstructure:"shared"`
+	PerUser *Bucket `mapstructure:"perUser"`
+}
+
+// Optimizer configures find_tool / call_tool mode.
+type Optimizer struct {
+	Enabled          bool `mapstructure:"enabled"`
+	MaxToolsToReturn int  `mapstructure:"maxToolsToReturn"` // default 8
+}
+
+// Audit configures the audit trail.
+type Audit struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Output is stdout (default), stderr or a file path.
+	Output           string `mapstructure:"output"`
+	IncludeArguments bool   `mapstructure:"includeArguments"`
+	MaxArgumentBytes int    `mapstructure:"maxArgumentBytes"`
+}
+
+// Telemetry configures OpenTelemetry.
+type Telemetry struct {
+	ServiceName  string `mapstructure:"serviceName"` // default vmcp
+	OTLPEndpoint string `mapstructure:"otlpEndpoint"`
+	Prometheus   bool   `mapstructure:"prometheus"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1m") or
+// as {duration: 1m}.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
