@@ -1,0 +1,313 @@
+package backends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// protocolVersion is the revision vmcp speaks to backends: the newest
+// session-based one, which every current server understands and which keeps
+// list_changed notifications on the session's stream.
+const protocolVersion = "2025-11-25"
+
+// backend is one configured backend and its supervised connection.
+type backend struct {
+	cfg     config.Backend
+	headers map[string]string
+	m       *Manager
+	log     *slog.Logger
+
+	// changed and lost are signalled by transport goroutines (never blocking)
+	// and drained by the supervisor, which alone touches the connection.
+	changed chan struct{}
+	lost    chan error
+
+	mu        sync.RWMutex
+	conn      *conn
+	state     State
+	lastErr   string
+	since     time.Time
+	closeOnce sync.Once
+}
+
+func newBackend(c config.Backend, headers map[string]string, m *Manager) *backend {
+	return &backend{
+		cfg:     c,
+		headers: headers,
+		m:       m,
+		log:     m.log.With("backend", c.Name),
+		changed: make(chan struct{}, 1),
+		lost:    make(chan error, 1),
+		state:   StateConnecting,
+		since:   time.Now(),
+	}
+}
+
+// supervise connects, reconnects with capped backoff, pings an idle
+// connection and forwards change signals until ctx ends. It signals first
+// once, after the first attempt.
+func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
+	signalled := false
+	signalFirst := func() {
+		if !signalled {
+			signalled = true
+			first <- struct{}{}
+		}
+	}
+	defer signalFirst()
+
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := b.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.setState(StateUnavailable, err)
+			b.log.Warn("backend unavailable; retrying", "error", err, "retry_in", backoff)
+			signalFirst()
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, b.m.opts.MaxBackoff)
+			continue
+		}
+		backoff = time.Second
+		b.log.Info("backend connected", "transport", b.cfg.Transport)
+		b.notifyChange(ctx)
+		signalFirst()
+
+		err = b.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("backend connection lost; reconnecting", "error", err)
+		b.setState(StateUnavailable, err)
+		b.dropConn()
+	}
+}
+
+// watch waits until the connection is lost or ctx ends, running change
+// callbacks and idle pings on the way.
+func (b *backend) watch(ctx context.Context) error {
+	var tick <-chan time.Time
+	if b.m.opts.PingInterval > 0 {
+		t := time.NewTicker(b.m.opts.PingInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-b.lost:
+			return err
+		case <-b.changed:
+			b.notifyChange(ctx)
+		case <-tick:
+			if err := b.ping(ctx); err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+		}
+	}
+}
+
+func (b *backend) notifyChange(ctx context.Context) {
+	if b.m.opts.OnChange != nil {
+		b.m.opts.OnChange(ctx, b.cfg.Name)
+	}
+}
+
+func (b *backend) ping(ctx context.Context) error {
+	c := b.current()
+	if c == nil {
+		return ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.client.Ping(ctx)
+}
+
+// connect opens, initialises and installs a new connection.
+func (b *backend) connect(ctx context.Context) error {
+	b.setState(StateConnecting, nil)
+	timeout := b.cfg.ConnectTimeout.D()
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	c, err := dial(cctx, b.cfg, b.headers, b.m.opts.HTTPClient, b.log)
+	if err != nil {
+		return err
+	}
+	c.client.OnNotification(func(n mcp.JSONRPCNotification) {
+		switch n.Method {
+		case mcp.MethodNotificationToolsListChanged,
+			mcp.MethodNotificationResourcesListChanged,
+			mcp.MethodNotificationPromptsListChanged:
+			select {
+			case b.changed <- struct{}{}:
+			default: // a change is already pending; one rediscovery covers both
+			}
+		}
+	})
+	c.client.OnConnectionLost(func(err error) { b.reportLost(err) })
+
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = protocolVersion
+	init.Params.ClientInfo = mcp.Implementation{Name: "vmcp", Version: "1"}
+	if _, err := c.client.Initialize(cctx, init); err != nil {
+		err = fmt.Errorf("initialize: %w%s", err, c.stderrTail())
+		if cerr := c.close(); cerr != nil {
+			b.log.Debug("close after failed initialize", "error", cerr)
+		}
+		return err
+	}
+	// Drop a stale loss signal from a previous connection.
+	select {
+	case <-b.lost:
+	default:
+	}
+	b.mu.Lock()
+	b.conn = c
+	b.state = StateConnected
+	b.lastErr = ""
+	b.since = time.Now()
+	b.mu.Unlock()
+	return nil
+}
+
+// reportLost tells the supervisor the connection failed at the transport
+// level. It never blocks.
+func (b *backend) reportLost(err error) {
+	select {
+	case b.lost <- err:
+	default:
+	}
+}
+
+func (b *backend) current() *conn {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.conn
+}
+
+func (b *backend) session() (*Session, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.conn == nil {
+		if b.lastErr != "" {
+			return nil, fmt.Errorf("backend %q: %w: %s", b.cfg.Name, ErrUnavailable, b.lastErr)
+		}
+		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
+	}
+	return &Session{backend: b, conn: b.conn}, nil
+}
+
+func (b *backend) setState(s State, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.state = s
+	b.since = time.Now()
+	if err != nil {
+		b.lastErr = err.Error()
+	}
+}
+
+func (b *backend) dropConn() {
+	b.mu.Lock()
+	c := b.conn
+	b.conn = nil
+	b.mu.Unlock()
+	if c != nil {
+		if err := c.close(); err != nil {
+			b.log.Debug("close lost connection", "error", err)
+		}
+	}
+}
+
+func (b *backend) close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		c := b.conn
+		b.conn = nil
+		b.state = StateClosed
+		b.since = time.Now()
+		b.mu.Unlock()
+		if c != nil {
+			err = c.close()
+		}
+	})
+	return err
+}
+
+func (b *backend) status() Status {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return Status{Name: b.cfg.Name, Transport: b.cfg.Transport, State: b.state, LastError: b.lastErr, Since: b.since}
+}
+
+// isTransportFailure reports whether err means the connection itself
+// failed, as opposed to the backend answering with an error.
+func isTransportFailure(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	var te *transport.Error
+	return errors.As(err, &te) || errors.Is(err, transport.ErrSessionTerminated)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// conn is one live client connection and whatever it started.
+type conn struct {
+	client *client.Client
+	// kill terminates stdio children that outlive the client's own close
+	// (grandchildren of npx, for example). nil for HTTP transports.
+	kill func()
+	// stderr returns recent stderr output of a stdio child, or "".
+	stderr func() string
+}
+
+func (c *conn) close() error {
+	err := c.client.Close()
+	if c.kill != nil {
+		c.kill()
+	}
+	if errors.Is(err, transport.ErrChildShutdownTimeout) {
+		err = nil // kill above finished the job
+	}
+	return err
+}
+
+func (c *conn) stderrTail() string {
+	if c.stderr == nil {
+		return ""
+	}
+	if s := c.stderr(); s != "" {
+		return "; stderr: " + s
+	}
+	return ""
+}

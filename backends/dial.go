@@ -1,0 +1,126 @@
+package backends
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// dial starts a client for cfg. live bounds the connection's lifetime (the
+// SSE and GET streams, the stdio child); it must outlive the connect timeout.
+func dial(live context.Context, cfg config.Backend, headers map[string]string, hc *http.Client, log *slog.Logger) (*conn, error) {
+	var (
+		t   transport.Interface
+		c   = &conn{}
+		err error
+	)
+	switch cfg.Transport {
+	case config.TransportStreamableHTTP:
+		t, err = transport.NewStreamableHTTP(cfg.URL,
+			transport.WithHTTPBasicClient(hc),
+			transport.WithHTTPHeaders(headers),
+			transport.WithContinuousListening(),
+			transport.WithHTTPLogger(log),
+		)
+	case config.TransportSSE:
+		t, err = transport.NewSSE(cfg.URL,
+			transport.WithHeaders(headers),
+			transport.WithHTTPClient(hc),
+		)
+	case config.TransportStdio:
+		t = newStdio(cfg, c, log)
+	default:
+		return nil, fmt.Errorf("unsupported transport %q", cfg.Transport)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s transport: %w", cfg.Transport, err)
+	}
+	c.client = client.NewClient(t)
+	if err := c.client.Start(live); err != nil {
+		err = fmt.Errorf("start %s: %w%s", cfg.Transport, err, c.stderrTail())
+		if cerr := c.close(); cerr != nil {
+			log.Debug("close after failed start", "error", cerr)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// newStdio builds the stdio transport for cfg. The child runs in its own
+// process group so that close can end the whole tree (npx, uvx and shells
+// start grandchildren); c.kill and c.stderr are filled in here.
+func newStdio(cfg config.Backend, c *conn, log *slog.Logger) transport.Interface {
+	tail := &tailWriter{max: 4096, log: log}
+	c.stderr = tail.String
+	var (
+		mu  sync.Mutex
+		cmd *exec.Cmd
+	)
+	c.kill = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if cmd != nil && cmd.Process != nil {
+			// The client's Close already ended and reaped the leader; this
+			// ends what is left of its group. ESRCH (nothing left) is normal.
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd = nil
+		}
+	}
+	env := make([]string, 0, len(cfg.Env))
+	for k, v := range cfg.Env {
+		env = append(env, k+"="+v)
+	}
+	return transport.NewStdioWithOptions(cfg.Command, env, cfg.Args,
+		transport.WithCommandFunc(func(_ context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			// Not CommandContext: the child lives until close, not until
+			// the connect timeout.
+			cmd = exec.Command(command, args...)
+			cmd.Env = append(os.Environ(), env...)
+			cmd.Dir = cfg.Cwd
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Stderr = tail
+			return cmd, nil
+		}),
+		transport.WithCommandLogger(log),
+	)
+}
+
+// tailWriter keeps the last max bytes written to it and logs each write at
+// debug level.
+type tailWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+	log *slog.Logger
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.log.Debug("backend stderr", "text", strings.TrimRight(string(p), "\n"))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if over := len(w.buf) - w.max; over > 0 {
+		w.buf = append(w.buf[:0], w.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// String returns the kept tail, trimmed.
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.TrimSpace(string(w.buf))
+}

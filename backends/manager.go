@@ -1,0 +1,177 @@
+package backends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// ErrUnknownBackend is returned for a backend name that is not configured.
+var ErrUnknownBackend = errors.New("unknown backend")
+
+// ErrUnavailable is returned when a backend is configured but not connected.
+var ErrUnavailable = errors.New("backend unavailable")
+
+// Options tunes a Manager. The zero value works.
+type Options struct {
+	// HTTPClient carries every HTTP backend's requests. nil: one client
+	// with a pooled keep-alive transport shared by all HTTP backends.
+	HTTPClient *http.Client
+	// Logger receives connection events. nil: slog.Default().
+	Logger *slog.Logger
+	// OnChange is called, from the backend's own supervisor goroutine, after
+	// the backend connects or reconnects and after it announces that its
+	// tools, resources or prompts changed. nil: no calls. It may call the
+	// backend (through Manager.Session) but must return when ctx ends.
+	OnChange func(ctx context.Context, backend string)
+	// Getenv resolves headerValueEnv of outgoing auth. nil: os.LookupEnv.
+	Getenv func(string) (string, bool)
+	// PingInterval is how often an idle connected backend is pinged to
+	// notice a dead connection. Zero: 15s. Negative: never.
+	PingInterval time.Duration
+	// MaxBackoff caps the wait between reconnect attempts. Zero: 30s.
+	MaxBackoff time.Duration
+}
+
+// Manager owns the connections to every configured backend.
+type Manager struct {
+	backends map[string]*backend
+	order    []string
+	opts     Options
+	log      *slog.Logger
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// New prepares one supervised connection per backend; it connects nothing
+// until Start. It fails when outgoing auth names an environment variable
+// that is not set.
+func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Transport: newPooledTransport()}
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = 15 * time.Second
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	m := &Manager{backends: make(map[string]*backend, len(cfgs)), opts: opts, log: opts.Logger}
+	for _, c := range cfgs {
+		headers, err := outgoingHeaders(auth.Backends[c.Name], opts.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: outgoing auth: %w", c.Name, err)
+		}
+		m.backends[c.Name] = newBackend(c, headers, m)
+		m.order = append(m.order, c.Name)
+	}
+	return m, nil
+}
+
+// Start connects every backend in parallel and returns when each has either
+// connected (and its OnChange call returned) or failed its first attempt, or
+// when ctx ends. Backends that failed keep retrying in the background with
+// capped backoff until Close.
+func (m *Manager) Start(ctx context.Context) {
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.stop = cancel
+	first := make(chan struct{}, len(m.order))
+	for _, name := range m.order {
+		b := m.backends[name]
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			b.supervise(runCtx, first)
+		}()
+	}
+	for range m.order {
+		select {
+		case <-first:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Close stops every supervisor and closes every connection, terminating
+// stdio children. It returns when all of them are gone.
+func (m *Manager) Close() error {
+	if m.stop != nil {
+		m.stop()
+	}
+	m.wg.Wait()
+	// In parallel: each stdio child may take its grace period to exit.
+	errs := make([]error, len(m.order))
+	var wg sync.WaitGroup
+	for i, name := range m.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.backends[name].close(); err != nil {
+				errs[i] = fmt.Errorf("close backend %q: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Names returns the configured backend names in config order.
+func (m *Manager) Names() []string { return m.order }
+
+// Session returns the session of client session clientSession to backend
+// name. Every client currently shares the backend's one connection.
+func (m *Manager) Session(clientSession, name string) (*Session, error) {
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
+	}
+	return b.session()
+}
+
+// Status reports the state of every backend, in config order.
+func (m *Manager) Status() []Status {
+	out := make([]Status, 0, len(m.order))
+	for _, name := range m.order {
+		out = append(out, m.backends[name].status())
+	}
+	return out
+}
+
+// Status is a snapshot of one backend's connection.
+type Status struct {
+	Name      string           `json:"name"`
+	Transport config.Transport `json:"transport"`
+	State     State            `json:"state"`
+	LastError string           `json:"lastError,omitempty"`
+	Since     time.Time        `json:"since"`
+}
+
+// State is where a backend connection is in its life.
+type State string
+
+// The states of a backend connection.
+const (
+	StateConnecting  State = "connecting"
+	StateConnected   State = "connected"
+	StateUnavailable State = "unavailable"
+	StateClosed      State = "closed"
+)
+
+func newPooledTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 512
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+}

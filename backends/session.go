@@ -1,0 +1,119 @@
+package backends
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// Session is a client's session to one backend. Its methods take and return
+// the backend's original names; errors name the backend, and a transport
+// failure also tells the backend's supervisor to reconnect.
+type Session struct {
+	backend *backend
+	conn    *conn
+}
+
+// Backend returns the name of the backend this session talks to.
+func (s *Session) Backend() string { return s.backend.cfg.Name }
+
+// CallTool calls the tool named req.Params.Name on the backend. A tool that
+// fails reports it in the result (IsError); err is for protocol and
+// transport failures.
+func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	res, err := s.conn.client.CallTool(ctx, req)
+	return res, s.wrap(ctx, err)
+}
+
+// ReadResource reads a resource by its URI.
+func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	res, err := s.conn.client.ReadResource(ctx, req)
+	return res, s.wrap(ctx, err)
+}
+
+// GetPrompt renders a prompt.
+func (s *Session) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	res, err := s.conn.client.GetPrompt(ctx, req)
+	return res, s.wrap(ctx, err)
+}
+
+// Complete asks for argument completions of a prompt or resource template.
+func (s *Session) Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	res, err := s.conn.client.Complete(ctx, req)
+	return res, s.wrap(ctx, err)
+}
+
+// Capabilities is everything a backend offers, as the backend names it.
+type Capabilities struct {
+	Tools             []mcp.Tool
+	Resources         []mcp.Resource
+	ResourceTemplates []mcp.ResourceTemplate
+	Prompts           []mcp.Prompt
+}
+
+// Discover lists the backend's tools, resources, resource templates and
+// prompts, following list cursors. Kinds the backend does not declare are
+// left empty without asking.
+func (s *Session) Discover(ctx context.Context) (*Capabilities, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	c := s.conn.client
+	caps := c.GetServerCapabilities()
+	out := &Capabilities{}
+	if caps.Tools != nil {
+		r, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+		if err != nil {
+			return nil, s.wrap(ctx, fmt.Errorf("tools/list: %w", err))
+		}
+		out.Tools = r.Tools
+	}
+	if caps.Resources != nil {
+		r, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+		if err != nil {
+			return nil, s.wrap(ctx, fmt.Errorf("resources/list: %w", err))
+		}
+		out.Resources = r.Resources
+		t, err := c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
+		if err != nil {
+			return nil, s.wrap(ctx, fmt.Errorf("resources/templates/list: %w", err))
+		}
+		out.ResourceTemplates = t.ResourceTemplates
+	}
+	if caps.Prompts != nil {
+		r, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
+		if err != nil {
+			return nil, s.wrap(ctx, fmt.Errorf("prompts/list: %w", err))
+		}
+		out.Prompts = r.Prompts
+	}
+	return out, nil
+}
+
+func (s *Session) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.backend.cfg.RequestTimeout.D()
+	if d <= 0 {
+		d = 60 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// wrap names the backend in err and reports transport failures.
+func (s *Session) wrap(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isTransportFailure(ctx, err) {
+		s.backend.reportLost(err)
+	}
+	return fmt.Errorf("backend %q: %w", s.backend.cfg.Name, err)
+}
