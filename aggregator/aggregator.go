@@ -1,0 +1,58 @@
+package aggregator
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// Aggregator holds the latest capabilities of each backend and the catalogue
+// built from them. Update replaces one backend's share and swaps in a new
+// catalogue atomically; readers never see a half-built one.
+type Aggregator struct {
+	cfg   config.Aggregation
+	order []string
+	log   *slog.Logger
+
+	mu      sync.Mutex // serialises Update
+	caps    map[string]*Capabilities
+	current atomic.Pointer[Catalogue]
+}
+
+// New returns an Aggregator for backends (names in config order) with an
+// empty catalogue. log nil means slog.Default().
+func New(cfg config.Aggregation, backends []string, log *slog.Logger) *Aggregator {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Aggregator{cfg: cfg, order: backends, log: log, caps: make(map[string]*Capabilities)}
+	empty, _ := Build(cfg, backends, nil, log)
+	a.current.Store(empty)
+	return a
+}
+
+// Catalogue returns the current catalogue. It is never nil.
+func (a *Aggregator) Catalogue() *Catalogue { return a.current.Load() }
+
+// Update records what backend now offers (nil: nothing, e.g. it is gone)
+// and rebuilds the catalogue. The new catalogue is installed even when err
+// is non-nil: err reports conflicts that manual resolution requires the
+// user to settle, which were resolved by config order meanwhile.
+func (a *Aggregator) Update(backend string, caps *Capabilities) (*Catalogue, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if caps == nil {
+		delete(a.caps, backend)
+	} else {
+		a.caps[backend] = caps
+	}
+	c, err := Build(a.cfg, a.order, a.caps, a.log)
+	a.current.Store(c)
+	if err != nil {
+		return c, fmt.Errorf("aggregate: %w", err)
+	}
+	return c, nil
+}

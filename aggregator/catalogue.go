@@ -1,0 +1,73 @@
+// Package aggregator merges the capabilities of several backends into one
+// catalogue under stable post-aggregation names, and keeps the routing table
+// that maps each of those names back to (backend, original name).
+//
+// Tools go through the backend's filter and overrides, then conflict
+// resolution (prefix, priority or manual). Prompts follow the same conflict
+// strategy (without filters or overrides). Resources and resource templates
+// keep their URIs; a duplicate goes to the first backend in config order.
+// The package does not speak HTTP and never calls a backend.
+package aggregator
+
+import (
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// Route says where a post-aggregation name lives: the backend and the name
+// (or URI) the backend itself uses.
+type Route struct {
+	Backend string
+	Name    string
+}
+
+// Capabilities is what one backend offers, under its own names.
+type Capabilities struct {
+	Tools             []mcp.Tool
+	Resources         []mcp.Resource
+	ResourceTemplates []mcp.ResourceTemplate
+	Prompts           []mcp.Prompt
+}
+
+// Catalogue is one immutable view of everything vmcp offers. Its slices are
+// sorted by post-aggregation name (URI for resources) and must not be
+// modified by callers.
+type Catalogue struct {
+	Tools             []mcp.Tool
+	Resources         []mcp.Resource
+	ResourceTemplates []mcp.ResourceTemplate
+	Prompts           []mcp.Prompt
+
+	tools     map[string]Route
+	prompts   map[string]Route
+	resources map[string]Route
+	templates map[string]Route // keyed by URI template
+	// backendTools counts each backend's tools in the catalogue.
+	backendTools map[string]int
+}
+
+// Tool returns the route of a post-aggregation tool name.
+func (c *Catalogue) Tool(name string) (Route, bool) {
+	r, ok := c.tools[name]
+	return r, ok
+}
+
+// Prompt returns the route of a post-aggregation prompt name.
+func (c *Catalogue) Prompt(name string) (Route, bool) {
+	r, ok := c.prompts[name]
+	return r, ok
+}
+
+// Resource returns the route of a resource URI listed by a backend.
+func (c *Catalogue) Resource(uri string) (Route, bool) {
+	r, ok := c.resources[uri]
+	return r, ok
+}
+
+// Template returns the route of a resource template, by its URI template.
+func (c *Catalogue) Template(uriTemplate string) (Route, bool) {
+	r, ok := c.templates[uriTemplate]
+	return r, ok
+}
+
+// ToolCount returns how many of backend's tools are in the catalogue.
+func (c *Catalogue) ToolCount(backend string) int { return c.backendTools[backend] }
