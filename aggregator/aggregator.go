@@ -20,6 +20,7 @@ type Aggregator struct {
 	mu      sync.Mutex // serialises Update
 	caps    map[string]*Capabilities
 	current atomic.Pointer[Catalogue]
+	err     atomic.Pointer[error]
 }
 
 // New returns an Aggregator for backends (names in config order) with an
@@ -52,7 +53,17 @@ func (a *Aggregator) Update(backend string, caps *Capabilities) (*Catalogue, err
 	c, err := Build(a.cfg, a.order, a.caps, a.log)
 	a.current.Store(c)
 	if err != nil {
-		return c, fmt.Errorf("aggregate: %w", err)
+		err = fmt.Errorf("aggregate: %w", err)
 	}
-	return c, nil
+	a.err.Store(&err)
+	return c, err
+}
+
+// Conflicts returns the unsettled conflicts of the current catalogue (see
+// Update), or nil.
+func (a *Aggregator) Conflicts() error {
+	if p := a.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

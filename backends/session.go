@@ -71,11 +71,11 @@ func (s *Session) Discover(ctx context.Context) (*Capabilities, error) {
 	caps := c.GetServerCapabilities()
 	out := &Capabilities{}
 	if caps.Tools != nil {
-		r, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+		tools, err := listTools(ctx, c.GetTransport())
 		if err != nil {
 			return nil, s.wrap(ctx, fmt.Errorf("tools/list: %w", err))
 		}
-		out.Tools = r.Tools
+		out.Tools = tools
 	}
 	if caps.Resources != nil {
 		r, err := c.ListResources(ctx, mcp.ListResourcesRequest{})

@@ -1,0 +1,154 @@
+// Command vmcp is the virtual MCP server: one Streamable HTTP endpoint in
+// front of many backend MCP servers.
+//
+//	vmcp serve --config vmcp.yaml
+//	vmcp validate --config vmcp.yaml
+//	vmcp version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "vmcp",
+		Short:         "A virtual MCP server aggregating many MCP servers behind one endpoint",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServe(stderr), newValidate(stdout, stderr), newVersion(stdout))
+	return root
+}
+
+func newVersion(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the build version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintf(stdout, "vmcp %s\n", version)
+		},
+	}
+}
+
+func newValidate(stdout, stderr io.Writer) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a config file and print every error with its key path",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if _, err := config.Load(path); err != nil {
+				printErrors(stderr, path, err)
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: ok\n", path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "vmcp.yaml", "path to the config file")
+	return cmd
+}
+
+func newServe(stderr io.Writer) *cobra.Command {
+	var (
+		path     string
+		logLevel string
+		logJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(stderr, logLevel, logJSON)
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				printErrors(stderr, path, err)
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, *cfg, log)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "vmcp.yaml", "path to the config file")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")
+	return cmd
+}
+
+// serve runs the server until ctx ends, then shuts it down.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	srv, err := server.New(cfg, server.Options{Logger: log, Version: version})
+	if err != nil {
+		log.Error("vmcp cannot start", "error", err)
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		log.Error("vmcp cannot start", "error", err)
+		return errors.Join(err, srv.Shutdown(context.Background()))
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	// The drain is bounded by server.shutdownTimeout; the extra minute only
+	// covers the cleanup hooks (stdio children get their grace period).
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D()+time.Minute)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "error", err)
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// printErrors writes each joined config error on its own line.
+func printErrors(w io.Writer, path string, err error) {
+	lines := strings.Split(err.Error(), "\n")
+	fmt.Fprintf(w, "%s: %d error(s)\n", path, len(lines))
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+func newLogger(w io.Writer, level string, asJSON bool) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}

@@ -1,0 +1,144 @@
+// Package parse is the MCP parse stage: it reads the JSON-RPC body of a POST
+// once, puts a *Parsed on the request context for every later stage, and
+// answers malformed bodies with a JSON-RPC parse error. Nothing after it
+// reads or decodes the body again except the MCP handler, which receives
+// Parsed.Body.
+package parse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/vmcp/vmcp/jsonrpc"
+)
+
+// Parsed is what later stages need to know about one JSON-RPC message.
+type Parsed struct {
+	// Method is the JSON-RPC method, e.g. tools/call; empty for responses.
+	Method string
+	// ID is the raw request id; nil for notifications and responses.
+	ID json.RawMessage
+	// ResourceID is the tool name for tools/call, the URI for
+	// resources/read, the prompt name for prompts/get; else empty.
+	ResourceID string
+	// Arguments holds the raw arguments of tools/call and prompts/get.
+	Arguments json.RawMessage
+	// ProtocolVersion is the MCP-Protocol-Version header, or for
+	// initialize the version the client asks for.
+	ProtocolVersion string
+	// Batch is true when the body is a JSON array; the other fields are
+	// then empty and the MCP handler decides what to answer.
+	Batch bool
+	// Body is the request body as received.
+	Body []byte
+}
+
+type ctxKey struct{}
+
+// FromContext returns the Parsed message of the request, if it had one.
+func FromContext(ctx context.Context) (*Parsed, bool) {
+	p, ok := ctx.Value(ctxKey{}).(*Parsed)
+	return p, ok
+}
+
+// NewContext returns ctx carrying p; for tests and embedders that build
+// requests without the stage.
+func NewContext(ctx context.Context, p *Parsed) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// wire is the part of a JSON-RPC message vmcp routes on.
+type wire struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  struct {
+		Name            string          `json:"name"`
+		URI             string          `json:"uri"`
+		Arguments       json.RawMessage `json:"arguments"`
+		ProtocolVersion string          `json:"protocolVersion"`
+	} `json:"params"`
+}
+
+// New returns the parse stage. Only POST bodies are read; other methods
+// pass through without a Parsed.
+func New() func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost {
+				next.ServeHTTP(w, r)
+				return
+			}
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					jsonrpc.WriteError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.Error{
+						Code: jsonrpc.CodeInvalidRequest, Message: "request body too large",
+						Data: map[string]int64{"maxBytes": tooBig.Limit},
+					})
+					return
+				}
+				jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "read request body: " + err.Error()})
+				return
+			}
+			p, perr := Parse(body)
+			if perr != nil {
+				jsonrpc.WriteError(w, http.StatusBadRequest, p.ID, *perr)
+				return
+			}
+			if p.ProtocolVersion == "" {
+				p.ProtocolVersion = r.Header.Get("MCP-Protocol-Version")
+			}
+			r.Body = http.NoBody
+			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
+		})
+	}
+}
+
+// Parse decodes body. On failure it returns the JSON-RPC error to answer
+// with, and p.ID is the request id when it could be read.
+func Parse(body []byte) (*Parsed, *jsonrpc.Error) {
+	p := &Parsed{Body: body}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "empty request body"}
+	}
+	if trimmed[0] == '[' {
+		if !json.Valid(trimmed) {
+			return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON"}
+		}
+		p.Batch = true
+		return p, nil
+	}
+	var m wire
+	if err := json.Unmarshal(body, &m); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: " + typeErr.Field + " has the wrong type"}
+		}
+		return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON: " + err.Error()}
+	}
+	if len(m.ID) > 0 && !bytes.Equal(m.ID, []byte("null")) {
+		p.ID = m.ID
+	}
+	if m.JSONRPC != "2.0" {
+		return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: `invalid JSON-RPC message: "jsonrpc" must be "2.0"`}
+	}
+	p.Method = m.Method
+	switch m.Method {
+	case "tools/call":
+		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
+	case "prompts/get":
+		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		p.ResourceID = m.Params.URI
+	case "initialize":
+		p.ProtocolVersion = m.Params.ProtocolVersion
+	}
+	return p, nil
+}

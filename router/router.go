@@ -1,0 +1,143 @@
+// Package router sends each MCP request for a post-aggregation name to the
+// backend that owns it, under the backend's original name. Its methods have
+// the shapes of mcp-go's handler functions and completion providers.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/aggregator"
+)
+
+// Backend is one client's session to one backend.
+type Backend interface {
+	CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error)
+	ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error)
+	GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error)
+	Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.CompleteResult, error)
+}
+
+// OpenFunc returns the session of client session clientSession to
+// backend. clientSession is "" when the request has no MCP session.
+type OpenFunc func(clientSession, backend string) (Backend, error)
+
+// ErrNotFound is wrapped when a name is not in the catalogue.
+var ErrNotFound = errors.New("not found")
+
+// Router routes requests using the catalogue current at each call.
+type Router struct {
+	catalogue func() *aggregator.Catalogue
+	open      OpenFunc
+}
+
+// New returns a Router reading the catalogue from catalogue (called on every
+// request; it must be cheap and never return nil) and opening backend
+// sessions with open.
+func New(catalogue func() *aggregator.Catalogue, open OpenFunc) *Router {
+	return &Router{catalogue: catalogue, open: open}
+}
+
+func clientSession(ctx context.Context) string {
+	if s := mcpserver.ClientSessionFromContext(ctx); s != nil {
+		return s.SessionID()
+	}
+	return ""
+}
+
+// CallTool calls the tool behind req.Params.Name. A backend's tool error is
+// returned as the result it gave (IsError set); a transport or protocol
+// failure is returned as an error naming the backend.
+func (r *Router) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	route, ok := r.catalogue().Tool(req.Params.Name)
+	if !ok {
+		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, ErrNotFound)
+	}
+	b, err := r.open(clientSession(ctx), route.Backend)
+	if err != nil {
+		return nil, err
+	}
+	req.Params.Name = route.Name
+	return b.CallTool(ctx, req)
+}
+
+// ReadResource reads the resource at req.Params.URI from the backend that
+// listed it or, for templateKey != "", from the backend of that resource
+// template.
+func (r *Router) ReadResource(ctx context.Context, templateKey string, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	c := r.catalogue()
+	route, ok := c.Resource(req.Params.URI)
+	if !ok && templateKey != "" {
+		route, ok = c.Template(templateKey)
+	}
+	if !ok {
+		return nil, fmt.Errorf("resource %q: %w", req.Params.URI, ErrNotFound)
+	}
+	b, err := r.open(clientSession(ctx), route.Backend)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.ReadResource(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res.Contents, nil
+}
+
+// GetPrompt renders the prompt behind req.Params.Name.
+func (r *Router) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	route, ok := r.catalogue().Prompt(req.Params.Name)
+	if !ok {
+		return nil, fmt.Errorf("prompt %q: %w", req.Params.Name, ErrNotFound)
+	}
+	b, err := r.open(clientSession(ctx), route.Backend)
+	if err != nil {
+		return nil, err
+	}
+	req.Params.Name = route.Name
+	return b.GetPrompt(ctx, req)
+}
+
+// CompletePromptArgument completes an argument of a post-aggregation prompt
+// (mcp-go's PromptCompletionProvider).
+func (r *Router) CompletePromptArgument(ctx context.Context, prompt string, arg mcp.CompleteArgument, cc mcp.CompleteContext) (*mcp.Completion, error) {
+	route, ok := r.catalogue().Prompt(prompt)
+	if !ok {
+		return nil, fmt.Errorf("prompt %q: %w", prompt, ErrNotFound)
+	}
+	return r.complete(ctx, route.Backend, mcp.PromptReference{Type: "ref/prompt", Name: route.Name}, arg, cc)
+}
+
+// CompleteResourceArgument completes an argument of a resource template
+// (mcp-go's ResourceCompletionProvider).
+func (r *Router) CompleteResourceArgument(ctx context.Context, uri string, arg mcp.CompleteArgument, cc mcp.CompleteContext) (*mcp.Completion, error) {
+	c := r.catalogue()
+	route, ok := c.Template(uri)
+	if !ok {
+		route, ok = c.Resource(uri)
+	}
+	if !ok {
+		return nil, fmt.Errorf("resource template %q: %w", uri, ErrNotFound)
+	}
+	return r.complete(ctx, route.Backend, mcp.ResourceReference{Type: "ref/resource", URI: uri}, arg, cc)
+}
+
+func (r *Router) complete(ctx context.Context, backend string, ref any, arg mcp.CompleteArgument, cc mcp.CompleteContext) (*mcp.Completion, error) {
+	b, err := r.open(clientSession(ctx), backend)
+	if err != nil {
+		return nil, err
+	}
+	req := mcp.CompleteRequest{}
+	req.Params.Ref = ref
+	req.Params.Argument = arg
+	req.Params.Context = cc
+	res, err := b.Complete(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &res.Completion, nil
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/aggregator"
+	"github.com/vmcp/vmcp/router"
+)
+
+// catalogueSync installs the aggregator's current catalogue into the mcp-go
+// server. Installing a changed list makes mcp-go send the matching
+// list_changed notification to every connected client; an unchanged list is
+// not reinstalled, so clients are not told to refetch for nothing.
+type catalogueSync struct {
+	agg    *aggregator.Aggregator
+	mcp    *mcpserver.MCPServer
+	router *router.Router
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	installed atomic.Pointer[aggregator.Catalogue]
+}
+
+// Sync installs the current catalogue unless it already is installed.
+func (s *catalogueSync) Sync() {
+	if s.installed.Load() == s.agg.Catalogue() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.agg.Catalogue()
+	prev := s.installed.Load()
+	if prev == c {
+		return
+	}
+	if prev == nil {
+		prev = &aggregator.Catalogue{}
+	}
+	if !reflect.DeepEqual(prev.Tools, c.Tools) {
+		s.installTools(c.Tools)
+	}
+	if !reflect.DeepEqual(prev.Resources, c.Resources) {
+		rs := make([]mcpserver.ServerResource, len(c.Resources))
+		for i, r := range c.Resources {
+			rs[i] = mcpserver.ServerResource{Resource: r, Handler: s.readResource("")}
+		}
+		s.mcp.SetResources(rs...)
+	}
+	if !reflect.DeepEqual(prev.ResourceTemplates, c.ResourceTemplates) {
+		ts := make([]mcpserver.ServerResourceTemplate, len(c.ResourceTemplates))
+		for i, t := range c.ResourceTemplates {
+			ts[i] = mcpserver.ServerResourceTemplate{Template: t, Handler: mcpserver.ResourceTemplateHandlerFunc(s.readResource(t.URITemplate.Raw()))}
+		}
+		s.mcp.SetResourceTemplates(ts...)
+	}
+	if !reflect.DeepEqual(prev.Prompts, c.Prompts) {
+		ps := make([]mcpserver.ServerPrompt, len(c.Prompts))
+		for i, p := range c.Prompts {
+			ps[i] = mcpserver.ServerPrompt{Prompt: p, Handler: s.router.GetPrompt}
+		}
+		s.mcp.SetPrompts(ps...)
+	}
+	s.installed.Store(c)
+}
+
+func (s *catalogueSync) readResource(template string) mcpserver.ResourceHandlerFunc {
+	return func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+		return s.router.ReadResource(ctx, template, req)
+	}
+}
+
+// installTools sets the tool list. mcp-go panics on a tool definition it
+// rejects (for example malformed header annotations); one bad tool from a
+// backend must not take the server down, so such tools are left out and
+// logged.
+func (s *catalogueSync) installTools(tools []mcp.Tool) {
+	st := make([]mcpserver.ServerTool, 0, len(tools))
+	for _, t := range tools {
+		st = append(st, mcpserver.ServerTool{Tool: t, Handler: s.router.CallTool})
+	}
+	if err := setTools(s.mcp, st); err == nil {
+		return
+	}
+	good := st[:0]
+	for _, t := range st {
+		if err := setTools(mcpserver.NewMCPServer("probe", "0"), []mcpserver.ServerTool{t}); err != nil {
+			s.log.Warn("leaving out a tool mcp-go rejects", "tool", t.Tool.Name, "error", err)
+			continue
+		}
+		good = append(good, t)
+	}
+	if err := setTools(s.mcp, good); err != nil {
+		s.log.Error("install tools", "error", err)
+	}
+}
+
+func setTools(m *mcpserver.MCPServer, tools []mcpserver.ServerTool) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	m.SetTools(tools...)
+	return nil
+}

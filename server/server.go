@@ -1,0 +1,315 @@
+// Package server assembles vmcp: it connects the backends, builds the
+// catalogue, wraps mcp-go's Streamable HTTP server in the request path of
+// DESIGN.md, serves it with /healthz and /readyz, and shuts everything down
+// in reverse order of start.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/aggregator"
+	"github.com/vmcp/vmcp/audit"
+	"github.com/vmcp/vmcp/auth"
+	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/bodylimit"
+	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/discovery"
+	"github.com/vmcp/vmcp/parse"
+	"github.com/vmcp/vmcp/ratelimit"
+	"github.com/vmcp/vmcp/recovery"
+	"github.com/vmcp/vmcp/router"
+	"github.com/vmcp/vmcp/telemetry"
+)
+
+// Options tunes a Server. The zero value works.
+type Options struct {
+	// Logger receives every log line. nil: slog.Default().
+	Logger *slog.Logger
+	// HTTPClient carries requests to HTTP backends. nil: one pooled
+	// keep-alive transport shared by all HTTP backends.
+	HTTPClient *http.Client
+	// Version is reported to MCP clients as the server version. "": "dev".
+	Version string
+	// Getenv resolves environment references in the config (outgoing auth
+	// header values). nil: os.LookupEnv.
+	Getenv func(string) (string, bool)
+}
+
+// Server is a running vmcp. It is an http.Handler serving the MCP endpoint,
+// /healthz and /readyz.
+type Server struct {
+	cfg  config.Config
+	log  *slog.Logger
+	opts Options
+
+	backends *backends.Manager
+	agg      *aggregator.Aggregator
+	sync     *catalogueSync
+	mcpHTTP  *mcpserver.StreamableHTTPServer
+	mux      *http.ServeMux
+
+	httpSrv  *http.Server
+	listener net.Listener
+	serveErr chan error
+	inflight sync.WaitGroup
+
+	closers      []func() error
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New validates cfg and assembles a server without connecting or listening
+// (see Start). cfg is taken as given: defaults are expected to be applied,
+// as config.Load does.
+func New(cfg config.Config, opts Options) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	s = &Server{cfg: cfg, log: opts.Logger, opts: opts, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.runClosers())
+		}
+	}()
+
+	names := make([]string, len(cfg.Backends))
+	for i, b := range cfg.Backends {
+		names[i] = b.Name
+	}
+	s.agg = aggregator.New(cfg.Aggregation, names, s.log)
+	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
+		HTTPClient: opts.HTTPClient,
+		Logger:     s.log,
+		OnChange:   s.backendChanged,
+		Getenv:     opts.Getenv,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.backends.Close)
+
+	rt := router.New(s.agg.Catalogue, func(clientSession, backend string) (router.Backend, error) {
+		sess, err := s.backends.Session(clientSession, backend)
+		if err != nil {
+			return nil, err
+		}
+		return sess, nil
+	})
+	mcp := mcpserver.NewMCPServer(cfg.Name, opts.Version,
+		mcpserver.WithToolCapabilities(true),
+		mcpserver.WithResourceCapabilities(false, true),
+		mcpserver.WithPromptCapabilities(true),
+		mcpserver.WithCompletions(),
+		mcpserver.WithPromptCompletionProvider(rt),
+		mcpserver.WithResourceCompletionProvider(rt),
+		mcpserver.WithRecovery(),
+	)
+	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, log: s.log}
+	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
+		mcpserver.WithEndpointPath(cfg.Server.Path),
+		mcpserver.WithSessionIdleTTL(30*time.Minute),
+		mcpserver.WithStreamableHTTPLogger(s.log),
+	)
+	s.closers = append(s.closers, func() error { return s.mcpHTTP.Shutdown(context.Background()) })
+
+	if err := s.buildRoutes(); err != nil {
+		return nil, err
+	}
+	s.warnUnenforced()
+	return s, nil
+}
+
+func (s *Server) buildRoutes() error {
+	authStage, err := auth.New(s.cfg.IncomingAuth)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	rl, err := ratelimit.New(s.cfg.RateLimiting)
+	if err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	au, err := audit.New(s.cfg.Audit)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	tel, err := telemetry.New(s.cfg.Telemetry)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	d := deps{
+		recover:   recovery.New(s.log),
+		telemetry: tel,
+		bodyLimit: bodylimit.New(s.cfg.Server.MaxBodyBytes),
+		auth:      authStage,
+		parse:     parse.New(),
+		rateLimit: rl,
+		audit:     au,
+		discovery: discovery.New(s.sync),
+	}
+	s.mux.Handle(s.cfg.Server.Path, s.track(chain(s.stages(d), mcpHandler(s.mcpHTTP))))
+	s.mux.HandleFunc("GET /healthz", healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	return nil
+}
+
+// warnUnenforced says which configured sections this build parses but
+// does not act on yet, so nobody believes they are protected.
+func (s *Server) warnUnenforced() {
+	rl := s.cfg.RateLimiting
+	if rl.Shared != nil || rl.PerUser != nil || len(rl.Tools) > 0 {
+		s.log.Warn("rateLimiting is configured but not enforced by this build")
+	}
+	if s.cfg.Optimizer.Enabled {
+		s.log.Warn("optimizer.enabled is set but the optimizer is not part of this build; serving every tool")
+	}
+	if s.cfg.Audit.Enabled {
+		s.log.Warn("audit.enabled is set but auditing is not part of this build")
+	}
+}
+
+// backendChanged rediscovers one backend and installs the new catalogue.
+// It runs on that backend's supervisor goroutine.
+func (s *Server) backendChanged(ctx context.Context, name string) {
+	sess, err := s.backends.Session("", name)
+	if err != nil {
+		s.log.Warn("rediscover backend", "backend", name, "error", err)
+		return
+	}
+	caps, err := sess.Discover(ctx)
+	if err != nil {
+		s.log.Warn("rediscover backend; keeping its previous capabilities", "backend", name, "error", err)
+		return
+	}
+	cat, err := s.agg.Update(name, (*aggregator.Capabilities)(caps))
+	if err != nil {
+		s.log.Error("catalogue has unsettled conflicts", "error", err)
+	}
+	s.log.Info("catalogue updated", "backend", name, "tools", len(cat.Tools), "backend_tools", cat.ToolCount(name),
+		"resources", len(cat.Resources), "prompts", len(cat.Prompts))
+	s.sync.Sync()
+}
+
+// Start connects every backend in parallel (each bounded by its connect
+// timeout), builds the catalogue and starts serving HTTP on server.host and
+// server.port. Backends that are down keep retrying in the background. ctx
+// bounds start-up only. Start fails when the listener cannot be opened or
+// when manual conflict resolution leaves a conflict unsettled.
+func (s *Server) Start(ctx context.Context) error {
+	s.backends.Start(ctx)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if err := s.agg.Conflicts(); err != nil {
+		return err
+	}
+	s.sync.Sync()
+
+	addr := net.JoinHostPort(s.cfg.Server.Host, strconv.Itoa(s.cfg.Server.Port))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s.listener = ln
+	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	go func() {
+		err := s.httpSrv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serveErr <- err
+	}()
+	s.log.Info("vmcp serving", "url", "http://"+ln.Addr().String()+s.cfg.Server.Path)
+	return nil
+}
+
+// Addr returns the address the server listens on, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// ServeHTTP serves the MCP endpoint, /healthz and /readyz.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// track counts in-flight MCP requests other than the long-lived GET
+// streams, so Shutdown can drain them before closing sessions.
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			h.ServeHTTP(w, r)
+			return
+		}
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Shutdown stops accepting connections, waits for in-flight requests (up to
+// server.shutdownTimeout or ctx, whichever ends first), ends the clients'
+// sessions and streams, then runs the cleanup hooks in reverse order of
+// registration: backend connections and stdio children, then the rest. It
+// returns every error joined. Calling it again returns the same result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	var errs []error
+	if s.httpSrv != nil {
+		drainCtx, cancel := context.WithTimeout(ctx, s.cfg.Server.ShutdownTimeout.D())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.httpSrv.Shutdown(drainCtx) }()
+
+		drained := make(chan struct{})
+		go func() { s.inflight.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-drainCtx.Done():
+			errs = append(errs, fmt.Errorf("drain in-flight requests: %w", drainCtx.Err()))
+		}
+		// Open GET streams never go idle by themselves: end the sessions.
+		s.mcpHTTP.CloseSessions(drainCtx)
+		if err := <-done; err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			_ = s.httpSrv.Close()
+		}
+		if err := <-s.serveErr; err != nil {
+			errs = append(errs, fmt.Errorf("serve: %w", err))
+		}
+	}
+	errs = append(errs, s.runClosers())
+	return errors.Join(errs...)
+}
+
+// runClosers runs the registered closes in reverse order, once.
+func (s *Server) runClosers() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
