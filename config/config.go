@@ -86,10 +86,19 @@ type IncomingAuth struct {
 	OIDC                  *OIDC `mapstructure:"oidc"`
 }
 
+// Incoming authentication types.
+const (
+	AuthAnonymous = "anonymous"
+	AuthOIDC      = "oidc"
+)
+
 // OIDC configures token verification against an OpenID provider.
 type OIDC struct {
-	Issuer            string   `mapstructure:"issuer"`
-	Audience          string   `mapstructure:"audience"`
+	Issuer   string `mapstructure:"issuer"`
+	Audience string `mapstructure:"audience"`
+	// Resource is this server's URL as an OAuth protected resource.
+	// Default http://host:port/path from Server; left empty when the port
+	// is 0 and only known once listening.
 	Resource          string   `mapstructure:"resource"`
 	JWKSURL           string   `mapstructure:"jwksUrl"`
 	RequiredScopes    []string `mapstructure:"requiredScopes"`
@@ -102,6 +111,10 @@ type OutgoingAuth struct {
 	// Backends maps a backend name to its outgoing auth.
 	Backends map[string]BackendAuth `mapstructure:"backends"`
 }
+
+// AuthHeaderInjection is the outgoing auth type that sets one header from
+// an environment variable.
+const AuthHeaderInjection = "header_injection"
 
 // BackendAuth is the outgoing auth of one backend.
 type BackendAuth struct {

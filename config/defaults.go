@@ -1,0 +1,83 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Default values filled by ApplyDefaults.
+const (
+	defaultName             = "vmcp"
+	defaultHost             = "127.0.0.1"
+	defaultPort             = 4483
+	defaultPath             = "/mcp"
+	defaultMaxBodyBytes     = 1 << 20
+	defaultShutdownTimeout  = Duration(15 * time.Second)
+	defaultHTTPConnect      = Duration(10 * time.Second)
+	defaultStdioConnect     = Duration(60 * time.Second)
+	defaultRequestTimeout   = Duration(60 * time.Second)
+	defaultPrefixFormat     = "{backend}_"
+	defaultMaxToolsToReturn = 8
+	defaultAuditOutput      = "stdout"
+	defaultCheckTimeout     = Duration(50 * time.Millisecond)
+	defaultClockSkew        = Duration(30 * time.Second)
+	sessionProviderRedis    = "redis"
+)
+
+// ApplyDefaults fills every field that has a default and is unset (zero);
+// it never changes a value that is set. Parse calls it before Validate;
+// call it for a Config built in code. Server.Port 0 becomes 4483 here, but
+// Parse keeps a port of 0 written in the file or environment.
+func (c *Config) ApplyDefaults() { c.applyDefaults(false) }
+
+// applyDefaults is ApplyDefaults; keepPort leaves Server.Port as it is.
+func (c *Config) applyDefaults(keepPort bool) {
+	setDefault(&c.Name, defaultName)
+
+	s := &c.Server
+	setDefault(&s.Host, defaultHost)
+	if !keepPort {
+		setDefault(&s.Port, defaultPort)
+	}
+	setDefault(&s.Path, defaultPath)
+	setDefault(&s.MaxBodyBytes, defaultMaxBodyBytes)
+	setDefault(&s.ShutdownTimeout, defaultShutdownTimeout)
+
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		if b.Transport == TransportStdio {
+			setDefault(&b.ConnectTimeout, defaultStdioConnect)
+		} else {
+			setDefault(&b.ConnectTimeout, defaultHTTPConnect)
+		}
+		setDefault(&b.RequestTimeout, defaultRequestTimeout)
+	}
+
+	setDefault(&c.IncomingAuth.Type, AuthAnonymous)
+	if o := c.IncomingAuth.OIDC; o != nil {
+		setDefault(&o.ClockSkew, defaultClockSkew)
+		if o.Resource == "" && s.Port != 0 {
+			host := net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+			o.Resource = (&url.URL{Scheme: "http", Host: host, Path: s.Path}).String()
+		}
+	}
+
+	a := &c.Aggregation
+	setDefault(&a.ConflictResolution, ConflictPrefix)
+	setDefault(&a.ConflictResolutionConfig.PrefixFormat, defaultPrefixFormat)
+
+	setDefault(&c.RateLimiting.CheckTimeout, defaultCheckTimeout)
+	setDefault(&c.Optimizer.MaxToolsToReturn, defaultMaxToolsToReturn)
+	setDefault(&c.Audit.Output, defaultAuditOutput)
+	setDefault(&c.Telemetry.ServiceName, defaultName)
+}
+
+// setDefault sets *p to v when *p is the zero value.
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}

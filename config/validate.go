@@ -1,0 +1,286 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// backendName is the shape of Backend.Name; it appears in prefixed tool
+// names and rate-limit keys.
+var backendName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// Validate reports every problem in c at once, joined with errors.Join.
+// Each problem starts with its key path, as in "backends[1].url: required
+// for transport sse", and wraps ErrInvalid. Validate expects defaults to be
+// filled (see ApplyDefaults) and does not change c.
+func (c *Config) Validate() error {
+	names := map[string]bool{}
+	for _, b := range c.Backends {
+		names[b.Name] = b.Name != ""
+	}
+	var p problems
+	if c.Name == "" {
+		p.addf("name", "required")
+	}
+	p.add("server", c.Server.validate())
+	p.add("backends", validateBackends(c.Backends))
+	p.add("incomingAuth", c.IncomingAuth.validate(c.Server.Host))
+	p.add("outgoingAuth", c.OutgoingAuth.validate(names))
+	p.add("aggregation", c.Aggregation.validate(names))
+	if c.Redis != nil {
+		p.add("redis", c.Redis.validate())
+	}
+	if c.SessionStorage != nil {
+		p.add("sessionStorage", c.SessionStorage.validate())
+	}
+	p.add("rateLimiting", c.RateLimiting.validate(c.IncomingAuth.Type))
+	p.add("optimizer", c.Optimizer.validate())
+	p.add("audit", c.Audit.validate())
+	return p.err()
+}
+
+func (s Server) validate() error {
+	var p problems
+	if s.Port < 0 || s.Port > 65535 {
+		p.addf("port", "must be between 0 and 65535, got %d", s.Port)
+	}
+	if !strings.HasPrefix(s.Path, "/") {
+		p.addf("path", `must start with "/", got %q`, s.Path)
+	}
+	if s.MaxBodyBytes <= 0 {
+		p.addf("maxBodyBytes", "must be positive, got %d", s.MaxBodyBytes)
+	}
+	if s.ShutdownTimeout < 0 {
+		p.addf("shutdownTimeout", "must not be negative, got %s", s.ShutdownTimeout)
+	}
+	return p.err()
+}
+
+func validateBackends(bs []Backend) error {
+	var p problems
+	if len(bs) == 0 {
+		p.addf("", "at least one backend is required")
+	}
+	first := map[string]int{}
+	for i, b := range bs {
+		coord := fmt.Sprintf("[%d]", i)
+		p.add(coord, b.validate())
+		if j, dup := first[b.Name]; dup && b.Name != "" {
+			p.addf(coord+".name", "%q is also the name of backends[%d]", b.Name, j)
+		} else {
+			first[b.Name] = i
+		}
+	}
+	return p.err()
+}
+
+func (b Backend) validate() error {
+	var p problems
+	switch {
+	case b.Name == "":
+		p.addf("name", "required")
+	case !backendName.MatchString(b.Name):
+		p.addf("name", "%q must match %s", b.Name, backendName)
+	}
+	switch b.Transport {
+	case TransportStreamableHTTP, TransportSSE:
+		if b.URL == "" {
+			p.addf("url", "required for transport %s", b.Transport)
+		} else if _, err := checkURL(b.URL); err != nil {
+			p.add("url", err)
+		}
+		notAllowed := func(key string, set bool) {
+			if set {
+				p.addf(key, "not allowed for transport %s", b.Transport)
+			}
+		}
+		notAllowed("command", b.Command != "")
+		notAllowed("args", len(b.Args) > 0)
+		notAllowed("env", len(b.Env) > 0)
+		notAllowed("cwd", b.Cwd != "")
+	case TransportStdio:
+		if b.Command == "" {
+			p.addf("command", "required for transport stdio")
+		}
+		if b.URL != "" {
+			p.addf("url", "not allowed for transport stdio")
+		}
+	case "":
+		p.addf("transport", "required (streamable-http, sse or stdio)")
+	default:
+		p.addf("transport", "must be streamable-http, sse or stdio, got %q", b.Transport)
+	}
+	if b.ConnectTimeout < 0 {
+		p.addf("connectTimeout", "must not be negative, got %s", b.ConnectTimeout)
+	}
+	if b.RequestTimeout < 0 {
+		p.addf("requestTimeout", "must not be negative, got %s", b.RequestTimeout)
+	}
+	return p.err()
+}
+
+// checkURL parses an absolute http or https URL.
+func checkURL(raw string) (*url.URL, error) {
+	if !strings.Contains(raw, "://") {
+		return nil, invalidf("missing scheme in %q (want http:// or https://)", raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, invalidf("cannot parse %q", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, invalidf("unsupported scheme %q (want http or https)", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, invalidf("missing host in %q", raw)
+	}
+	return u, nil
+}
+
+// checkSecureURL is checkURL allowing plain http only for loopback hosts.
+func checkSecureURL(raw string) error {
+	u, err := checkURL(raw)
+	if err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return invalidf("must use https (http is allowed only for loopback hosts), got %q", raw)
+	}
+	return err
+}
+
+// isLoopback reports whether host names only this machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func (a IncomingAuth) validate(serverHost string) error {
+	var p problems
+	switch a.Type {
+	case AuthAnonymous:
+		if a.OIDC != nil {
+			p.addf("oidc", "given but type is anonymous; set type: oidc to use it")
+		}
+		if !a.AllowAnonymousNetwork && !isLoopback(serverHost) {
+			p.addf("type", "anonymous on non-loopback server.host %q needs allowAnonymousNetwork: true", serverHost)
+		}
+	case AuthOIDC:
+		if a.OIDC == nil {
+			p.addf("oidc", "required for type oidc")
+		} else {
+			p.add("oidc", a.OIDC.validate())
+		}
+	case "":
+		p.addf("type", "required (anonymous or oidc)")
+	default:
+		p.addf("type", "must be anonymous or oidc, got %q", a.Type)
+	}
+	return p.err()
+}
+
+func (o OIDC) validate() error {
+	var p problems
+	if o.Issuer == "" {
+		p.addf("issuer", "required")
+	} else {
+		p.add("issuer", checkSecureURL(o.Issuer))
+	}
+	if o.Audience == "" {
+		p.addf("audience", "required")
+	}
+	if o.Resource != "" {
+		if _, err := checkURL(o.Resource); err != nil {
+			p.add("resource", err)
+		}
+	}
+	if o.JWKSURL != "" {
+		p.add("jwksUrl", checkSecureURL(o.JWKSURL))
+	}
+	for i, alg := range o.AllowedAlgorithms {
+		if strings.EqualFold(alg, "none") || strings.HasPrefix(strings.ToUpper(alg), "HS") {
+			p.addf(fmt.Sprintf("allowedAlgorithms[%d]", i),
+				"%q not allowed: tokens must be signed with a public-key algorithm", alg)
+		}
+	}
+	if o.ClockSkew < 0 {
+		p.addf("clockSkew", "must not be negative, got %s", o.ClockSkew)
+	}
+	return p.err()
+}
+
+func (o OutgoingAuth) validate(backends map[string]bool) error {
+	var p problems
+	for _, name := range slices.Sorted(maps.Keys(o.Backends)) {
+		coord := joinPath("backends", keyCoord(name))
+		if !backends[name] {
+			p.addf(coord, "no backend named %q", name)
+		}
+		p.add(coord, o.Backends[name].validate())
+	}
+	return p.err()
+}
+
+func (a BackendAuth) validate() error {
+	var p problems
+	switch a.Type {
+	case AuthHeaderInjection:
+	case "":
+		p.addf("type", "required (header_injection)")
+	default:
+		p.addf("type", "must be header_injection, got %q", a.Type)
+	}
+	if a.HeaderName == "" {
+		p.addf("headerName", "required")
+	}
+	if a.HeaderValueEnv == "" {
+		p.addf("headerValueEnv", "required")
+	}
+	return p.err()
+}
+
+// validateAddress checks a host:port address.
+func validateAddress(addr string) error {
+	if addr == "" {
+		return invalidf("required (host:port)")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return invalidf("must be host:port, got %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return invalidf("invalid port in %q", addr)
+	}
+	return nil
+}
+
+func (r Redis) validate() error {
+	var p problems
+	p.add("address", validateAddress(r.Address))
+	if r.DB < 0 {
+		p.addf("db", "must not be negative, got %d", r.DB)
+	}
+	return p.err()
+}
+
+func (s SessionStorage) validate() error {
+	var p problems
+	switch s.Provider {
+	case sessionProviderRedis:
+		p.add("address", validateAddress(s.Address))
+	case "":
+		p.addf("provider", "required (redis)")
+	default:
+		p.addf("provider", "must be redis, got %q", s.Provider)
+	}
+	if s.DB < 0 {
+		p.addf("db", "must not be negative, got %d", s.DB)
+	}
+	return p.err()
+}

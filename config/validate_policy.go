@@ -1,0 +1,158 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// This file validates the policy sections: aggregation, rate limits,
+// optimizer and audit.
+
+func (a Aggregation) validate(backends map[string]bool) error {
+	var p problems
+	switch a.ConflictResolution {
+	case ConflictPrefix, ConflictPriority, ConflictManual:
+	case "":
+		p.addf("conflictResolution", "required (prefix, priority or manual)")
+	default:
+		p.addf("conflictResolution", "must be prefix, priority or manual, got %q", a.ConflictResolution)
+	}
+	p.add("conflictResolutionConfig", a.ConflictResolutionConfig.validate(backends))
+	first := map[string]int{}
+	for i, t := range a.Tools {
+		coord := fmt.Sprintf("tools[%d]", i)
+		p.add(coord, t.validate(backends))
+		if j, dup := first[t.Backend]; dup && t.Backend != "" {
+			p.addf(coord+".backend", "%q is also listed at tools[%d]", t.Backend, j)
+		} else {
+			first[t.Backend] = i
+		}
+	}
+	return p.err()
+}
+
+func (c ConflictResolutionConfig) validate(backends map[string]bool) error {
+	var p problems
+	if !strings.Contains(c.PrefixFormat, "{backend}") {
+		p.addf("prefixFormat", `must contain "{backend}", got %q`, c.PrefixFormat)
+	}
+	first := map[string]int{}
+	for i, name := range c.PriorityOrder {
+		coord := fmt.Sprintf("priorityOrder[%d]", i)
+		if j, dup := first[name]; dup {
+			p.addf(coord, "%q is also listed at priorityOrder[%d]", name, j)
+			continue
+		}
+		first[name] = i
+		if !backends[name] {
+			p.addf(coord, "no backend named %q", name)
+		}
+	}
+	return p.err()
+}
+
+func (t BackendTools) validate(backends map[string]bool) error {
+	var p problems
+	switch {
+	case t.Backend == "":
+		p.addf("backend", "required")
+	case !backends[t.Backend]:
+		p.addf("backend", "no backend named %q", t.Backend)
+	}
+	for i, name := range t.Filter {
+		if name == "" {
+			p.addf(fmt.Sprintf("filter[%d]", i), "must not be empty")
+		}
+	}
+	renamedFrom := map[string]string{}
+	for _, tool := range slices.Sorted(maps.Keys(t.Overrides)) {
+		o := t.Overrides[tool]
+		coord := joinPath("overrides", keyCoord(tool))
+		if tool == "" {
+			p.addf(coord, "tool name must not be empty")
+		}
+		if o.Name == "" && o.Description == "" {
+			p.addf(coord, "must set name or description")
+		}
+		if o.Name == "" {
+			continue
+		}
+		if other, dup := renamedFrom[o.Name]; dup {
+			p.addf(coord+".name", "%q is also the new name of %q", o.Name, other)
+		} else {
+			renamedFrom[o.Name] = tool
+		}
+	}
+	return p.err()
+}
+
+func (r RateLimiting) validate(authType string) error {
+	var p problems
+	perUser := func(coord string, b *Bucket) {
+		if b == nil {
+			return
+		}
+		p.add(coord, b.validate())
+		if authType == AuthAnonymous {
+			p.addf(coord, "needs incomingAuth.type oidc: anonymous callers have no identity of their own")
+		}
+	}
+	if r.Shared != nil {
+		p.add("shared", r.Shared.validate())
+	}
+	perUser("perUser", r.PerUser)
+	first := map[string]int{}
+	for i, t := range r.Tools {
+		coord := fmt.Sprintf("tools[%d]", i)
+		switch j, dup := first[t.Name]; {
+		case t.Name == "":
+			p.addf(coord+".name", "required")
+		case dup:
+			p.addf(coord+".name", "%q is also listed at tools[%d]", t.Name, j)
+		default:
+			first[t.Name] = i
+		}
+		if t.Shared == nil && t.PerUser == nil {
+			p.addf(coord, "needs shared or perUser")
+		}
+		if t.Shared != nil {
+			p.add(coord+".shared", t.Shared.validate())
+		}
+		perUser(coord+".perUser", t.PerUser)
+	}
+	if r.CheckTimeout <= 0 {
+		p.addf("checkTimeout", "must be positive, got %s", r.CheckTimeout)
+	}
+	return p.err()
+}
+
+func (b Bucket) validate() error {
+	var p problems
+	if b.MaxTokens < 1 {
+		p.addf("maxTokens", "must be at least 1, got %d", b.MaxTokens)
+	}
+	if b.RefillPeriod <= 0 {
+		p.addf("refillPeriod", "must be positive, got %s", b.RefillPeriod)
+	}
+	return p.err()
+}
+
+func (o Optimizer) validate() error {
+	if o.MaxToolsToReturn < 1 || o.MaxToolsToReturn > 100 {
+		return at("maxToolsToReturn", invalidf("must be between 1 and 100, got %d", o.MaxToolsToReturn))
+	}
+	return nil
+}
+
+func (a Audit) validate() error {
+	var p problems
+	if a.Output == "" {
+		p.addf("output", "required (stdout, stderr or a file path)")
+	}
+	if a.MaxArgumentBytes < 0 {
+		p.addf("maxArgumentBytes", "must not be negative, got %d", a.MaxArgumentBytes)
+	}
+	return p.err()
+}
