@@ -1,0 +1,235 @@
+package config
+
+import "testing"
+
+// TestParseErrors feeds bad YAML to Parse and asserts the key path that
+// starts each reported problem.
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		// Reading and strict decoding.
+		{"empty", "", []string{"config is empty"}},
+		{"only comments", "# nothing here\n", []string{"config is empty"}},
+		{"null document", "~\n", []string{"config is empty"}},
+		{"syntax", "server: [\n", []string{"yaml: "}},
+		{"top level list", "- a\n", []string{"expected a mapping, got a list at line 1"}},
+		{"unknown key", oneBackend + "\nrateLimting: {}\n",
+			[]string{`unknown key "rateLimting" at line 4`}},
+		{"unknown nested key", "server:\n  prot: 1\n" + oneBackend,
+			[]string{`server: unknown key "prot" at line 2`}},
+		{"unknown key in list item", "backends:\n  - {name: a, transport: stdio, comand: x}\n",
+			[]string{`backends[0]: unknown key "comand" at line 2`}},
+		{"unknown key in user map value", oneBackend +
+			"outgoingAuth: {backends: {a: {type: header_injection, header: X}}}\n",
+			[]string{`outgoingAuth.backends.a: unknown key "header" at line 3`}},
+		{"duplicate key differing in case", "server: {port: 1, Port: 2}\n" + oneBackend,
+			[]string{`server: duplicate key "Port" (also at line 1)`}},
+		{"duplicate user map key", "backends:\n  - {name: a, transport: stdio, command: x, env: {A: 1, A: 2}}\n",
+			[]string{`backends[0].env: duplicate key "A"`}},
+		{"not an integer", "server: {port: abc}\n" + oneBackend,
+			[]string{`server.port: expected an integer, got "abc" at line 1`}},
+		{"quoted integer", "server: {port: \"9000\"}\n" + oneBackend,
+			[]string{`server.port: expected an integer, got "9000"`}},
+		{"not a boolean", oneBackend + "optimizer: {enabled: yes}\n",
+			[]string{`optimizer.enabled: expected a boolean, got "yes"`}},
+		{"list for mapping", "server: [a]\n" + oneBackend,
+			[]string{"server: expected a mapping, got a list"}},
+		{"mapping for string", "name: {a: b}\n" + oneBackend,
+			[]string{"name: expected a single value, got a mapping"}},
+		{"mapping for list", "backends: {name: a}\n",
+			[]string{"backends: expected a list, got a mapping"}},
+		{"bad duration", oneBackend + withOIDC +
+			"rateLimiting:\n  tools:\n    - {name: t, perUser: {maxTokens: 1, refillPeriod: 1x}}\n",
+			[]string{`rateLimiting.tools[0].perUser.refillPeriod: invalid duration "1x" at line 6`}},
+		{"bad duration in map form", oneBackend + "rateLimiting: {checkTimeout: {duration: soon}}\n",
+			[]string{`rateLimiting.checkTimeout: invalid duration "soon"`}},
+		{"duration map with extra key", oneBackend + "rateLimiting: {checkTimeout: {duration: 1s, x: 1}}\n",
+			[]string{"rateLimiting.checkTimeout: expected a duration like 1m or {duration: 1m}, got a mapping"}},
+		{"duration without unit", oneBackend + "server: {shutdownTimeout: 5}\n",
+			[]string{`server.shutdownTimeout: invalid duration "5"`}},
+		{"workload and backend differ", oneBackend + "aggregation:\n  tools:\n    - {workload: a, backend: b}\n",
+			[]string{`aggregation.tools[0]: workload "a" and backend "b" differ at line 5`}},
+		{"structural problems together", "server: {port: x, prot: 1}\nbogus: 1\n" + oneBackend,
+			[]string{"server.port: expected an integer", `server: unknown key "prot"`, `unknown key "bogus"`}},
+
+		// server
+		{"port too large", "server: {port: 70000}\n" + oneBackend,
+			[]string{"server.port: must be between 0 and 65535, got 70000"}},
+		{"negative port", "server: {port: -1}\n" + oneBackend, []string{"server.port: must be between"}},
+		{"path without slash", "server: {path: mcp}\n" + oneBackend, []string{`server.path: must start with "/"`}},
+		{"negative body limit", "server: {maxBodyBytes: -1}\n" + oneBackend,
+			[]string{"server.maxBodyBytes: must be positive"}},
+		{"negative shutdown timeout", "server: {shutdownTimeout: -1s}\n" + oneBackend,
+			[]string{"server.shutdownTimeout: must not be negative"}},
+
+		// backends
+		{"no backends", "name: x\n", []string{"backends: at least one backend is required"}},
+		{"empty backend list", "backends: []\n", []string{"backends: at least one backend is required"}},
+		{"backend name missing", "backends:\n  - {transport: stdio, command: x}\n",
+			[]string{"backends[0].name: required"}},
+		{"backend name shape", "backends:\n  - {name: -x, transport: stdio, command: x}\n",
+			[]string{`backends[0].name: "-x" must match`}},
+		{"backend name with space", "backends:\n  - {name: a b, transport: stdio, command: x}\n",
+			[]string{`backends[0].name: "a b" must match`}},
+		{"duplicate backend name", oneBackend + "  - {name: a, transport: stdio, command: x}\n",
+			[]string{`backends[1].name: "a" is also the name of backends[0]`}},
+		{"transport missing", "backends:\n  - {name: a, url: http://127.0.0.1/mcp}\n",
+			[]string{"backends[0].transport: required"}},
+		{"transport unknown", "backends:\n  - {name: a, transport: websocket, url: http://127.0.0.1/mcp}\n",
+			[]string{`backends[0].transport: must be streamable-http, sse or stdio, got "websocket"`}},
+		{"url required for sse", oneBackend + "  - {name: jira, transport: sse}\n",
+			[]string{"backends[1].url: required for transport sse"}},
+		{"url missing scheme", "backends:\n  - {name: a, transport: sse, url: \"127.0.0.1:8082/sse\"}\n",
+			[]string{"backends[0].url: missing scheme"}},
+		{"url scheme", "backends:\n  - {name: a, transport: sse, url: \"ftp://host/sse\"}\n",
+			[]string{`backends[0].url: unsupported scheme "ftp"`}},
+		{"url host", "backends:\n  - {name: a, transport: sse, url: \"http:///sse\"}\n",
+			[]string{"backends[0].url: missing host"}},
+		{"stdio without command", "backends:\n  - {name: a, transport: stdio}\n",
+			[]string{"backends[0].command: required for transport stdio"}},
+		{"stdio with url", "backends:\n  - {name: a, transport: stdio, command: x, url: http://127.0.0.1/}\n",
+			[]string{"backends[0].url: not allowed for transport stdio"}},
+		{"http with process fields", "backends:\n  - {name: a, transport: streamable-http, url: http://127.0.0.1/mcp," +
+			" command: x, args: [y], env: {A: b}, cwd: /tmp}\n",
+			[]string{
+				"backends[0].command: not allowed for transport streamable-http",
+				"backends[0].args: not allowed",
+				"backends[0].env: not allowed",
+				"backends[0].cwd: not allowed",
+			}},
+		{"negative backend timeout", "backends:\n  - {name: a, transport: stdio, command: x, requestTimeout: -1s}\n",
+			[]string{"backends[0].requestTimeout: must not be negative"}},
+
+		// incomingAuth
+		{"auth type unknown", oneBackend + "incomingAuth: {type: basic}\n",
+			[]string{`incomingAuth.type: must be anonymous or oidc, got "basic"`}},
+		{"oidc section missing", oneBackend + "incomingAuth: {type: oidc}\n",
+			[]string{"incomingAuth.oidc: required for type oidc"}},
+		{"oidc fields missing", oneBackend + "incomingAuth: {type: oidc, oidc: {clockSkew: 1s}}\n",
+			[]string{"incomingAuth.oidc.issuer: required", "incomingAuth.oidc.audience: required"}},
+		{"oidc empty section", oneBackend + "incomingAuth: {type: oidc, oidc: {}}\n",
+			[]string{"incomingAuth.oidc.issuer: required", "incomingAuth.oidc.audience: required"}},
+		{"oidc issuer over http", oneBackend + "incomingAuth: {type: oidc, oidc: {issuer: http://idp.example.com, audience: x}}\n",
+			[]string{"incomingAuth.oidc.issuer: must use https"}},
+		{"oidc issuer without scheme", oneBackend + "incomingAuth: {type: oidc, oidc: {issuer: idp.example.com, audience: x}}\n",
+			[]string{"incomingAuth.oidc.issuer: missing scheme"}},
+		{"oidc jwks over http", oneBackend + "incomingAuth: {type: oidc, oidc: {issuer: https://idp, audience: x, jwksUrl: http://idp/keys}}\n",
+			[]string{"incomingAuth.oidc.jwksUrl: must use https"}},
+		{"oidc weak algorithms", oneBackend +
+			"incomingAuth: {type: oidc, oidc: {issuer: https://idp, audience: x, allowedAlgorithms: [RS256, none, HS256, hs512]}}\n",
+			[]string{
+				`incomingAuth.oidc.allowedAlgorithms[1]: "none" not allowed`,
+				`incomingAuth.oidc.allowedAlgorithms[2]: "HS256" not allowed`,
+				`incomingAuth.oidc.allowedAlgorithms[3]: "hs512" not allowed`,
+			}},
+		{"anonymous on the network", "server: {host: 0.0.0.0}\n" + oneBackend,
+			[]string{`incomingAuth.type: anonymous on non-loopback server.host "0.0.0.0" needs allowAnonymousNetwork: true`}},
+		{"oidc section with anonymous", oneBackend + "incomingAuth: {oidc: {issuer: https://idp, audience: x}}\n",
+			[]string{"incomingAuth.oidc: given but type is anonymous"}},
+
+		// outgoingAuth
+		{"outgoing auth for unknown backend", oneBackend +
+			"outgoingAuth: {backends: {nope: {type: header_injection, headerName: X, headerValueEnv: Y}}}\n",
+			[]string{`outgoingAuth.backends.nope: no backend named "nope"`}},
+		{"outgoing auth fields", oneBackend + "outgoingAuth: {backends: {a: {type: oauth}}}\n",
+			[]string{
+				`outgoingAuth.backends.a.type: must be header_injection, got "oauth"`,
+				"outgoingAuth.backends.a.headerName: required",
+				"outgoingAuth.backends.a.headerValueEnv: required",
+			}},
+		{"outgoing auth empty entry", oneBackend + "outgoingAuth: {backends: {a: {}}}\n",
+			[]string{
+				"outgoingAuth.backends.a.type: required",
+				"outgoingAuth.backends.a.headerName: required",
+				"outgoingAuth.backends.a.headerValueEnv: required",
+			}},
+
+		// aggregation
+		{"conflict resolution unknown", oneBackend + "aggregation: {conflictResolution: merge}\n",
+			[]string{`aggregation.conflictResolution: must be prefix, priority or manual, got "merge"`}},
+		{"prefix format without backend", oneBackend + "aggregation: {conflictResolutionConfig: {prefixFormat: x_}}\n",
+			[]string{`aggregation.conflictResolutionConfig.prefixFormat: must contain "{backend}"`}},
+		{"priority order", oneBackend + "aggregation: {conflictResolutionConfig: {priorityOrder: [a, b, a]}}\n",
+			[]string{
+				`aggregation.conflictResolutionConfig.priorityOrder[1]: no backend named "b"`,
+				`aggregation.conflictResolutionConfig.priorityOrder[2]: "a" is also listed at priorityOrder[0]`,
+			}},
+		{"tools backend missing", oneBackend + "aggregation: {tools: [{filter: [x]}]}\n",
+			[]string{"aggregation.tools[0].backend: required"}},
+		{"tools backend unknown", oneBackend + "aggregation: {tools: [{backend: b}]}\n",
+			[]string{`aggregation.tools[0].backend: no backend named "b"`}},
+		{"tools workload unknown", oneBackend + "aggregation: {tools: [{workload: b}]}\n",
+			[]string{`aggregation.tools[0].backend: no backend named "b"`}},
+		{"tools backend twice", oneBackend + "aggregation: {tools: [{backend: a}, {workload: a}]}\n",
+			[]string{`aggregation.tools[1].backend: "a" is also listed at tools[0]`}},
+		{"empty filter entry", oneBackend + "aggregation: {tools: [{backend: a, filter: [x, \"\"]}]}\n",
+			[]string{"aggregation.tools[0].filter[1]: must not be empty"}},
+		{"override sets nothing", oneBackend + "aggregation: {tools: [{backend: a, overrides: {x: {}}}]}\n",
+			[]string{"aggregation.tools[0].overrides.x: must set name or description"}},
+		{"override empty key", oneBackend + "aggregation: {tools: [{backend: a, overrides: {\"\": {name: y}}}]}\n",
+			[]string{`aggregation.tools[0].overrides[""]: tool name must not be empty`}},
+		{"overrides collide", oneBackend + "aggregation: {tools: [{backend: a, overrides: {p: {name: n}, q: {name: n}}}]}\n",
+			[]string{`aggregation.tools[0].overrides.q.name: "n" is also the new name of "p"`}},
+
+		// rateLimiting
+		{"bucket bounds", oneBackend + "rateLimiting: {shared: {maxTokens: 0, refillPeriod: 0s}}\n",
+			[]string{
+				"rateLimiting.shared.maxTokens: must be at least 1, got 0",
+				"rateLimiting.shared.refillPeriod: must be positive",
+			}},
+		{"bucket empty", oneBackend + "rateLimiting: {shared: {}}\n",
+			[]string{"rateLimiting.shared.maxTokens: must be at least 1", "rateLimiting.shared.refillPeriod: must be positive"}},
+		{"per-user with anonymous", oneBackend + "rateLimiting: {perUser: {maxTokens: 1, refillPeriod: 1s}}\n",
+			[]string{"rateLimiting.perUser: needs incomingAuth.type oidc"}},
+		{"tool per-user with anonymous", oneBackend +
+			"rateLimiting: {tools: [{name: t, perUser: {maxTokens: 1, refillPeriod: 1s}}]}\n",
+			[]string{"rateLimiting.tools[0].perUser: needs incomingAuth.type oidc"}},
+		{"tool limits", oneBackend + withOIDC + "rateLimiting:\n  tools:\n" +
+			"    - {shared: {maxTokens: 1, refillPeriod: 1s}}\n" +
+			"    - {name: t, shared: {maxTokens: 1, refillPeriod: 1s}}\n" +
+			"    - {name: t, perUser: {maxTokens: 0, refillPeriod: 1s}}\n" +
+			"    - {name: u}\n",
+			[]string{
+				"rateLimiting.tools[0].name: required",
+				`rateLimiting.tools[2].name: "t" is also listed at tools[1]`,
+				"rateLimiting.tools[2].perUser.maxTokens: must be at least 1",
+				"rateLimiting.tools[3]: needs shared or perUser",
+			}},
+		{"check timeout", oneBackend + "rateLimiting: {checkTimeout: -5ms}\n",
+			[]string{"rateLimiting.checkTimeout: must be positive"}},
+
+		// redis and sessionStorage
+		{"redis without address", oneBackend + "redis: {db: 1}\n", []string{"redis.address: required"}},
+		{"redis empty section", oneBackend + "redis: {}\n", []string{"redis.address: required"}},
+		{"redis address shape", oneBackend + "redis: {address: localhost}\n",
+			[]string{`redis.address: must be host:port, got "localhost"`}},
+		{"redis port", oneBackend + "redis: {address: \"localhost:x\"}\n", []string{"redis.address: invalid port"}},
+		{"redis db", oneBackend + "redis: {address: \"localhost:6379\", db: -1}\n", []string{"redis.db: must not be negative"}},
+		{"session storage provider", oneBackend + "sessionStorage: {provider: memory}\n",
+			[]string{`sessionStorage.provider: must be redis, got "memory"`}},
+		{"session storage address", oneBackend + "sessionStorage: {provider: redis}\n",
+			[]string{"sessionStorage.address: required"}},
+
+		// optimizer and audit
+		{"optimizer too many", oneBackend + "optimizer: {maxToolsToReturn: 101}\n",
+			[]string{"optimizer.maxToolsToReturn: must be between 1 and 100, got 101"}},
+		{"optimizer negative", oneBackend + "optimizer: {maxToolsToReturn: -1}\n",
+			[]string{"optimizer.maxToolsToReturn: must be between 1 and 100"}},
+		{"audit argument bytes", oneBackend + "audit: {maxArgumentBytes: -1}\n",
+			[]string{"audit.maxArgumentBytes: must not be negative"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Parse([]byte(tt.yaml), nil)
+			if cfg != nil {
+				t.Errorf("got a config with the error")
+			}
+			checkProblems(t, err, tt.want)
+		})
+	}
+}
