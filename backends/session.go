@@ -3,6 +3,7 @@ package backends
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -21,10 +22,13 @@ func (s *Session) Backend() string { return s.backend.cfg.Name }
 
 // CallTool calls the tool named req.Params.Name on the backend. A tool that
 // fails reports it in the result (IsError); err is for protocol and
-// transport failures.
+// transport failures. Nothing of the client's HTTP request is forwarded:
+// req.Header is dropped, and so are the client's protocol-level _meta keys.
 func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	req.Header = nil
+	req.Params.Meta = outboundMeta(req.Params.Meta)
 	res, err := s.conn.client.CallTool(ctx, req)
 	return res, s.wrap(ctx, err)
 }
@@ -33,6 +37,8 @@ func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.C
 func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	req.Header = nil
+	req.Params.Meta = outboundMeta(req.Params.Meta)
 	res, err := s.conn.client.ReadResource(ctx, req)
 	return res, s.wrap(ctx, err)
 }
@@ -41,6 +47,8 @@ func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest)
 func (s *Session) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	req.Header = nil
+	req.Params.Meta = outboundMeta(req.Params.Meta)
 	res, err := s.conn.client.GetPrompt(ctx, req)
 	return res, s.wrap(ctx, err)
 }
@@ -49,8 +57,34 @@ func (s *Session) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 func (s *Session) Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	req.Header = nil
 	res, err := s.conn.client.Complete(ctx, req)
 	return res, s.wrap(ctx, err)
+}
+
+// outboundMeta returns the _meta to send to the backend for a client's
+// request. Keys under io.modelcontextprotocol/ describe the client's own hop
+// (its protocol version, identity, capabilities) and would contradict the
+// backend connection's; vmcp's client adds its own. The rest (progress
+// token, application keys) passes through.
+func outboundMeta(m *mcp.Meta) *mcp.Meta {
+	if m == nil {
+		return nil
+	}
+	out := &mcp.Meta{ProgressToken: m.ProgressToken}
+	for k, v := range m.AdditionalFields {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+			continue
+		}
+		if out.AdditionalFields == nil {
+			out.AdditionalFields = make(map[string]any, len(m.AdditionalFields))
+		}
+		out.AdditionalFields[k] = v
+	}
+	if out.ProgressToken == nil && out.AdditionalFields == nil {
+		return nil
+	}
+	return out
 }
 
 // Capabilities is everything a backend offers, as the backend names it.

@@ -1,0 +1,56 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestStagesFollowDesign checks the chain against the data-flow line of
+// DESIGN.md, so the order cannot drift from the design unnoticed.
+func TestStagesFollowDesign(t *testing.T) {
+	t.Parallel()
+	design, err := os.ReadFile("../../shared/DESIGN.md")
+	if err != nil {
+		t.Skipf("DESIGN.md not beside the repository: %v", err)
+	}
+	line := regexp.MustCompile(`client ──HTTP──▶ (.*) ─▶ MCP handler`).FindSubmatch(design)
+	if line == nil {
+		t.Fatal("data-flow line not found in DESIGN.md")
+	}
+	var want []string
+	for _, name := range strings.Split(string(line[1]), " ─▶ ") {
+		want = append(want, strings.ReplaceAll(strings.ReplaceAll(name, " ", ""), "MCPparse", "parse"))
+	}
+	var got []string
+	for _, st := range (&Server{}).stages(deps{}) {
+		got = append(got, st.name)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stages = %v, DESIGN.md says %v", got, want)
+	}
+}
+
+// TestChainRunsStagesInOrder checks that the first stage is outermost.
+func TestChainRunsStagesInOrder(t *testing.T) {
+	t.Parallel()
+	var trace []string
+	mark := func(name string) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				trace = append(trace, name)
+				next.ServeHTTP(w, r)
+			})
+		}
+	}
+	stages := []stage{{"a", mark("a")}, {"b", mark("b")}, {"c", mark("c")}}
+	h := chain(stages, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { trace = append(trace, "handler") }))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/mcp", nil))
+	if want := []string{"a", "b", "c", "handler"}; !slices.Equal(trace, want) {
+		t.Fatalf("trace = %v, want %v", trace, want)
+	}
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+	"go.uber.org/goleak"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// newBackend serves an in-process MCP server with the given tools, each
+// answering with its own name and backend.
+func newBackend(t testing.TB, name string, tools ...string) *httptest.Server {
+	t.Helper()
+	s := mcpserver.NewMCPServer(name, "1", mcpserver.WithToolCapabilities(true))
+	for _, tool := range tools {
+		s.AddTool(mcp.NewTool(tool, mcp.WithDescription(tool+" of "+name), mcp.WithString("text")),
+			func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(name + "/" + req.Params.Name + ":" + req.GetString("text", "")), nil
+			})
+	}
+	h := mcpserver.NewStreamableHTTPServer(s)
+	ts := httptest.NewServer(h)
+	t.Cleanup(func() {
+		_ = h.Shutdown(context.Background())
+		ts.Close()
+	})
+	return ts
+}
+
+func testConfig(t testing.TB, backends ...config.Backend) config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte("name: test\nserver: {port: 0}\nbackends: [{name: placeholder, transport: stdio, command: x}]\n"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range backends {
+		backends[i].ConnectTimeout = config.Duration(5 * time.Second)
+		backends[i].RequestTimeout = config.Duration(5 * time.Second)
+	}
+	cfg.Backends = backends
+	return *cfg
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func TestServeAggregatesAndShutsDownClean(t *testing.T) {
+	defer goleak.VerifyNone(t,
+		// httptest servers of the backends are closed by t.Cleanup, after
+		// this deferred check; their goroutines are not the server's.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*conn).serve"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+	a := newBackend(t, "alpha", "search", "only_a")
+	b := newBackend(t, "beta", "search")
+	cfg := testConfig(t,
+		config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"},
+		config.Backend{Name: "beta", Transport: config.TransportStreamableHTTP, URL: b.URL + "/mcp"},
+	)
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + srv.Addr().String()
+
+	c, err := client.NewStreamableHttpClient(base + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = "2025-11-25"
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	tools, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	if got, want := strings.Join(names, ","), "alpha_only_a,alpha_search,beta_search"; got != want {
+		t.Fatalf("tools = %s, want %s", got, want)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "beta_search"
+	req.Params.Arguments = map[string]any{"text": "x"}
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Content[0].(mcp.TextContent).Text; got != "beta/search:x" {
+		t.Fatalf("beta_search answered %q, want the beta backend under its original name", got)
+	}
+	_ = c.Close()
+
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready struct {
+		Ready    bool `json:"ready"`
+		Backends []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+			Tools int    `json:"tools"`
+		} `json:"backends"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !ready.Ready || len(ready.Backends) != 2 || ready.Backends[0].Tools != 2 || ready.Backends[1].State != "connected" {
+		t.Fatalf("readyz = %d %+v", resp.StatusCode, ready)
+	}
+
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("server still answers after Shutdown")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestStartFailsOnUnsettledManualConflict(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "alpha", "search")
+	b := newBackend(t, "beta", "search")
+	cfg := testConfig(t,
+		config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"},
+		config.Backend{Name: "beta", Transport: config.TransportStreamableHTTP, URL: b.URL + "/mcp"},
+	)
+	cfg.Aggregation.ConflictResolution = config.ConflictManual
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	err = srv.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `"search"`) || !strings.Contains(err.Error(), "alpha, beta") {
+		t.Fatalf("Start = %v, want an error naming the tool and both backends", err)
+	}
+}
+
+func TestReadyzIs503WithoutBackends(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, config.Backend{Name: "down", Transport: config.TransportStreamableHTTP, URL: "http://127.0.0.1:1/mcp"})
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"state": "unavailable"`) || !strings.Contains(rec.Body.String(), `"lastError"`) {
+		t.Fatalf("readyz = %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("healthz = %d", rec.Code)
+	}
+}
