@@ -119,6 +119,12 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 		if !w.expect(k, yaml.ScalarNode, path) {
 			continue
 		}
+		if k.ShortTag() == "!!merge" {
+			for _, m := range mergeSources(v) {
+				w.mapping(m, t, path)
+			}
+			continue
+		}
 		k.Tag = "!!str"
 		if line, dup := seen[k.Value]; dup {
 			w.failf(path, k, "duplicate key %q (also at line %d)", k.Value, line)
