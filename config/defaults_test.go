@@ -1,0 +1,68 @@
+package config
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestParseFillsDefaults(t *testing.T) {
+	t.Parallel()
+	cfg := mustParse(t, oneBackend+"  - {name: s, transport: stdio, command: x}\n"+withOIDC, nil)
+	want := &Config{
+		Name: "vmcp",
+		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
+			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second)},
+		Backends: []Backend{
+			{Name: "a", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
+				ConnectTimeout: Duration(10 * time.Second), RequestTimeout: Duration(time.Minute)},
+			{Name: "s", Transport: TransportStdio, Command: "x",
+				ConnectTimeout: Duration(time.Minute), RequestTimeout: Duration(time.Minute)},
+		},
+		IncomingAuth: IncomingAuth{Type: AuthOIDC, OIDC: &OIDC{
+			Issuer: "https://idp.example.com", Audience: "vmcp",
+			Resource: "http://127.0.0.1:4483/mcp", ClockSkew: Duration(30 * time.Second),
+		}},
+		Aggregation: Aggregation{ConflictResolution: ConflictPrefix,
+			ConflictResolutionConfig: ConflictResolutionConfig{PrefixFormat: "{backend}_"}},
+		RateLimiting: RateLimiting{CheckTimeout: Duration(50 * time.Millisecond)},
+		Optimizer:    Optimizer{MaxToolsToReturn: 8},
+		Audit:        Audit{Output: "stdout"},
+		Telemetry:    Telemetry{ServiceName: "vmcp"},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse =\n%#v\nwant\n%#v", cfg, want)
+	}
+	if cfg := mustParse(t, oneBackend, nil); cfg.IncomingAuth.Type != AuthAnonymous {
+		t.Errorf("incomingAuth.type = %q, want anonymous", cfg.IncomingAuth.Type)
+	}
+}
+
+func TestApplyDefaultsKeepsValues(t *testing.T) {
+	t.Parallel()
+	cfg := Config{
+		Name:         "n",
+		Server:       Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1},
+		Backends:     []Backend{{Transport: TransportStdio, ConnectTimeout: 2, RequestTimeout: 3}},
+		IncomingAuth: IncomingAuth{Type: AuthOIDC, OIDC: &OIDC{ClockSkew: 4}},
+		Aggregation: Aggregation{ConflictResolution: ConflictManual,
+			ConflictResolutionConfig: ConflictResolutionConfig{PrefixFormat: "{backend}."}},
+		RateLimiting: RateLimiting{CheckTimeout: 6},
+		Optimizer:    Optimizer{MaxToolsToReturn: 7},
+		Audit:        Audit{Output: "stderr"},
+		Telemetry:    Telemetry{ServiceName: "t"},
+	}
+	want := cfg
+	want.IncomingAuth.OIDC = &OIDC{ClockSkew: 4, Resource: "http://[::1]:8080/x"}
+	want.Backends = []Backend{{Transport: TransportStdio, ConnectTimeout: 2, RequestTimeout: 3}}
+	cfg.ApplyDefaults()
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("ApplyDefaults changed set values:\n%#v\nwant\n%#v", cfg, want)
+	}
+
+	var zero Config
+	zero.ApplyDefaults()
+	if zero.Server.Port != 4483 {
+		t.Errorf("ApplyDefaults: port = %d, want 4483", zero.Server.Port)
+	}
+}

@@ -1,0 +1,90 @@
+package config
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestParseReportsAllProblems checks that one Parse call reports every
+// validation problem, not just the first.
+func TestParseReportsAllProblems(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte(`
+server: {host: 0.0.0.0, path: mcp}
+backends:
+  - {name: github, transport: streamable-http, url: http://127.0.0.1:8081/mcp}
+  - {name: jira, transport: sse, url: "127.0.0.1:8082/sse"}
+  - {name: github, transport: stdio}
+outgoingAuth:
+  backends:
+    gitlab: {type: header_injection, headerName: Authorization, headerValueEnv: TOKEN}
+aggregation:
+  conflictResolution: merge
+rateLimiting:
+  perUser: {maxTokens: 0, refillPeriod: 1m}
+optimizer: {maxToolsToReturn: 500}
+`), nil)
+	checkProblems(t, err, []string{
+		`server.path: must start with "/"`,
+		`backends[1].url: missing scheme`,
+		`backends[2].command: required for transport stdio`,
+		`backends[2].name: "github" is also the name of backends[0]`,
+		`incomingAuth.type: anonymous on non-loopback server.host "0.0.0.0" needs allowAnonymousNetwork: true`,
+		`outgoingAuth.backends.gitlab: no backend named "gitlab"`,
+		`aggregation.conflictResolution: must be prefix, priority or manual`,
+		`rateLimiting.perUser.maxTokens: must be at least 1`,
+		`rateLimiting.perUser: needs incomingAuth.type oidc`,
+		`optimizer.maxToolsToReturn: must be between 1 and 100`,
+	})
+}
+
+// TestValidateZeroConfig checks Validate without defaults: every field
+// that needs a value is named.
+func TestValidateZeroConfig(t *testing.T) {
+	t.Parallel()
+	var cfg Config
+	checkProblems(t, cfg.Validate(), []string{
+		"name: required",
+		`server.path: must start with "/"`,
+		"server.maxBodyBytes: must be positive",
+		"backends: at least one backend is required",
+		"incomingAuth.type: required",
+		"aggregation.conflictResolution: required",
+		`aggregation.conflictResolutionConfig.prefixFormat: must contain "{backend}"`,
+		"rateLimiting.checkTimeout: must be positive",
+		"optimizer.maxToolsToReturn: must be between 1 and 100",
+		"audit.output: required",
+	})
+}
+
+func TestValidateAcceptsLoopbackAndOptIn(t *testing.T) {
+	t.Parallel()
+	for _, extra := range []string{
+		"server: {host: localhost}\n",
+		"server: {host: \"::1\"}\n",
+		"server: {host: 127.0.0.2}\n",
+		"server: {host: 0.0.0.0}\nincomingAuth: {allowAnonymousNetwork: true}\n",
+		"server: {host: 0.0.0.0}\n" + withOIDC,
+		"incomingAuth: {type: oidc, oidc: {issuer: \"http://127.0.0.1:8080/realms/x\", audience: a}}\n",
+		"incomingAuth: {type: oidc, oidc: {issuer: \"http://localhost:8080\", audience: a, allowedAlgorithms: [RS256, ES256]}}\n",
+	} {
+		if _, err := Parse([]byte(oneBackend+extra), nil); err != nil {
+			t.Errorf("Parse(%q) = %v, want no error", extra, err)
+		}
+	}
+}
+
+func TestValidateErrorsAreSeparate(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Name: "n"}
+	err := cfg.Validate()
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) < 2 {
+		t.Fatalf("Validate = %v, want a join of several problems", err)
+	}
+	for _, p := range joined.Unwrap() {
+		if !errors.Is(p, ErrInvalid) {
+			t.Errorf("%q does not wrap ErrInvalid", p)
+		}
+	}
+}
