@@ -39,9 +39,15 @@ func Build(cfg config.Aggregation, order []string, caps map[string]*Capabilities
 		backendTools: make(map[string]int),
 	}
 
-	var toolCands, promptCands []candidate
-	var tools []mcp.Tool // indexed by candidate position
-	var prompts []mcp.Prompt
+	nTools, nPrompts := 0, 0
+	for _, bc := range caps {
+		nTools += len(bc.Tools)
+		nPrompts += len(bc.Prompts)
+	}
+	toolCands := make([]candidate, 0, nTools)
+	tools := make([]mcp.Tool, 0, nTools) // indexed by candidate.index
+	promptCands := make([]candidate, 0, nPrompts)
+	prompts := make([]mcp.Prompt, 0, nPrompts)
 	for _, b := range order {
 		bc := caps[b]
 		if bc == nil {

@@ -11,7 +11,7 @@ import (
 // resolver applies one conflict strategy.
 type resolver struct {
 	strategy  string
-	prefix    string
+	prefixes  map[string]string // backend → its prefix, under prefix
 	ranks     map[string]int
 	selection map[string]*selection
 }
@@ -35,15 +35,19 @@ func (s *selection) override(name string) (config.ToolOverride, bool) {
 func newResolver(cfg config.Aggregation, order []string) *resolver {
 	r := &resolver{
 		strategy:  cfg.ConflictResolution,
-		prefix:    cfg.ConflictResolutionConfig.PrefixFormat,
+		prefixes:  make(map[string]string, len(order)),
 		ranks:     make(map[string]int, len(order)),
 		selection: make(map[string]*selection, len(cfg.Tools)),
 	}
 	if r.strategy == "" {
 		r.strategy = config.ConflictPrefix
 	}
-	if r.prefix == "" {
-		r.prefix = "{backend}_"
+	format := cfg.ConflictResolutionConfig.PrefixFormat
+	if format == "" {
+		format = "{backend}_"
+	}
+	for _, b := range order {
+		r.prefixes[b] = strings.ReplaceAll(format, "{backend}", b)
 	}
 	// Rank: priorityOrder first, then the remaining backends in config order.
 	for i, b := range cfg.ConflictResolutionConfig.PriorityOrder {
@@ -80,7 +84,7 @@ func (r *resolver) rank(backend string) int { return r.ranks[backend] }
 func (r *resolver) resolve(kind string, cands []candidate, log *slog.Logger) ([]candidate, error) {
 	if r.strategy == config.ConflictPrefix {
 		for i := range cands {
-			cands[i].name = strings.ReplaceAll(r.prefix, "{backend}", cands[i].route.Backend) + cands[i].name
+			cands[i].name = r.prefixes[cands[i].route.Backend] + cands[i].name
 		}
 	}
 	winner := make(map[string]int, len(cands)) // name → index in cands
