@@ -27,6 +27,8 @@ type Parsed struct {
 	ResourceID string
 	// Arguments holds the raw arguments of tools/call and prompts/get.
 	Arguments json.RawMessage
+	// Cursor is the pagination cursor of a list request, if any.
+	Cursor string
 	// ProtocolVersion is the MCP-Protocol-Version header, or for
 	// initialize the version the client asks for.
 	ProtocolVersion string
@@ -61,6 +63,7 @@ type wire struct {
 		URI             string          `json:"uri"`
 		Arguments       json.RawMessage `json:"arguments"`
 		ProtocolVersion string          `json:"protocolVersion"`
+		Cursor          string          `json:"cursor"`
 	} `json:"params"`
 }
 
@@ -116,20 +119,24 @@ func Parse(body []byte) (*Parsed, *jsonrpc.Error) {
 		return p, nil
 	}
 	var m wire
-	if err := json.Unmarshal(body, &m); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: " + typeErr.Field + " has the wrong type"}
-		}
+	err := json.Unmarshal(body, &m)
+	var typeErr *json.UnmarshalTypeError
+	if err != nil && !errors.As(err, &typeErr) {
 		return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON: " + err.Error()}
 	}
+	// After a type error Unmarshal has still decoded the other fields, so
+	// the id is known and the error can be matched to its request.
 	if len(m.ID) > 0 && !bytes.Equal(m.ID, []byte("null")) {
 		p.ID = m.ID
+	}
+	if typeErr != nil {
+		return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: " + typeErr.Field + " has the wrong type"}
 	}
 	if m.JSONRPC != "2.0" {
 		return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: `invalid JSON-RPC message: "jsonrpc" must be "2.0"`}
 	}
 	p.Method = m.Method
+	p.Cursor = m.Params.Cursor
 	switch m.Method {
 	case "tools/call":
 		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
