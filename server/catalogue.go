@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -27,6 +28,33 @@ type catalogueSync struct {
 
 	mu        sync.Mutex
 	installed atomic.Pointer[aggregator.Catalogue]
+	toolList  atomic.Pointer[toolList]
+}
+
+// toolList is the JSON of the installed tool list, encoded on first use.
+// tools/list of a large catalogue is answered from it: encoding 10,000 tool
+// definitions per request would cost far more than the request itself.
+type toolList struct {
+	tools []mcp.Tool
+	once  sync.Once
+	json  []byte
+	err   error
+}
+
+// encoded returns the installed tools as a JSON array.
+func (l *toolList) encoded() ([]byte, error) {
+	l.once.Do(func() { l.json, l.err = json.Marshal(l.tools) })
+	return l.json, l.err
+}
+
+// ToolListJSON returns the installed tool list as a JSON array, the same
+// bytes mcp-go's tools/list would put in its result.
+func (s *catalogueSync) ToolListJSON() ([]byte, error) {
+	l := s.toolList.Load()
+	if l == nil {
+		return []byte("[]"), nil
+	}
+	return l.encoded()
 }
 
 // Sync installs the current catalogue unless it already is installed.
@@ -45,7 +73,7 @@ func (s *catalogueSync) Sync() {
 		prev = &aggregator.Catalogue{}
 	}
 	if !reflect.DeepEqual(prev.Tools, c.Tools) {
-		s.installTools(c.Tools)
+		s.toolList.Store(&toolList{tools: s.installTools(c.Tools)})
 	}
 	if !reflect.DeepEqual(prev.Resources, c.Resources) {
 		rs := make([]mcpserver.ServerResource, len(c.Resources))
@@ -77,17 +105,17 @@ func (s *catalogueSync) readResource(template string) mcpserver.ResourceHandlerF
 	}
 }
 
-// installTools sets the tool list. mcp-go panics on a tool definition it
-// rejects (for example malformed header annotations); one bad tool from a
-// backend must not take the server down, so such tools are left out and
-// logged.
-func (s *catalogueSync) installTools(tools []mcp.Tool) {
+// installTools sets the tool list and returns the tools installed. mcp-go
+// panics on a tool definition it rejects (for example malformed header
+// annotations); one bad tool from a backend must not take the server down,
+// so such tools are left out and logged.
+func (s *catalogueSync) installTools(tools []mcp.Tool) []mcp.Tool {
 	st := make([]mcpserver.ServerTool, 0, len(tools))
 	for _, t := range tools {
 		st = append(st, mcpserver.ServerTool{Tool: t, Handler: s.router.CallTool})
 	}
 	if err := setTools(s.mcp, st); err == nil {
-		return
+		return tools
 	}
 	good := st[:0]
 	for _, t := range st {
@@ -99,7 +127,13 @@ func (s *catalogueSync) installTools(tools []mcp.Tool) {
 	}
 	if err := setTools(s.mcp, good); err != nil {
 		s.log.Error("install tools", "error", err)
+		return nil
 	}
+	installed := make([]mcp.Tool, len(good))
+	for i, t := range good {
+		installed[i] = t.Tool
+	}
+	return installed
 }
 
 func setTools(m *mcpserver.MCPServer, tools []mcpserver.ServerTool) (err error) {

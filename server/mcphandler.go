@@ -2,11 +2,15 @@ package server
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/parse"
@@ -14,18 +18,47 @@ import (
 
 // mcpHandler hands a request to mcp-go's Streamable HTTP server. POST bodies
 // come from the parse stage (already read and checked), so mcp-go neither
-// reads the body again nor sees a stream the stages consumed.
-func mcpHandler(h *mcpserver.StreamableHTTPServer) http.Handler {
+// reads the body again nor sees a stream the stages consumed. A plain
+// tools/list on a live session is answered from the encoded catalogue.
+func mcpHandler(h *mcpserver.StreamableHTTPServer, sessions *sessionIDs, tools *catalogueSync, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rejectDNSRebinding(w, r) {
 			return
 		}
 		req := &mcpserver.HTTPRequest{Method: r.Method, URL: r.URL, Header: r.Header, Context: r.Context()}
 		if p, ok := parse.FromContext(r.Context()); ok {
+			if servedToolList(w, r, p, sessions, tools, log) {
+				return
+			}
 			req.Body = p.Body
 		}
 		h.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
 	})
+}
+
+// servedToolList answers tools/list from the encoded tool list when the
+// answer is exactly what mcp-go would give: a request (not a batch) with no
+// cursor, on a live session of a session-based protocol revision. Anything
+// else is left to mcp-go.
+func servedToolList(w http.ResponseWriter, r *http.Request, p *parse.Parsed, sessions *sessionIDs, tools *catalogueSync, log *slog.Logger) bool {
+	if p.Method != string(mcp.MethodToolsList) || p.Batch || p.ID == nil || p.Cursor != "" ||
+		mcp.IsModernProtocol(p.ProtocolVersion) || !sessions.valid(r.Header.Get(mcpserver.HeaderKeySessionID)) {
+		return false
+	}
+	list, err := tools.ToolListJSON()
+	if err != nil {
+		log.Error("encode tool list; answering through mcp-go", "error", err)
+		return false
+	}
+	head := append(append([]byte(`{"jsonrpc":"2.0","id":`), p.ID...), `,"result":{"tools":`...)
+	const tail = "}}\n"
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(head)+len(list)+len(tail)))
+	// Three writes, no copy of the (possibly megabytes long) list.
+	_, _ = w.Write(head)
+	_, _ = w.Write(list)
+	_, _ = io.WriteString(w, tail)
+	return true
 }
 
 // streamingWriter adapts an http.ResponseWriter to mcp-go's writer. The

@@ -55,6 +55,7 @@ type Server struct {
 	backends *backends.Manager
 	agg      *aggregator.Aggregator
 	sync     *catalogueSync
+	sessions *sessionIDs
 	mcpHTTP  *mcpserver.StreamableHTTPServer
 	mux      *http.ServeMux
 
@@ -121,8 +122,10 @@ func New(cfg config.Config, opts Options) (s *Server, err error) {
 		mcpserver.WithRecovery(),
 	)
 	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, log: s.log}
+	s.sessions = newSessionIDs()
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
 		mcpserver.WithEndpointPath(cfg.Server.Path),
+		mcpserver.WithSessionIdManager(s.sessions),
 		mcpserver.WithSessionIdleTTL(30*time.Minute),
 		mcpserver.WithStreamableHTTPLogger(s.log),
 	)
@@ -162,7 +165,7 @@ func (s *Server) buildRoutes() error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	s.mux.Handle(s.cfg.Server.Path, s.track(chain(s.stages(d), mcpHandler(s.mcpHTTP))))
+	s.mux.Handle(s.cfg.Server.Path, s.track(chain(s.stages(d), mcpHandler(s.mcpHTTP, s.sessions, s.sync, s.log))))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return nil

@@ -189,3 +189,57 @@ func TestReadyzIs503WithoutBackends(t *testing.T) {
 		t.Fatalf("healthz = %d", rec.Code)
 	}
 }
+
+// TestToolListFastPathMatchesMCPGo checks that tools/list answered from the
+// encoded catalogue is the answer mcp-go itself gives, and that requests the
+// fast path must not answer (unknown session) still get mcp-go's 404.
+func TestToolListFastPathMatchesMCPGo(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "alpha", "search", "fetch")
+	cfg := testConfig(t, config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"})
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+	sid := rec.Header().Get("Mcp-Session-Id")
+	body := `{"jsonrpc":"2.0","id":"req-7","method":"tools/list"}`
+
+	fast := post(srv, sid, body)
+	req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	slow := httptest.NewRecorder()
+	srv.mcpHTTP.ServeHTTP(slow, req) // mcp-go directly, no fast path
+
+	var f, s any
+	if err := json.Unmarshal(fast.Body.Bytes(), &f); err != nil {
+		t.Fatalf("fast path body %q: %v", fast.Body, err)
+	}
+	if err := json.Unmarshal(slow.Body.Bytes(), &s); err != nil {
+		t.Fatalf("mcp-go body %q: %v", slow.Body, err)
+	}
+	fb, _ := json.Marshal(f)
+	sb, _ := json.Marshal(s)
+	if fast.Code != slow.Code || string(fb) != string(sb) || !strings.Contains(string(fb), `"alpha_fetch"`) {
+		t.Fatalf("fast path answered %d %s\nmcp-go answered %d %s", fast.Code, fb, slow.Code, sb)
+	}
+	if got := fast.Header().Get("Content-Type"); got != "application/json" {
+		t.Fatalf("Content-Type = %q", got)
+	}
+
+	if rec := post(srv, "mcp-session-made-up", body); rec.Code != http.StatusNotFound {
+		t.Fatalf("tools/list on an unknown session = %d, want 404", rec.Code)
+	}
+	del := httptest.NewRequest(http.MethodDelete, "/mcp", nil)
+	del.Header.Set("Mcp-Session-Id", sid)
+	srv.ServeHTTP(httptest.NewRecorder(), del)
+	if rec := post(srv, sid, body); rec.Code != http.StatusNotFound {
+		t.Fatalf("tools/list after DELETE = %d, want 404", rec.Code)
+	}
+}

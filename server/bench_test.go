@@ -1,0 +1,91 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// benchServer starts vmcp in front of one in-process backend with n tools
+// and returns it with an initialised MCP session id.
+func benchServer(b *testing.B, n int) (*Server, string) {
+	b.Helper()
+	s := mcpserver.NewMCPServer("big", "1", mcpserver.WithToolCapabilities(true))
+	for i := range n {
+		s.AddTool(mcp.NewTool(fmt.Sprintf("tool_%05d", i),
+			mcp.WithDescription(fmt.Sprintf("Tool number %d: looks up records in a realistic system and returns them.", i)),
+			mcp.WithString("id", mcp.Required(), mcp.Description("record id")),
+			mcp.WithNumber("limit", mcp.Description("how many records to return")),
+		), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("ok"), nil
+		})
+	}
+	h := mcpserver.NewStreamableHTTPServer(s)
+	ts := httptest.NewServer(h)
+	b.Cleanup(ts.Close)
+	cfg := testConfig(b, config.Backend{Name: "big", Transport: config.TransportStreamableHTTP, URL: ts.URL + "/mcp"})
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	rec := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`)
+	sid := rec.Header().Get("Mcp-Session-Id")
+	if sid == "" {
+		b.Fatalf("no session: %d %s", rec.Code, rec.Body)
+	}
+	post(srv, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	return srv, sid
+}
+
+func post(srv *Server, sid, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	return rec
+}
+
+// BenchmarkToolsList10000 measures tools/list of a 10,000-tool catalogue,
+// answered by vmcp without touching the backend.
+func BenchmarkToolsList10000(b *testing.B) {
+	srv, sid := benchServer(b, 10000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := post(srv, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+		if rec.Code != http.StatusOK || rec.Body.Len() < 10000*50 {
+			b.Fatalf("tools/list = %d, %d bytes", rec.Code, rec.Body.Len())
+		}
+	}
+}
+
+// BenchmarkToolsCall measures one routed tools/call through the whole chain
+// to an in-process backend over loopback HTTP.
+func BenchmarkToolsCall(b *testing.B) {
+	srv, sid := benchServer(b, 10)
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"big_tool_00001","arguments":{"id":"x"}}}`
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := post(srv, sid, body)
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"ok"`)) {
+			b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
+		}
+	}
+}
