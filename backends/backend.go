@@ -163,7 +163,7 @@ func (b *backend) connect(ctx context.Context) error {
 			}
 		}
 	})
-	c.client.OnConnectionLost(func(err error) { b.reportLost(err) })
+	c.client.OnConnectionLost(func(err error) { b.reportLost(c, err) })
 
 	init := mcp.InitializeRequest{}
 	init.Params.ProtocolVersion = protocolVersion
@@ -189,9 +189,13 @@ func (b *backend) connect(ctx context.Context) error {
 	return nil
 }
 
-// reportLost tells the supervisor the connection failed at the transport
-// level. It never blocks.
-func (b *backend) reportLost(err error) {
+// reportLost tells the supervisor that connection c failed at the
+// transport level. A report about a connection already replaced is
+// ignored. It never blocks.
+func (b *backend) reportLost(c *conn, err error) {
+	if b.current() != c {
+		return
+	}
 	select {
 	case b.lost <- err:
 	default:

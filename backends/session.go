@@ -147,7 +147,7 @@ func (s *Session) wrap(ctx context.Context, err error) error {
 		return nil
 	}
 	if isTransportFailure(ctx, err) {
-		s.backend.reportLost(err)
+		s.backend.reportLost(s.conn, err)
 	}
 	return fmt.Errorf("backend %q: %w", s.backend.cfg.Name, err)
 }
