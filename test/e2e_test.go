@@ -247,8 +247,6 @@ func TestToolsListChanged(t *testing.T) {
 		}
 	}})
 	before := toolNames(t, c)
-	// Give the GET stream a moment to be established by the client.
-	time.Sleep(300 * time.Millisecond)
 
 	for _, tc := range []struct{ backend, tool string }{
 		{"weather", "zap"}, {"notes", "zip"}, {"local", "zop"},
@@ -313,7 +311,6 @@ backends:
 		defer mu.Unlock()
 		return got[string(method)]
 	}
-	time.Sleep(300 * time.Millisecond) // let the GET stream open
 	callText(t, c, "local_add_tool", map[string]any{"name": "one_more"})
 	eventually(t, 10*time.Second, "tools/list_changed", func() error {
 		if count(mcp.MethodNotificationToolsListChanged) == 0 {
@@ -469,6 +466,10 @@ func TestHTTPEndpoints(t *testing.T) {
 	const limit = 64 << 10
 	f := startFleet(t, "", map[string]string{"VMCP_SERVER_MAXBODYBYTES": strconv.Itoa(limit)})
 
+	// A keep-alive client, as MCP clients are: with "Connection: close" Go's
+	// server would not drain the unread body and a reset could hide the 413.
+	hc := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
 	post := func(t *testing.T, body io.Reader, length int64) (int, http.Header, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(ctxT(t, 10*time.Second), http.MethodPost, f.V.URL, body)
@@ -478,7 +479,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		req.ContentLength = length
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
-		resp, err := noKeepAlive.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatalf("POST: %v", err)
 		}

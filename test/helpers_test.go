@@ -291,6 +291,17 @@ func newClient(t *testing.T, url string, o clientOpts) *client.Client {
 	if hc == nil {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
+	var listening chan struct{}
+	if o.listen {
+		// Learn when the server has accepted the GET stream, so a test does
+		// not make a change before the client can hear about it.
+		listening = make(chan struct{})
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc = &http.Client{Transport: &streamSignal{base: base, opened: listening}}
+	}
 	opts := []transport.StreamableHTTPCOption{transport.WithHTTPBasicClient(hc)}
 	if o.headers != nil {
 		opts = append(opts, transport.WithHTTPHeaders(o.headers))
@@ -328,7 +339,37 @@ func newClient(t *testing.T, url string, o clientOpts) *client.Client {
 	if res.ProtocolVersion != protocolVersion {
 		t.Fatalf("negotiated protocol %q, want %q", res.ProtocolVersion, protocolVersion)
 	}
+	if listening != nil {
+		select {
+		case <-listening:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the server did not accept the client's GET stream within 10s")
+		}
+	}
 	return c
+}
+
+// streamSignal is an http.RoundTripper that closes opened once a GET
+// (the standalone SSE stream of streamable HTTP) is answered 200.
+type streamSignal struct {
+	base   http.RoundTripper
+	opened chan struct{}
+	once   sync.Once
+}
+
+func (s *streamSignal) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(r)
+	if err == nil && r.Method == http.MethodGet && resp.StatusCode == http.StatusOK {
+		s.once.Do(func() { close(s.opened) })
+	}
+	return resp, err
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach base.
+func (s *streamSignal) CloseIdleConnections() {
+	if c, ok := s.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // ctxT returns a context bounded by d that ends with t.
