@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,7 +83,7 @@ func (s *catalogueSync) Sync() {
 		}
 		s.mcp.SetResources(rs...)
 	}
-	if !reflect.DeepEqual(prev.ResourceTemplates, c.ResourceTemplates) {
+	if !sameJSON(prev.ResourceTemplates, c.ResourceTemplates) {
 		ts := make([]mcpserver.ServerResourceTemplate, len(c.ResourceTemplates))
 		for i, t := range c.ResourceTemplates {
 			ts[i] = mcpserver.ServerResourceTemplate{Template: t, Handler: mcpserver.ResourceTemplateHandlerFunc(s.readResource(t.URITemplate.Raw()))}
@@ -97,6 +98,15 @@ func (s *catalogueSync) Sync() {
 		s.mcp.SetPrompts(ps...)
 	}
 	s.installed.Store(c)
+}
+
+// sameJSON reports whether a and b encode to the same JSON. Resource
+// templates need it: two decodes of one URI template hold compiled state
+// that reflect.DeepEqual tells apart.
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
 
 func (s *catalogueSync) readResource(template string) mcpserver.ResourceHandlerFunc {
