@@ -148,10 +148,16 @@ func (b *backend) connect(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	c, err := dial(cctx, b.cfg, b.headers, b.m.opts.HTTPClient, b.log)
+	// The connection's streams and child live on ctx, as dial requires; the
+	// connect timeout ends them only while this attempt is still running.
+	live, endLive := context.WithCancel(ctx)
+	stopTimeout := context.AfterFunc(cctx, endLive)
+	c, err := dial(live, b.cfg, b.headers, b.m.opts.HTTPClient, b.log)
 	if err != nil {
+		endLive()
 		return err
 	}
+	c.endLive = endLive
 	c.client.OnNotification(func(n mcp.JSONRPCNotification) {
 		switch n.Method {
 		case mcp.MethodNotificationToolsListChanged,
@@ -174,6 +180,13 @@ func (b *backend) connect(ctx context.Context) error {
 			b.log.Debug("close after failed initialize", "error", cerr)
 		}
 		return err
+	}
+	if !stopTimeout() {
+		// The timeout fired just as initialize returned and ended the streams.
+		if cerr := c.close(); cerr != nil {
+			b.log.Debug("close after connect timeout", "error", cerr)
+		}
+		return fmt.Errorf("initialize: %w", cctx.Err())
 	}
 	// Drop a stale loss signal from a previous connection.
 	select {
@@ -293,12 +306,17 @@ type conn struct {
 	kill func()
 	// stderr returns recent stderr output of a stdio child, or "".
 	stderr func() string
+	// endLive ends the context the connection's streams run on.
+	endLive context.CancelFunc
 }
 
 func (c *conn) close() error {
 	err := c.client.Close()
 	if c.kill != nil {
 		c.kill()
+	}
+	if c.endLive != nil {
+		c.endLive()
 	}
 	if errors.Is(err, transport.ErrChildShutdownTimeout) {
 		err = nil // kill above finished the job
