@@ -66,7 +66,8 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 	}
 	defer signalFirst()
 
-	backoff := time.Second
+	initial := min(time.Second, b.m.opts.MaxBackoff)
+	backoff := initial
 	for ctx.Err() == nil {
 		err := b.connect(ctx)
 		if err != nil {
@@ -82,7 +83,7 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 			backoff = min(backoff*2, b.m.opts.MaxBackoff)
 			continue
 		}
-		backoff = time.Second
+		backoff = initial
 		b.log.Info("backend connected", "transport", b.cfg.Transport)
 		b.notifyChange(ctx)
 		signalFirst()
