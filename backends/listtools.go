@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -12,6 +13,11 @@ import (
 
 // maxListPages bounds cursor following against a backend that never stops.
 const maxListPages = 10000
+
+// listID numbers tools/list requests. Over stdio and SSE responses are
+// matched to requests by id alone, so ids must be unique among concurrent
+// requests on one connection.
+var listID atomic.Uint64
 
 // listTools lists every tool of a backend, following cursors, and keeps each
 // tool's input and output schema exactly as the backend sent them (mcp-go's
@@ -32,7 +38,7 @@ func listTools(ctx context.Context, t transport.Interface) ([]mcp.Tool, error) {
 		}
 		resp, err := t.SendRequest(ctx, transport.JSONRPCRequest{
 			JSONRPC: mcp.JSONRPC_VERSION,
-			ID:      mcp.NewRequestId(fmt.Sprintf("vmcp-tools-%d", page)),
+			ID:      mcp.NewRequestId(fmt.Sprintf("vmcp-tools-%d", listID.Add(1))),
 			Method:  string(mcp.MethodToolsList),
 			Params:  params,
 		})
