@@ -48,6 +48,9 @@ type Manager struct {
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+	// pool is the transport New made when Options.HTTPClient was nil;
+	// Close closes its idle connections. nil when the caller's client is used.
+	pool *http.Transport
 }
 
 // New prepares one supervised connection per backend; it connects nothing
@@ -57,8 +60,10 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	var pool *http.Transport
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Transport: newPooledTransport()}
+		pool = newPooledTransport()
+		opts.HTTPClient = &http.Client{Transport: pool}
 	}
 	if opts.PingInterval == 0 {
 		opts.PingInterval = 15 * time.Second
@@ -66,7 +71,7 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
-	m := &Manager{backends: make(map[string]*backend, len(cfgs)), opts: opts, log: opts.Logger}
+	m := &Manager{backends: make(map[string]*backend, len(cfgs)), opts: opts, log: opts.Logger, pool: pool}
 	for _, c := range cfgs {
 		headers, err := outgoingHeaders(auth.Backends[c.Name], opts.Getenv)
 		if err != nil {
@@ -123,6 +128,11 @@ func (m *Manager) Close() error {
 		}()
 	}
 	wg.Wait()
+	if m.pool != nil {
+		// Keep-alive connections would otherwise hold a reader goroutine
+		// each, here and at the backend, until IdleConnTimeout.
+		m.pool.CloseIdleConnections()
+	}
 	return errors.Join(errs...)
 }
 
