@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -176,11 +177,11 @@ func (b *backend) connect(ctx context.Context) error {
 	init.Params.ProtocolVersion = protocolVersion
 	init.Params.ClientInfo = mcp.Implementation{Name: "vmcp", Version: "1"}
 	if _, err := c.client.Initialize(cctx, init); err != nil {
-		err = fmt.Errorf("initialize: %w%s", err, c.stderrTail())
+		// Close first: once a stdio child is reaped its stderr is complete.
 		if cerr := c.close(); cerr != nil {
 			b.log.Debug("close after failed initialize", "error", cerr)
 		}
-		return err
+		return fmt.Errorf("initialize: %w%s", err, c.stderrTail())
 	}
 	if !stopTimeout() {
 		// The timeout fired just as initialize returned and ended the streams.
@@ -319,7 +320,7 @@ func (c *conn) close() error {
 	if c.endLive != nil {
 		c.endLive()
 	}
-	if errors.Is(err, transport.ErrChildShutdownTimeout) {
+	if errors.Is(err, transport.ErrChildShutdownTimeout) || errors.Is(err, exec.ErrWaitDelay) {
 		err = nil // kill above finished the job
 	}
 	return err

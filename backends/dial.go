@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -48,14 +49,18 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 	}
 	c.client = client.NewClient(t)
 	if err := c.client.Start(live); err != nil {
-		err = fmt.Errorf("start %s: %w%s", cfg.Transport, err, c.stderrTail())
+		// Close first: once a stdio child is reaped its stderr is complete.
 		if cerr := c.close(); cerr != nil {
 			log.Debug("close after failed start", "error", cerr)
 		}
-		return nil, err
+		return nil, fmt.Errorf("start %s: %w%s", cfg.Transport, err, c.stderrTail())
 	}
 	return c, nil
 }
+
+// stderrWaitDelay bounds how long closing a stdio backend waits for its
+// stderr to reach EOF after the child itself has exited.
+const stderrWaitDelay = time.Second
 
 // newStdio builds the stdio transport for cfg. The child runs in its own
 // process group so that close can end the whole tree (npx, uvx and shells
@@ -92,6 +97,9 @@ func newStdio(cfg config.Backend, c *conn, log *slog.Logger) transport.Interface
 			cmd.Dir = cfg.Cwd
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			cmd.Stderr = tail
+			// A grandchild that inherited stderr keeps the pipe open after
+			// the child exits; don't wait for it, c.kill ends it.
+			cmd.WaitDelay = stderrWaitDelay
 			return cmd, nil
 		}),
 		transport.WithCommandLogger(log),
