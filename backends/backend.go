@@ -55,8 +55,10 @@ func newBackend(c config.Backend, headers map[string]string, m *Manager) *backen
 }
 
 // supervise connects, reconnects with capped backoff, pings an idle
-// connection and forwards change signals until ctx ends. It signals first
-// once, after the first attempt.
+// connection and forwards change signals until ctx ends. A connection lost
+// within MaxBackoff of connecting counts as a failed attempt, so a backend
+// that keeps dropping its sessions is not re-initialised in a loop. It
+// signals first once, after the first attempt.
 func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 	signalled := false
 	signalFirst := func() {
@@ -84,7 +86,7 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 			backoff = min(backoff*2, b.m.opts.MaxBackoff)
 			continue
 		}
-		backoff = initial
+		connected := time.Now()
 		b.log.Info("backend connected", "transport", b.cfg.Transport)
 		b.notifyChange(ctx)
 		signalFirst()
@@ -93,9 +95,21 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		b.log.Warn("backend connection lost; reconnecting", "error", err)
 		b.setState(StateUnavailable, err)
 		b.dropConn()
+		if time.Since(connected) >= b.m.opts.MaxBackoff {
+			// It was stable: reconnect at once and start the backoff over.
+			b.log.Warn("backend connection lost; reconnecting", "error", err)
+			backoff = initial
+			continue
+		}
+		// Lost soon after connecting: a backend that keeps doing that is
+		// retried with the same backoff as one that cannot be reached.
+		b.log.Warn("backend connection lost soon after connecting; retrying", "error", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, b.m.opts.MaxBackoff)
 	}
 }
 
