@@ -130,6 +130,9 @@ func Parse(body []byte) (*Parsed, *jsonrpc.Error) {
 		p.ID = m.ID
 	}
 	if typeErr != nil {
+		if typeErr.Field == "" {
+			return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: not a JSON object"}
+		}
 		return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: " + typeErr.Field + " has the wrong type"}
 	}
 	if m.JSONRPC != "2.0" {
