@@ -25,40 +25,37 @@ func (s *Session) Backend() string { return s.backend.cfg.Name }
 // transport failures. Nothing of the client's HTTP request is forwarded:
 // req.Header is dropped, and so are the client's protocol-level _meta keys.
 func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
 	req.Header = nil
 	req.Params.Meta = outboundMeta(req.Params.Meta)
-	res, err := s.conn.client.CallTool(ctx, req)
-	return res, s.wrap(ctx, err)
+	return send(ctx, s, func(ctx context.Context) (*mcp.CallToolResult, error) { return s.conn.client.CallTool(ctx, req) })
 }
 
 // ReadResource reads a resource by its URI.
 func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
 	req.Header = nil
 	req.Params.Meta = outboundMeta(req.Params.Meta)
-	res, err := s.conn.client.ReadResource(ctx, req)
-	return res, s.wrap(ctx, err)
+	return send(ctx, s, func(ctx context.Context) (*mcp.ReadResourceResult, error) { return s.conn.client.ReadResource(ctx, req) })
 }
 
 // GetPrompt renders a prompt.
 func (s *Session) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
 	req.Header = nil
 	req.Params.Meta = outboundMeta(req.Params.Meta)
-	res, err := s.conn.client.GetPrompt(ctx, req)
-	return res, s.wrap(ctx, err)
+	return send(ctx, s, func(ctx context.Context) (*mcp.GetPromptResult, error) { return s.conn.client.GetPrompt(ctx, req) })
 }
 
 // Complete asks for argument completions of a prompt or resource template.
 func (s *Session) Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	req.Header = nil
+	return send(ctx, s, func(ctx context.Context) (*mcp.CompleteResult, error) { return s.conn.client.Complete(ctx, req) })
+}
+
+// send runs one request to the backend within the request timeout, names
+// the backend in its error and reports a transport failure.
+func send[R any](ctx context.Context, s *Session, do func(context.Context) (R, error)) (R, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	req.Header = nil
-	res, err := s.conn.client.Complete(ctx, req)
+	res, err := do(ctx)
 	return res, s.wrap(ctx, err)
 }
 
