@@ -34,7 +34,9 @@ func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.C
 func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 	req.Header = nil
 	req.Params.Meta = outboundMeta(req.Params.Meta)
-	return send(ctx, s, func(ctx context.Context) (*mcp.ReadResourceResult, error) { return s.conn.client.ReadResource(ctx, req) })
+	return send(ctx, s, func(ctx context.Context) (*mcp.ReadResourceResult, error) {
+		return s.conn.client.ReadResource(ctx, req)
+	})
 }
 
 // GetPrompt renders a prompt.
