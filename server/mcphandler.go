@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
@@ -16,38 +17,50 @@ import (
 	"github.com/vmcp/vmcp/parse"
 )
 
-// mcpHandler hands a request to mcp-go's Streamable HTTP server. POST bodies
-// come from the parse stage (already read and checked), so mcp-go neither
-// reads the body again nor sees a stream the stages consumed. A plain
-// tools/list on a live session is answered from the encoded catalogue.
-func mcpHandler(h *mcpserver.StreamableHTTPServer, sessions *sessionIDs, tools *catalogueSync, log *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rejectDNSRebinding(w, r) {
+// mcpEndpoint hands a request to mcp-go's Streamable HTTP server. POST
+// bodies come from the parse stage (already read and checked), so mcp-go
+// neither reads the body again nor sees a stream the stages consumed. A
+// plain tools/list on a live session is answered from the encoded catalogue.
+type mcpEndpoint struct {
+	mcp      *mcpserver.StreamableHTTPServer
+	sessions *sessionIDs
+	tools    *catalogueSync
+	log      *slog.Logger
+	// inflight counts requests other than the long-lived GET streams, so
+	// Shutdown can drain them before it ends the sessions.
+	inflight *atomic.Int64
+}
+
+func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rejectDNSRebinding(w, r) {
+		return
+	}
+	if r.Method != http.MethodGet {
+		e.inflight.Add(1)
+		defer e.inflight.Add(-1)
+	}
+	req := &mcpserver.HTTPRequest{Method: r.Method, URL: r.URL, Header: r.Header, Context: r.Context()}
+	if p, ok := parse.FromContext(r.Context()); ok {
+		if e.servedToolList(w, r, p) {
 			return
 		}
-		req := &mcpserver.HTTPRequest{Method: r.Method, URL: r.URL, Header: r.Header, Context: r.Context()}
-		if p, ok := parse.FromContext(r.Context()); ok {
-			if servedToolList(w, r, p, sessions, tools, log) {
-				return
-			}
-			req.Body = p.Body
-		}
-		h.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
-	})
+		req.Body = p.Body
+	}
+	e.mcp.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
 }
 
 // servedToolList answers tools/list from the encoded tool list when the
 // answer is exactly what mcp-go would give: a request (not a batch) with no
 // cursor, on a live session of a session-based protocol revision. Anything
 // else is left to mcp-go.
-func servedToolList(w http.ResponseWriter, r *http.Request, p *parse.Parsed, sessions *sessionIDs, tools *catalogueSync, log *slog.Logger) bool {
+func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, r *http.Request, p *parse.Parsed) bool {
 	if p.Method != string(mcp.MethodToolsList) || p.Batch || p.ID == nil || p.Cursor != "" ||
-		mcp.IsModernProtocol(p.ProtocolVersion) || !sessions.valid(r.Header.Get(mcpserver.HeaderKeySessionID)) {
+		mcp.IsModernProtocol(p.ProtocolVersion) || !e.sessions.valid(r.Header.Get(mcpserver.HeaderKeySessionID)) {
 		return false
 	}
-	list, err := tools.ToolListJSON()
+	list, err := e.tools.ToolListJSON()
 	if err != nil {
-		log.Error("encode tool list; answering through mcp-go", "error", err)
+		e.log.Error("encode tool list; answering through mcp-go", "error", err)
 		return false
 	}
 	head := append(append([]byte(`{"jsonrpc":"2.0","id":`), p.ID...), `,"result":{"tools":`...)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
@@ -62,7 +63,7 @@ type Server struct {
 	httpSrv  *http.Server
 	listener net.Listener
 	serveErr chan error
-	inflight sync.WaitGroup
+	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
 	closers      []func() error
 	shutdownOnce sync.Once
@@ -165,7 +166,8 @@ func (s *Server) buildRoutes() error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	s.mux.Handle(s.cfg.Server.Path, s.track(chain(s.stages(d), mcpHandler(s.mcpHTTP, s.sessions, s.sync, s.log))))
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, log: s.log, inflight: &s.inflight}
+	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return nil
@@ -252,20 +254,6 @@ func (s *Server) Addr() net.Addr {
 // ServeHTTP serves the MCP endpoint, /healthz and /readyz.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// track counts in-flight MCP requests other than the long-lived GET
-// streams, so Shutdown can drain them before closing sessions.
-func (s *Server) track(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			h.ServeHTTP(w, r)
-			return
-		}
-		s.inflight.Add(1)
-		defer s.inflight.Done()
-		h.ServeHTTP(w, r)
-	})
-}
-
 // Shutdown stops accepting connections, waits for in-flight requests (up to
 // server.shutdownTimeout or ctx, whichever ends first), ends the clients'
 // sessions and streams, then runs the cleanup hooks in reverse order of
@@ -284,12 +272,8 @@ func (s *Server) shutdown(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- s.httpSrv.Shutdown(drainCtx) }()
 
-		drained := make(chan struct{})
-		go func() { s.inflight.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-drainCtx.Done():
-			errs = append(errs, fmt.Errorf("drain in-flight requests: %w", drainCtx.Err()))
+		if err := waitIdle(drainCtx, &s.inflight); err != nil {
+			errs = append(errs, fmt.Errorf("drain in-flight requests: %w", err))
 		}
 		// Open GET streams never go idle by themselves: end the sessions.
 		s.mcpHTTP.CloseSessions(drainCtx)
@@ -303,6 +287,20 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, s.runClosers())
 	return errors.Join(errs...)
+}
+
+// waitIdle polls n until it is zero or ctx ends.
+func waitIdle(ctx context.Context, n *atomic.Int64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // runClosers runs the registered closes in reverse order, once.

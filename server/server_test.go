@@ -243,3 +243,62 @@ func TestToolListFastPathMatchesMCPGo(t *testing.T) {
 		t.Fatalf("tools/list after DELETE = %d, want 404", rec.Code)
 	}
 }
+
+// TestShutdownDrainsInFlightCalls starts Shutdown while a tool call is
+// still running on the backend: the call must complete with its result, and
+// Shutdown must wait for it.
+func TestShutdownDrainsInFlightCalls(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	s := mcpserver.NewMCPServer("slow", "1", mcpserver.WithToolCapabilities(true))
+	s.AddTool(mcp.NewTool("wait"), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		return mcp.NewToolResultText("done"), nil
+	})
+	h := mcpserver.NewStreamableHTTPServer(s)
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	cfg := testConfig(t, config.Backend{Name: "slow", Transport: config.TransportStreamableHTTP, URL: ts.URL + "/mcp"})
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.NewStreamableHttpClient("http://" + srv.Addr().String() + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = "2025-11-25"
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	got := make(chan outcome, 1)
+	go func() {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "slow_wait"
+		res, err := c.CallTool(ctx, req)
+		got <- outcome{res, err}
+	}()
+	<-started
+	begin := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	o := <-got
+	if o.err != nil || len(o.res.Content) == 0 || o.res.Content[0].(mcp.TextContent).Text != "done" {
+		t.Fatalf("in-flight call during shutdown = %+v, %v; want its result", o.res, o.err)
+	}
+	if waited := time.Since(begin); waited < 200*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before the in-flight call could finish", waited)
+	}
+}
