@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 	"go.uber.org/goleak"
@@ -268,11 +269,16 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.NewStreamableHttpClient("http://" + srv.Addr().String() + "/mcp")
+	// The client keeps a GET stream open, as clients that want
+	// notifications do; Shutdown must end it without cutting the call.
+	c, err := client.NewStreamableHttpClient("http://"+srv.Addr().String()+"/mcp", transport.WithContinuousListening())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	init := mcp.InitializeRequest{}
 	init.Params.ProtocolVersion = "2025-11-25"
 	if _, err := c.Initialize(ctx, init); err != nil {
