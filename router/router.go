@@ -81,6 +81,10 @@ func (r *Router) ReadResource(ctx context.Context, templateKey string, req mcp.R
 	if err != nil {
 		return nil, err
 	}
+	// For a template mcp-go fills Arguments with the variables it matched
+	// in the URI. They are not part of resources/read; the backend gets the
+	// URI only.
+	req.Params.Arguments = nil
 	res, err := b.ReadResource(ctx, req)
 	if err != nil {
 		return nil, err

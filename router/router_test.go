@@ -298,6 +298,27 @@ func TestReadResource(t *testing.T) {
 	}
 }
 
+// mcp-go puts a template's URI variables in Params.Arguments; they are not
+// part of resources/read and must not reach the backend.
+func TestReadResourceByTemplateSendsNoArguments(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var req mcp.ReadResourceRequest
+	req.Params.URI = "jira://issue/ENG-7"
+	req.Params.Arguments = map[string]any{"key": []string{"ENG-7"}}
+	if _, err := f.router.ReadResource(context.Background(), "jira://issue/{key}", req); err != nil {
+		t.Fatalf("ReadResource: %v", err)
+	}
+	f.jira.mu.Lock()
+	defer f.jira.mu.Unlock()
+	if len(f.jira.reads) != 1 {
+		t.Fatalf("jira reads = %+v, want one", f.jira.reads)
+	}
+	if got := f.jira.reads[0].Params; got.Arguments != nil || got.URI != req.Params.URI {
+		t.Errorf("backend got params %+v, want the URI and no arguments", got)
+	}
+}
+
 func TestReadResourceBackendError(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
