@@ -12,6 +12,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"time"
 
 	"github.com/vmcp/vmcp/jsonrpc"
 )
@@ -67,17 +69,35 @@ type wire struct {
 	} `json:"params"`
 }
 
+// defaultBodyReadTimeout bounds the reading of one POST body. The server
+// sets only ReadHeaderTimeout: a ReadTimeout would also cut the long-lived
+// GET streams. Without this bound a client that trickles its body would hold
+// a goroutine and up to the body cap for as long as it likes.
+const defaultBodyReadTimeout = 30 * time.Second
+
+// bodyReadTimeout is the bound New uses; tests shorten it (and then must not
+// run in parallel with tests that build the stage).
+var bodyReadTimeout = defaultBodyReadTimeout
+
 // New returns the parse stage. Only POST bodies are read; other methods
-// pass through without a Parsed.
+// pass through without a Parsed. Reading a body takes at most
+// defaultBodyReadTimeout; a body not received by then is answered with 408.
 func New() func(http.Handler) http.Handler {
+	timeout := bodyReadTimeout
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodPost {
 				next.ServeHTTP(w, r)
 				return
 			}
-			body, err := io.ReadAll(r.Body)
+			body, err := readBody(w, r, timeout)
 			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					jsonrpc.WriteError(w, http.StatusRequestTimeout, nil, jsonrpc.Error{
+						Code: jsonrpc.CodeInvalidRequest, Message: "request body read timed out",
+					})
+					return
+				}
 				var tooBig *http.MaxBytesError
 				if errors.As(err, &tooBig) {
 					jsonrpc.WriteError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.Error{
@@ -101,6 +121,31 @@ func New() func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
 		})
 	}
+}
+
+// readBody reads the whole body under a connection read deadline of
+// timeout, then clears the deadline. Clearing it matters: once the body is
+// read, net/http keeps a background read on the connection (to notice a
+// client going away), and that read hitting a stale deadline would cancel
+// the request context of a long tool call. net/http clears the deadline
+// when it starts that read at the body's end, but when the read was already
+// running (the body was consumed before this stage) the deadline set here
+// applies to it. Zero is what the server itself leaves after the headers,
+// since it sets no ReadTimeout. After a failed read the deadline stays: the
+// connection is not reused, and net/http's discarding of an unread rest of
+// the body then cannot block.
+//
+// Errors setting the deadline are ignored: ErrNotSupported comes from
+// writers that are not a connection (httptest.ResponseRecorder), and
+// anything else means the connection is closed, which the read reports.
+func readBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return body, err
 }
 
 // Parse decodes body. On failure it returns the JSON-RPC error to answer

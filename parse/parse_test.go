@@ -1,13 +1,17 @@
 package parse_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
@@ -343,6 +347,115 @@ func TestParseKeepsBodyAndIDOnError(t *testing.T) {
 	}
 	if p == nil || string(p.ID) != `"keep"` || !bytes.Equal(p.Body, body) {
 		t.Errorf("Parse = %+v; want the id and the body", p)
+	}
+}
+
+// A client that sends part of its body and stalls is answered with 408 once
+// the body read timeout passes, instead of holding the handler forever. Not
+// parallel: it shortens the timeout.
+func TestStageTimesOutATrickledBody(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	parse.SetBodyReadTimeout(t, timeout)
+	var next recorder
+	srv := httptest.NewServer(parse.New()(next.handler()))
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Content-Length 100, then only 10 bytes, then nothing.
+	start := time.Now()
+	if _, err := io.WriteString(conn, "POST /mcp HTTP/1.1\r\nHost: vmcp\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\""); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no response to a stalled body: %v", err)
+	}
+	defer resp.Body.Close()
+	elapsed := time.Since(start)
+	body, _ := io.ReadAll(resp.Body)
+
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status = %d, want 408; body %s", resp.StatusCode, body)
+	}
+	if elapsed < timeout || elapsed > timeout+5*time.Second {
+		t.Errorf("answered after %v, want just after the %v timeout", elapsed, timeout)
+	}
+	e := decodeError(t, body)
+	if e.Error.Code != jsonrpc.CodeInvalidRequest || e.Error.Message != "request body read timed out" {
+		t.Errorf("error = %d %q, want -32600 \"request body read timed out\"", e.Error.Code, e.Error.Message)
+	}
+	if next.called {
+		t.Error("next was called for a body that never arrived")
+	}
+}
+
+// The read deadline covers the body only: a handler that runs longer than
+// the timeout after the body was read keeps its request context. Not
+// parallel: it shortens the timeout.
+func TestStageClearsTheReadDeadlineAfterTheBody(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	parse.SetBodyReadTimeout(t, timeout)
+	const body = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}`
+	tests := []struct {
+		name string
+		// before runs ahead of the stage, as an earlier stage would.
+		before func(http.Handler) http.Handler
+	}{
+		{
+			// net/http clears the deadline itself when the body hits EOF
+			// and its background read starts.
+			name:   "stage reads the body",
+			before: func(h http.Handler) http.Handler { return h },
+		},
+		{
+			// Here net/http's background read is already waiting when the
+			// stage sets the deadline; only the stage's reset stops it
+			// from timing out and cancelling the request.
+			name: "body read to EOF before the stage",
+			before: func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					b, err := io.ReadAll(r.Body)
+					if err != nil {
+						t.Errorf("earlier stage: %v", err)
+					}
+					r.Body = io.NopCloser(bytes.NewReader(b))
+					h.ServeHTTP(w, r)
+				})
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctxErr := make(chan error, 1)
+			slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+					ctxErr <- context.Cause(r.Context())
+				case <-time.After(5 * timeout):
+					ctxErr <- nil
+				}
+				w.WriteHeader(http.StatusNoContent)
+			})
+			srv := httptest.NewServer(tt.before(parse.New()(slow)))
+			defer srv.Close()
+
+			resp, err := srv.Client().Post(srv.URL+"/mcp", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("POST: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				t.Errorf("status = %d, want 204", resp.StatusCode)
+			}
+			if err := <-ctxErr; err != nil {
+				t.Errorf("request context ended while the handler ran: %v", err)
+			}
+		})
 	}
 }
 
