@@ -18,7 +18,7 @@ func outgoingHeaders(a config.BackendAuth, getenv func(string) (string, bool)) (
 	switch a.Type {
 	case "":
 		return nil, nil
-	case "header_injection":
+	case config.AuthHeaderInjection:
 		v, ok := getenv(a.HeaderValueEnv)
 		if !ok || v == "" {
 			return nil, fmt.Errorf("environment variable %s (headerValueEnv) is not set", a.HeaderValueEnv)

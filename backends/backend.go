@@ -31,7 +31,7 @@ type backend struct {
 	// changed and lost are signalled by transport goroutines (never blocking)
 	// and drained by the supervisor, which alone touches the connection.
 	changed chan struct{}
-	lost    chan error
+	lost    chan lossReport
 
 	mu        sync.RWMutex
 	conn      *conn
@@ -48,7 +48,7 @@ func newBackend(c config.Backend, headers map[string]string, m *Manager) *backen
 		m:       m,
 		log:     m.log.With("backend", c.Name),
 		changed: make(chan struct{}, 1),
-		lost:    make(chan error, 1),
+		lost:    make(chan lossReport, 1),
 		state:   StateConnecting,
 		since:   time.Now(),
 	}
@@ -88,10 +88,11 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 		}
 		connected := time.Now()
 		b.log.Info("backend connected", "transport", b.cfg.Transport)
-		b.notifyChange(ctx)
+		err = b.notifyChange(ctx)
 		signalFirst()
-
-		err = b.watch(ctx)
+		if err == nil {
+			err = b.watch(ctx)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -126,10 +127,23 @@ func (b *backend) watch(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-b.lost:
-			return err
+		case r := <-b.lost:
+			if r.conn != b.current() {
+				continue // about a connection already replaced
+			}
+			if !r.definitive {
+				// One failed request (a proxy's 502, a reset) is not a dead
+				// backend: drop the connection only if it no longer answers.
+				if err := b.ping(ctx); err == nil {
+					b.log.Debug("request failed but the backend answers ping; keeping the connection", "error", r.err)
+					continue
+				}
+			}
+			return r.err
 		case <-b.changed:
-			b.notifyChange(ctx)
+			if err := b.notifyChange(ctx); err != nil {
+				return err
+			}
 		case <-tick:
 			if err := b.ping(ctx); err != nil {
 				return fmt.Errorf("ping: %w", err)
@@ -138,20 +152,32 @@ func (b *backend) watch(ctx context.Context) error {
 	}
 }
 
-func (b *backend) notifyChange(ctx context.Context) {
-	if b.m.opts.OnChange != nil {
-		b.m.opts.OnChange(ctx, b.cfg.Name)
+// notifyChange runs OnChange; its error (discovery failed) makes the
+// supervisor reconnect, which retries discovery with backoff.
+func (b *backend) notifyChange(ctx context.Context) error {
+	if b.m.opts.OnChange == nil {
+		return nil
 	}
+	if err := b.m.opts.OnChange(ctx, b.cfg.Name); err != nil {
+		return fmt.Errorf("discover: %w", err)
+	}
+	return nil
 }
 
+// ping checks that the backend still answers. Only a transport failure
+// counts: a backend that answers ping with a JSON-RPC error is alive.
 func (b *backend) ping(ctx context.Context) error {
 	c := b.current()
 	if c == nil {
 		return ErrUnavailable
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return c.client.Ping(ctx)
+	err := c.client.Ping(pctx)
+	if err != nil && (isTransportFailure(ctx, err) || errors.Is(err, context.DeadlineExceeded)) {
+		return err
+	}
+	return nil
 }
 
 // connect opens, initialises and installs a new connection.
@@ -185,7 +211,7 @@ func (b *backend) connect(ctx context.Context) error {
 			}
 		}
 	})
-	c.client.OnConnectionLost(func(err error) { b.reportLost(c, err) })
+	c.client.OnConnectionLost(func(err error) { b.reportLost(lossReport{conn: c, err: err, definitive: true}) })
 
 	init := mcp.InitializeRequest{}
 	init.Params.ProtocolVersion = protocolVersion
@@ -204,11 +230,6 @@ func (b *backend) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("initialize: %w", cctx.Err())
 	}
-	// Drop a stale loss signal from a previous connection.
-	select {
-	case <-b.lost:
-	default:
-	}
 	b.mu.Lock()
 	b.conn = c
 	b.state = StateConnected
@@ -218,15 +239,21 @@ func (b *backend) connect(ctx context.Context) error {
 	return nil
 }
 
-// reportLost tells the supervisor that connection c failed at the
-// transport level. A report about a connection already replaced is
-// ignored. It never blocks.
-func (b *backend) reportLost(c *conn, err error) {
-	if b.current() != c {
-		return
-	}
+// lossReport says that a connection failed at the transport level.
+type lossReport struct {
+	conn *conn
+	err  error
+	// definitive is set when the transport itself says the connection is
+	// gone; otherwise one request failed and the supervisor checks.
+	definitive bool
+}
+
+// reportLost hands r to the supervisor, which ignores reports about a
+// connection it has already replaced. It never blocks: one pending report
+// is enough.
+func (b *backend) reportLost(r lossReport) {
 	select {
-	case b.lost <- err:
+	case b.lost <- r:
 	default:
 	}
 }
@@ -241,9 +268,8 @@ func (b *backend) session() (*Session, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.conn == nil {
-		if b.lastErr != "" {
-			return nil, fmt.Errorf("backend %q: %w: %s", b.cfg.Name, ErrUnavailable, b.lastErr)
-		}
+		// The cause (stderr, URLs, a backend's error page) stays in the
+		// logs and /readyz; MCP clients get the fact only.
 		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
 	}
 	return &Session{backend: b, conn: b.conn}, nil
@@ -334,8 +360,11 @@ func (c *conn) close() error {
 	if c.endLive != nil {
 		c.endLive()
 	}
-	if errors.Is(err, transport.ErrChildShutdownTimeout) || errors.Is(err, exec.ErrWaitDelay) {
-		err = nil // kill above finished the job
+	var exit *exec.ExitError
+	if errors.Is(err, transport.ErrChildShutdownTimeout) || errors.Is(err, exec.ErrWaitDelay) || errors.As(err, &exit) {
+		// The kill above finished the job, or the child exited with a
+		// status or by the signal close sent it: closing succeeded.
+		err = nil
 	}
 	return err
 }

@@ -93,7 +93,7 @@ func newStdio(cfg config.Backend, c *conn, log *slog.Logger) transport.Interface
 			// Not CommandContext: the child lives until close, not until
 			// the connect timeout.
 			cmd = exec.Command(command, args...)
-			cmd.Env = append(os.Environ(), env...)
+			cmd.Env = append(inheritedEnv(), env...)
 			cmd.Dir = cfg.Cwd
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			cmd.Stderr = tail
@@ -104,6 +104,26 @@ func newStdio(cfg config.Backend, c *conn, log *slog.Logger) transport.Interface
 		}),
 		transport.WithCommandLogger(log),
 	)
+}
+
+// inheritedEnvKeys are the variables of vmcp's own environment a stdio
+// child inherits, as MCP clients do: enough to find programs, a home and a
+// locale, and to reach the network through a proxy. Everything else (the
+// tokens of other backends' outgoing auth, the Redis password) stays with
+// vmcp; a backend that needs more gets it from its env setting.
+var inheritedEnvKeys = []string{
+	"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+}
+
+func inheritedEnv() []string {
+	env := make([]string, 0, len(inheritedEnvKeys))
+	for _, k := range inheritedEnvKeys {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // tailWriter keeps the last max bytes written to it and logs each write at

@@ -40,6 +40,12 @@ func TestMain(m *testing.M) {
 	case "sleep":
 		time.Sleep(time.Hour)
 		os.Exit(0)
+	case "stubborn":
+		// Serves until stdin closes, then lingers until a signal ends it,
+		// as some servers do.
+		_ = server.ServeStdio(testServer("stubborn"))
+		time.Sleep(time.Hour)
+		os.Exit(0)
 	case "fail":
 		fmt.Fprintln(os.Stderr, "demo backend: missing API key")
 		os.Exit(3)
@@ -221,13 +227,14 @@ type changes struct {
 	n  map[string]int
 }
 
-func (c *changes) OnChange(_ context.Context, backend string) {
+func (c *changes) OnChange(_ context.Context, backend string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == nil {
 		c.n = map[string]int{}
 	}
 	c.n[backend]++
+	return nil
 }
 
 func (c *changes) count(backend string) int {

@@ -28,8 +28,10 @@ type Options struct {
 	// OnChange is called, from the backend's own supervisor goroutine, after
 	// the backend connects or reconnects and after it announces that its
 	// tools, resources or prompts changed. nil: no calls. It may call the
-	// backend (through Manager.Session) but must return when ctx ends.
-	OnChange func(ctx context.Context, backend string)
+	// backend (through Manager.Session) but must return when ctx ends. An
+	// error (discovery failed) makes the supervisor drop the connection and
+	// reconnect with backoff, so discovery is retried.
+	OnChange func(ctx context.Context, backend string) error
 	// Getenv resolves headerValueEnv of outgoing auth. nil: os.LookupEnv.
 	Getenv func(string) (string, bool)
 	// PingInterval is how often an idle connected backend is pinged to

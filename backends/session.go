@@ -2,6 +2,7 @@ package backends
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -96,40 +97,68 @@ type Capabilities struct {
 
 // Discover lists the backend's tools, resources, resource templates and
 // prompts, following list cursors. Kinds the backend does not declare are
-// left empty without asking.
+// left empty without asking, and so is a list the backend answers with
+// "method not found" (some declare resources but have no templates).
 func (s *Session) Discover(ctx context.Context) (*Capabilities, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	c := s.conn.client
 	caps := c.GetServerCapabilities()
 	out := &Capabilities{}
+	var err error
 	if caps.Tools != nil {
-		tools, err := listTools(ctx, c.GetTransport())
-		if err != nil {
-			return nil, s.wrap(ctx, fmt.Errorf("tools/list: %w", err))
+		if out.Tools, err = listKind(ctx, s, "tools/list", func(ctx context.Context) ([]mcp.Tool, error) {
+			return listTools(ctx, c.GetTransport())
+		}); err != nil {
+			return nil, err
 		}
-		out.Tools = tools
 	}
 	if caps.Resources != nil {
-		r, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
-		if err != nil {
-			return nil, s.wrap(ctx, fmt.Errorf("resources/list: %w", err))
+		if out.Resources, err = listKind(ctx, s, "resources/list", func(ctx context.Context) ([]mcp.Resource, error) {
+			r, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+			if err != nil {
+				return nil, err
+			}
+			return r.Resources, nil
+		}); err != nil {
+			return nil, err
 		}
-		out.Resources = r.Resources
-		t, err := c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
-		if err != nil {
-			return nil, s.wrap(ctx, fmt.Errorf("resources/templates/list: %w", err))
+		if out.ResourceTemplates, err = listKind(ctx, s, "resources/templates/list", func(ctx context.Context) ([]mcp.ResourceTemplate, error) {
+			r, err := c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
+			if err != nil {
+				return nil, err
+			}
+			return r.ResourceTemplates, nil
+		}); err != nil {
+			return nil, err
 		}
-		out.ResourceTemplates = t.ResourceTemplates
 	}
 	if caps.Prompts != nil {
-		r, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
-		if err != nil {
-			return nil, s.wrap(ctx, fmt.Errorf("prompts/list: %w", err))
+		if out.Prompts, err = listKind(ctx, s, "prompts/list", func(ctx context.Context) ([]mcp.Prompt, error) {
+			r, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
+			if err != nil {
+				return nil, err
+			}
+			return r.Prompts, nil
+		}); err != nil {
+			return nil, err
 		}
-		out.Prompts = r.Prompts
 	}
 	return out, nil
+}
+
+// listKind runs one list request of Discover; "method not found" is an
+// empty list, other errors name the method and the backend.
+func listKind[T any](ctx context.Context, s *Session, method string, list func(context.Context) ([]T, error)) ([]T, error) {
+	items, err := list(ctx)
+	if errors.Is(err, mcp.ErrMethodNotFound) {
+		s.backend.log.Info("backend declares the capability but does not implement the method; treating it as empty", "method", method)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.wrap(ctx, fmt.Errorf("%s: %w", method, err))
+	}
+	return items, nil
 }
 
 func (s *Session) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -146,7 +175,7 @@ func (s *Session) wrap(ctx context.Context, err error) error {
 		return nil
 	}
 	if isTransportFailure(ctx, err) {
-		s.backend.reportLost(s.conn, err)
+		s.backend.reportLost(lossReport{conn: s.conn, err: err})
 	}
 	return fmt.Errorf("backend %q: %w", s.backend.cfg.Name, err)
 }

@@ -24,7 +24,7 @@ func TestStdioEnvAndCwdReachTheChild(t *testing.T) {
 	if got := call(t, s, "env", map[string]any{"name": "GREETING"}); got != "hello from config" {
 		t.Errorf("child's GREETING = %q", got)
 	}
-	// The child also inherits vmcp's own environment.
+	// The child inherits PATH from vmcp's own environment.
 	if got := call(t, s, "env", map[string]any{"name": "PATH"}); got != os.Getenv("PATH") {
 		t.Errorf("child's PATH = %q, want vmcp's", got)
 	}

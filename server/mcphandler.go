@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
+	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
 )
 
@@ -32,7 +33,7 @@ type mcpEndpoint struct {
 }
 
 func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rejectDNSRebinding(w, r) {
+	if !e.knownSession(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -47,6 +48,29 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Body = p.Body
 	}
 	e.mcp.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
+}
+
+// knownSession refuses GET and DELETE requests whose session vmcp did not
+// issue or already ended: mcp-go would open a stream for a made-up id, or
+// mint a new session for a GET without one. A missing id is 400, an
+// unknown one 404 (the client starts a new session).
+func (e *mcpEndpoint) knownSession(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		return true
+	}
+	if mcp.IsModernProtocol(r.Header.Get(mcpserver.HeaderKeyProtocolVersion)) {
+		return true // sessionless revision: mcp-go answers per its rules
+	}
+	id := r.Header.Get(mcpserver.HeaderKeySessionID)
+	switch {
+	case id == "":
+		jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "missing " + mcpserver.HeaderKeySessionID + " header"})
+		return false
+	case !e.sessions.valid(id):
+		jsonrpc.WriteError(w, http.StatusNotFound, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unknown or ended session"})
+		return false
+	}
+	return true
 }
 
 // servedToolList answers tools/list from the encoded tool list when the
@@ -96,7 +120,9 @@ func rejectDNSRebinding(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if isLoopback(local.String()) && !isLoopback(r.Host) {
-		http.Error(w, fmt.Sprintf("forbidden: Host %q is not a loopback name", r.Host), http.StatusForbidden)
+		jsonrpc.WriteError(w, http.StatusForbidden, nil, jsonrpc.Error{
+			Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("Host %q is not a loopback name", r.Host),
+		})
 		return true
 	}
 	return false

@@ -189,17 +189,18 @@ func (s *Server) warnUnenforced() {
 }
 
 // backendChanged rediscovers one backend and installs the new catalogue.
-// It runs on that backend's supervisor goroutine.
-func (s *Server) backendChanged(ctx context.Context, name string) {
+// It runs on that backend's supervisor goroutine; an error makes the
+// supervisor reconnect and try again with backoff, while the catalogue
+// keeps the backend's previous capabilities.
+func (s *Server) backendChanged(ctx context.Context, name string) error {
 	sess, err := s.backends.Session("", name)
 	if err != nil {
-		s.log.Warn("rediscover backend", "backend", name, "error", err)
-		return
+		return err
 	}
 	caps, err := sess.Discover(ctx)
 	if err != nil {
 		s.log.Warn("rediscover backend; keeping its previous capabilities", "backend", name, "error", err)
-		return
+		return err
 	}
 	cat, err := s.agg.Update(name, (*aggregator.Capabilities)(caps))
 	if err != nil {
@@ -208,6 +209,7 @@ func (s *Server) backendChanged(ctx context.Context, name string) {
 	s.log.Info("catalogue updated", "backend", name, "tools", len(cat.Tools), "backend_tools", cat.ToolCount(name),
 		"resources", len(cat.Resources), "prompts", len(cat.Prompts))
 	s.sync.Sync()
+	return nil
 }
 
 // Start connects every backend in parallel (each bounded by its connect
@@ -251,8 +253,16 @@ func (s *Server) Addr() net.Addr {
 	return s.listener.Addr()
 }
 
-// ServeHTTP serves the MCP endpoint, /healthz and /readyz.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the MCP endpoint, /healthz and /readyz. A request that
+// reached a loopback listener under a Host name that is not loopback is
+// refused first (DNS rebinding: a web page must not drive or read a local
+// vmcp from a browser).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rejectDNSRebinding(w, r) {
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Shutdown stops accepting connections, waits for in-flight requests (up to
 // server.shutdownTimeout or ctx, whichever ends first), ends the clients'

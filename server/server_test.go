@@ -308,3 +308,63 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 		t.Fatalf("Shutdown returned after %v, before the in-flight call could finish", waited)
 	}
 }
+
+// TestRequestsThatMustNotReachMCPGo covers what the endpoint refuses before
+// mcp-go sees it: a browser-rebound Host on a loopback listener (on every
+// path, /readyz included) and GET or DELETE with a session vmcp did not
+// issue.
+func TestRequestsThatMustNotReachMCPGo(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "alpha", "search")
+	cfg := testConfig(t, config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"})
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + srv.Addr().String()
+	live := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`).Header().Get("Mcp-Session-Id")
+
+	cases := []struct {
+		name, method, path, host, session string
+		want                              int
+	}{
+		{"rebound host on the MCP endpoint", http.MethodPost, "/mcp", "evil.example:80", live, http.StatusForbidden},
+		{"rebound host on readyz", http.MethodGet, "/readyz", "evil.example", "", http.StatusForbidden},
+		{"GET stream for a made-up session", http.MethodGet, "/mcp", "", "mcp-session-made-up", http.StatusNotFound},
+		{"GET stream without a session", http.MethodGet, "/mcp", "", "", http.StatusBadRequest},
+		{"DELETE of a made-up session", http.MethodDelete, "/mcp", "", "mcp-session-made-up", http.StatusNotFound},
+		{"readyz by its loopback name", http.MethodGet, "/readyz", "localhost", "", http.StatusOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, base+tc.path, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			if tc.session != "" {
+				req.Header.Set("Mcp-Session-Id", tc.session)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s %s (Host %q) = %d %s, want %d", tc.method, tc.path, tc.host, resp.StatusCode, body, tc.want)
+			}
+			if tc.want >= 400 && !strings.Contains(string(body), `"jsonrpc":"2.0"`) {
+				t.Fatalf("refusal body %q is not a JSON-RPC error", body)
+			}
+		})
+	}
+}
