@@ -98,7 +98,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, *cfg, log)
+			return serve(ctx, stop, *cfg, log)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "vmcp.yaml", "path to the config file")
@@ -107,24 +107,43 @@ func newServe(stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-// serve runs the server until ctx ends, then shuts it down.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// serve runs the server until ctx ends, then shuts it down. stop ends the
+// signal handling behind ctx (and, as signal.NotifyContext's stop does,
+// cancels ctx); serve calls it as soon as it starts shutting
+// down, so that a second SIGINT or SIGTERM during the shutdown (drain, stdio
+// grace periods) kills the process the default way instead of being
+// swallowed. A signal during start-up is not a failure: serve shuts down
+// and returns nil.
+func serve(ctx context.Context, stop context.CancelFunc, cfg config.Config, log *slog.Logger) error {
 	srv, err := server.New(cfg, server.Options{Logger: log, Version: version})
 	if err != nil {
 		log.Error("vmcp cannot start", "error", err)
 		return err
 	}
 	if err := srv.Start(ctx); err != nil {
+		// Before stop: stop cancels ctx too.
+		interrupted := ctx.Err() != nil
+		stop()
+		if interrupted {
+			log.Info("interrupted during start-up")
+			return shutdown(srv, cfg, log)
+		}
 		log.Error("vmcp cannot start", "error", err)
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
 	<-ctx.Done()
+	stop()
 	log.Info("shutting down")
+	return shutdown(srv, cfg, log)
+}
+
+// shutdown shuts srv down and logs the outcome.
+func shutdown(srv *server.Server, cfg config.Config, log *slog.Logger) error {
 	// The drain is bounded by server.shutdownTimeout; the extra minute only
 	// covers the cleanup hooks (stdio children get their grace period).
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D()+time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D()+time.Minute)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "error", err)
 		return err
 	}
