@@ -64,7 +64,11 @@ func newValidate(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check a config file and print every error with its key path",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if _, err := config.Load(path); err != nil {
+			cfg, err := config.Load(path)
+			if err == nil {
+				err = check(*cfg)
+			}
+			if err != nil {
 				printErrors(stderr, path, err)
 				return err
 			}
@@ -105,6 +109,18 @@ func newServe(stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")
 	return cmd
+}
+
+// check runs the checks serve makes before it connects anything:
+// server.New builds the whole server (outgoing auth resolved from the
+// environment, the stages this build supports) without connecting or
+// listening, and Shutdown releases what it built.
+func check(cfg config.Config) error {
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.DiscardHandler), Version: version})
+	if err != nil {
+		return err
+	}
+	return srv.Shutdown(context.Background())
 }
 
 // serve runs the server until ctx ends, then shuts it down. stop ends the
