@@ -56,6 +56,6 @@ func New(cfg config.IncomingAuth) (func(http.Handler) http.Handler, error) {
 			})
 		}, nil
 	default:
-		return nil, fmt.Errorf("incomingAuth.type %q is not supported by this build", cfg.Type)
+		return nil, fmt.Errorf("incomingAuth.type: %q is not supported by this build", cfg.Type)
 	}
 }

@@ -21,7 +21,7 @@ func outgoingHeaders(a config.BackendAuth, getenv func(string) (string, bool)) (
 	case config.AuthHeaderInjection:
 		v, ok := getenv(a.HeaderValueEnv)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("environment variable %s (headerValueEnv) is not set", a.HeaderValueEnv)
+			return nil, fmt.Errorf("headerValueEnv: environment variable %s is not set", a.HeaderValueEnv)
 		}
 		if a.HeaderName == "" {
 			return nil, errors.New("headerName is empty")

@@ -77,7 +77,7 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	for _, c := range cfgs {
 		headers, err := outgoingHeaders(auth.Backends[c.Name], opts.Getenv)
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: outgoing auth: %w", c.Name, err)
+			return nil, fmt.Errorf("outgoingAuth.backends.%s: %w", c.Name, err)
 		}
 		m.backends[c.Name] = newBackend(c, headers, m)
 		m.order = append(m.order, c.Name)

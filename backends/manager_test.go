@@ -395,22 +395,22 @@ func TestOutgoingAuthErrors(t *testing.T) {
 		{
 			name: "missing variable",
 			auth: config.BackendAuth{Type: config.AuthHeaderInjection, HeaderName: "Authorization", HeaderValueEnv: "GITHUB_TOKEN"},
-			want: []string{`backend "github"`, "GITHUB_TOKEN"},
+			want: []string{"outgoingAuth.backends.github", "GITHUB_TOKEN"},
 		},
 		{
 			name: "empty variable",
 			auth: config.BackendAuth{Type: config.AuthHeaderInjection, HeaderName: "Authorization", HeaderValueEnv: "EMPTY"},
-			want: []string{`backend "github"`, "EMPTY"},
+			want: []string{"outgoingAuth.backends.github", "EMPTY"},
 		},
 		{
 			name: "no header name",
 			auth: config.BackendAuth{Type: config.AuthHeaderInjection, HeaderValueEnv: "SET"},
-			want: []string{`backend "github"`, "headerName"},
+			want: []string{"outgoingAuth.backends.github", "headerName"},
 		},
 		{
 			name: "unknown type",
 			auth: config.BackendAuth{Type: "oauth2"},
-			want: []string{`backend "github"`, "oauth2"},
+			want: []string{"outgoingAuth.backends.github", "oauth2"},
 		},
 	}
 	for _, tt := range tests {

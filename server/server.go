@@ -73,7 +73,7 @@ type Server struct {
 // New validates cfg and assembles a server without connecting or listening
 // (see Start). cfg is taken as given: defaults are expected to be applied,
 // as config.Load does.
-func New(cfg config.Config, opts Options) (s *Server, err error) {
+func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func New(cfg config.Config, opts Options) (s *Server, err error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	s = &Server{cfg: cfg, log: opts.Logger, opts: opts, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: opts.Logger, opts: opts, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.runClosers())
@@ -142,7 +142,7 @@ func New(cfg config.Config, opts Options) (s *Server, err error) {
 func (s *Server) buildRoutes() error {
 	authStage, err := auth.New(s.cfg.IncomingAuth)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err
 	}
 	rl, err := ratelimit.New(s.cfg.RateLimiting)
 	if err != nil {
