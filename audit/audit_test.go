@@ -1,0 +1,29 @@
+package audit
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// TestDisabledStageCostsNothing: with nothing configured the stage is next
+// itself, so requests pay nothing for it, and every request reaches next.
+func TestDisabledStageCostsNothing(t *testing.T) {
+	t.Parallel()
+	mw, err := New(config.Audit{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := 0
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called++ })
+	h := mw(next)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/mcp", nil))
+	if called != 1 {
+		t.Fatalf("next called %d times, want 1", called)
+	}
+	if _, ok := h.(http.HandlerFunc); !ok {
+		t.Fatalf("stage wrapped next in %T; a disabled stage must return next unchanged", h)
+	}
+}
