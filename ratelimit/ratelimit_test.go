@@ -16,14 +16,17 @@ func TestDisabledStageCostsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	called := 0
-	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called++ })
+	next := &countingHandler{}
 	h := mw(next)
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/mcp", nil))
-	if called != 1 {
-		t.Fatalf("next called %d times, want 1", called)
+	if next.calls != 1 {
+		t.Fatalf("next called %d times, want 1", next.calls)
 	}
-	if _, ok := h.(http.HandlerFunc); !ok {
+	if h != http.Handler(next) {
 		t.Fatalf("stage wrapped next in %T; a disabled stage must return next unchanged", h)
 	}
 }
+
+type countingHandler struct{ calls int }
+
+func (c *countingHandler) ServeHTTP(http.ResponseWriter, *http.Request) { c.calls++ }
