@@ -142,17 +142,7 @@ type target struct {
 }
 
 func runLoad(ctx context.Context, opts options, out io.Writer) (err error) {
-	tmp, err := os.MkdirTemp("", "vmcp-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	slog.Info("building demo backend")
-	bin, err := buildDemo(ctx, tmp)
-	if err != nil {
-		return err
-	}
-	be, err := startBackend(bin, opts.tools)
+	be, err := launchDemo(ctx, opts.tools)
 	if err != nil {
 		return err
 	}
@@ -333,21 +323,27 @@ func fmtSigned(d time.Duration) string {
 	return "+" + fmtDur(d)
 }
 
-// runCatalogue starts vmcp in front of a backend with opts.catalogue
-// synthetic tools and measures tools/list through vmcp and this process's
-// RSS (which hosts vmcp; the backend is a separate process).
-func runCatalogue(ctx context.Context, opts options, out io.Writer) (err error) {
+// launchDemo builds the demo backend into a temporary directory and starts
+// it with tools synthetic tools; the binary is removed once it runs.
+func launchDemo(ctx context.Context, tools int) (*backend, error) {
 	tmp, err := os.MkdirTemp("", "vmcp-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 	slog.Info("building demo backend")
 	bin, err := buildDemo(ctx, tmp)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	be, err := startBackend(bin, opts.catalogue)
+	return startBackend(bin, tools)
+}
+
+// runCatalogue starts vmcp in front of a backend with opts.catalogue
+// synthetic tools and measures tools/list through vmcp and this process's
+// RSS (which hosts vmcp; the backend is a separate process).
+func runCatalogue(ctx context.Context, opts options, out io.Writer) (err error) {
+	be, err := launchDemo(ctx, opts.catalogue)
 	if err != nil {
 		return err
 	}
