@@ -4,9 +4,13 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
+	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/config"
 )
 
@@ -42,19 +46,50 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 	return context.WithValue(ctx, ctxKey{}, id)
 }
 
-// New returns the stage for cfg. Anonymous auth gives every request the
-// anonymous identity (config validation already confined it to loopback
-// unless allowAnonymousNetwork is set). OIDC is refused by this build
-// rather than silently letting every request through.
-func New(cfg config.IncomingAuth) (func(http.Handler) http.Handler, error) {
+// JSONRPCCode is the JSON-RPC error code of a refusal by the auth stage
+// (401 and 403). It lies in the implementation-defined server-error range
+// and outside -32020..-32099, which protocol revision 2026-07-28 reserves.
+// The error's data holds the OAuth error and error_description.
+const JSONRPCCode = -32001
+
+// New returns the auth stage for cfg.
+//
+// Anonymous auth gives every request the anonymous identity (config
+// validation already confined it to loopback unless allowAnonymousNetwork
+// is set); v and metadataURL are not used.
+//
+// OIDC auth needs v and metadataURL, the absolute URL of this server's
+// protected resource metadata (see MetadataURL), which every challenge
+// names. A request passes with the verified Identity on its context when it
+// carries "Authorization: Bearer <token>" and v accepts the token;
+// otherwise it is answered 401 (403 for a missing scope) with an RFC 6750
+// WWW-Authenticate challenge and a JSON-RPC error (JSONRPCCode), the reason
+// is logged (never the token) and recorded to rec (nil: audit.Discard).
+// A token in the query string is refused. New opens nothing.
+func New(cfg config.IncomingAuth, v *Verifier, rec audit.Recorder, metadataURL string) (func(http.Handler) http.Handler, error) {
 	switch cfg.Type {
-	case "", "anonymous":
+	case "", config.AuthAnonymous:
 		anon := Identity{Issuer: AnonymousIssuer, Subject: AnonymousSubject}
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), anon)))
 			})
 		}, nil
+	case config.AuthOIDC:
+		if v == nil {
+			return nil, errors.New("incomingAuth.type: oidc needs a token verifier")
+		}
+		if u, err := url.Parse(metadataURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("incomingAuth.oidc: metadata URL %q is not an absolute URL", metadataURL)
+		}
+		if rec == nil {
+			rec = audit.Discard
+		}
+		s := &oidcStage{v: v, rec: rec, metadataURL: quote(metadataURL)}
+		if scopes := v.requiredScopes(); len(scopes) > 0 {
+			s.scope = quote(strings.Join(scopes, " "))
+		}
+		return s.wrap, nil
 	default:
 		return nil, fmt.Errorf("incomingAuth.type: %q is not supported by this build", cfg.Type)
 	}

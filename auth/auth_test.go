@@ -16,7 +16,7 @@ func TestAnonymousPutsTheAnonymousIdentity(t *testing.T) {
 	for _, typ := range []string{"", config.AuthAnonymous} {
 		t.Run("type="+typ, func(t *testing.T) {
 			t.Parallel()
-			stage, err := auth.New(config.IncomingAuth{Type: typ})
+			stage, err := auth.New(config.IncomingAuth{Type: typ}, nil, nil, "")
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
@@ -57,8 +57,8 @@ func TestAnonymousPutsTheAnonymousIdentity(t *testing.T) {
 
 func TestUnsupportedTypesAreRefused(t *testing.T) {
 	t.Parallel()
-	for _, typ := range []string{config.AuthOIDC, "basic"} {
-		stage, err := auth.New(config.IncomingAuth{Type: typ, OIDC: &config.OIDC{Issuer: "https://idp.example.com"}})
+	for _, typ := range []string{"basic", "OIDC"} {
+		stage, err := auth.New(config.IncomingAuth{Type: typ, OIDC: &config.OIDC{Issuer: "https://idp.example.com"}}, nil, nil, "")
 		if err == nil {
 			t.Errorf("type %q: New succeeded; a build that cannot verify tokens must not let requests through", typ)
 		}
