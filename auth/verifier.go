@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
@@ -298,24 +299,20 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Identity, error
 	}
 	var key [32]byte
 	if v.cache != nil {
-		key = sha256.Sum256([]byte(rawToken))
+		// Hash the string's bytes in place: a copy would be the hot
+		// path's one allocation. sha256 only reads them.
+		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(rawToken), len(rawToken)))
 		if id, ok := v.cache.get(key, now); ok {
 			return id, nil
 		}
 	}
 
-	alg, err := headerAlg(rawToken)
-	if err != nil {
-		return Identity{}, invalidToken("malformed token")
-	}
-	if !v.algs[alg] {
-		return Identity{}, invalidToken("signing algorithm not allowed")
-	}
-
+	// go-oidc parses the token with the allowed algorithms only, so none
+	// and HS* never reach a key.
 	st := &verifyState{}
 	tok, err := v.idv.Verify(context.WithValue(ctx, verifyStateKey{}, st), rawToken)
 	if err != nil {
-		return Identity{}, v.explain(st)
+		return Identity{}, v.explain(rawToken, st)
 	}
 	var claims map[string]any
 	if err := tok.Claims(&claims); err != nil {
@@ -361,11 +358,14 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Identity, error
 
 // explain turns a go-oidc refusal into an Error, from what the key set saw
 // and, when the signature was good, from the claims go-oidc checks.
-func (v *Verifier) explain(st *verifyState) *Error {
+func (v *Verifier) explain(rawToken string, st *verifyState) *Error {
 	if errors.Is(st.sigErr, errUnknownKey) || errors.Is(st.sigErr, errBadSignature) {
 		return invalidToken(st.sigErr.Error())
 	}
 	if st.payload == nil {
+		if alg, err := headerAlg(rawToken); err == nil && !v.algs[alg] {
+			return invalidToken("signing algorithm not allowed")
+		}
 		return invalidToken("malformed token")
 	}
 	var c struct {
