@@ -1,5 +1,8 @@
 // Package auth is the authentication stage: it turns each request's
 // credentials into an Identity on the request context, or refuses it.
+// Under OIDC, vmcp is an OAuth 2.1 resource server: a Verifier checks
+// bearer access tokens against the provider's keys, and MetadataHandler
+// serves the RFC 9728 document that tells a client where to get a token.
 package auth
 
 import (
@@ -21,6 +24,7 @@ type Identity struct {
 	// Subject is the token subject, or AnonymousSubject.
 	Subject string
 	// Claims are the verified token claims; nil for anonymous requests.
+	// The map is shared between requests with the same token: read only.
 	Claims map[string]any
 }
 
