@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
+	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
 )
@@ -33,7 +34,7 @@ type mcpEndpoint struct {
 }
 
 func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !e.knownSession(w, r) {
+	if !e.knownSession(w, r) || !e.ownSession(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -48,6 +49,32 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Body = p.Body
 	}
 	e.mcp.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
+	if id := w.Header().Get(mcpserver.HeaderKeySessionID); id != "" && r.Header.Get(mcpserver.HeaderKeySessionID) == "" {
+		// A session was just created: it belongs to whoever created it.
+		e.sessions.bind(id, owner(r))
+	}
+}
+
+// owner names the identity of a request for session binding: issuer and
+// subject, so a refreshed token keeps its session.
+func owner(r *http.Request) string {
+	id, ok := auth.IdentityFrom(r.Context())
+	if !ok {
+		return ""
+	}
+	return id.Issuer + "\n" + id.Subject
+}
+
+// ownSession refuses a request that carries a session created by another
+// identity.
+func (e *mcpEndpoint) ownSession(w http.ResponseWriter, r *http.Request) bool {
+	id := r.Header.Get(mcpserver.HeaderKeySessionID)
+	if id == "" || e.sessions.usableBy(id, owner(r)) {
+		return true
+	}
+	e.log.Warn("request on another identity's session refused", "session", id)
+	jsonrpc.WriteError(w, http.StatusForbidden, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "session belongs to another identity"})
+	return false
 }
 
 // knownSession refuses GET and DELETE requests whose session vmcp did not

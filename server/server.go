@@ -20,7 +20,6 @@ import (
 
 	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/audit"
-	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/bodylimit"
 	"github.com/vmcp/vmcp/config"
@@ -132,15 +131,15 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	)
 	s.closers = append(s.closers, func() error { return s.mcpHTTP.Shutdown(context.Background()) })
 
-	if err := s.buildRoutes(); err != nil {
-		return nil, err
-	}
 	s.warnUnenforced()
 	return s, nil
 }
 
-func (s *Server) buildRoutes() error {
-	authStage, err := auth.New(s.cfg.IncomingAuth)
+// buildRoutes assembles the request path and the routes around it. It runs
+// in Start, once the listener's address is known (the default OIDC resource
+// is built from it) and the identity provider has been reached.
+func (s *Server) buildRoutes(ctx context.Context) error {
+	authStage, err := s.authentication(ctx)
 	if err != nil {
 		return err
 	}
@@ -218,6 +217,24 @@ func (s *Server) backendChanged(ctx context.Context, name string) error {
 // bounds start-up only. Start fails when the listener cannot be opened or
 // when manual conflict resolution leaves a conflict unsettled.
 func (s *Server) Start(ctx context.Context) error {
+	// Listen first (nothing is served until the end): the address is part
+	// of the default OIDC resource, and a port in use should fail fast.
+	addr := net.JoinHostPort(s.cfg.Server.Host, strconv.Itoa(s.cfg.Server.Port))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s.listener = ln
+	s.closers = append(s.closers, func() error {
+		if s.httpSrv == nil { // never served: the listener is still ours to close
+			return ln.Close()
+		}
+		return nil
+	})
+	if err := s.buildRoutes(ctx); err != nil {
+		return err
+	}
+
 	s.backends.Start(ctx)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -226,13 +243,6 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.sync.Sync()
-
-	addr := net.JoinHostPort(s.cfg.Server.Host, strconv.Itoa(s.cfg.Server.Port))
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	s.listener = ln
 	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		err := s.httpSrv.Serve(ln)

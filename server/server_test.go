@@ -369,15 +369,15 @@ func TestRequestsThatMustNotReachMCPGo(t *testing.T) {
 	}
 }
 
-// TestNewFailingHalfWayCleansUp: when New fails after it opened things (the
-// auth stage comes after the backends manager), it returns the error and
-// closes what it opened instead of panicking.
+// TestNewFailingHalfWayCleansUp: when New fails after it started building
+// (outgoing auth names an unset variable), it returns the error and cleans
+// up instead of panicking.
 func TestNewFailingHalfWayCleansUp(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, config.Backend{Name: "a", Transport: config.TransportStdio, Command: "/bin/true"})
-	cfg.IncomingAuth = config.IncomingAuth{Type: config.AuthOIDC, OIDC: &config.OIDC{Issuer: "https://idp.example.com", Audience: "x"}}
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if srv != nil || err == nil || !strings.Contains(err.Error(), "incomingAuth.type") {
-		t.Fatalf("New = %v, %v; want no server and an error naming incomingAuth.type", srv, err)
+	cfg.OutgoingAuth.Backends = map[string]config.BackendAuth{"a": {Type: config.AuthHeaderInjection, HeaderName: "X-Token", HeaderValueEnv: "VMCP_TEST_UNSET_TOKEN"}}
+	srv, err := New(cfg, Options{Logger: quietLogger(), Getenv: func(string) (string, bool) { return "", false }})
+	if srv != nil || err == nil || !strings.Contains(err.Error(), "VMCP_TEST_UNSET_TOKEN") {
+		t.Fatalf("New = %v, %v; want no server and an error naming the variable", srv, err)
 	}
 }

@@ -10,21 +10,24 @@ import (
 // new session.
 var errUnknownSession = errors.New("unknown session")
 
-// sessionIDs issues MCP session ids and remembers the live ones, so that a
-// deleted, expired or made-up id is refused (404) instead of being taken at
-// its word. It implements mcp-go's SessionIdManager.
+// sessionIDs issues MCP session ids, remembers the live ones (so that a
+// deleted, expired or made-up id is refused with 404 instead of being taken
+// at its word) and which identity each belongs to. It implements mcp-go's
+// SessionIdManager.
 type sessionIDs struct {
-	mu   sync.RWMutex
-	live map[string]struct{}
+	mu sync.RWMutex
+	// live maps a session id to its owner: the issuer and subject of the
+	// identity that initialised it, "" until bound.
+	live map[string]string
 }
 
-func newSessionIDs() *sessionIDs { return &sessionIDs{live: make(map[string]struct{})} }
+func newSessionIDs() *sessionIDs { return &sessionIDs{live: make(map[string]string)} }
 
 // Generate issues a new id: 128 random bits.
 func (s *sessionIDs) Generate() string {
 	id := "mcp-session-" + rand.Text()
 	s.mu.Lock()
-	s.live[id] = struct{}{}
+	s.live[id] = ""
 	s.mu.Unlock()
 	return id
 }
@@ -42,6 +45,24 @@ func (s *sessionIDs) valid(id string) bool {
 	_, ok := s.live[id]
 	s.mu.RUnlock()
 	return ok
+}
+
+// bind records owner as the owner of a live, unbound session.
+func (s *sessionIDs) bind(id, owner string) {
+	s.mu.Lock()
+	if o, ok := s.live[id]; ok && o == "" {
+		s.live[id] = owner
+	}
+	s.mu.Unlock()
+}
+
+// usableBy reports whether the session id may be used by owner: it is
+// unknown to vmcp (mcp-go then refuses it) or bound to that owner.
+func (s *sessionIDs) usableBy(id, owner string) bool {
+	s.mu.RLock()
+	o, ok := s.live[id]
+	s.mu.RUnlock()
+	return !ok || o == "" || o == owner
 }
 
 // Terminate forgets id; later requests with it get 404.
