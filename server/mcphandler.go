@@ -72,7 +72,7 @@ func (e *mcpEndpoint) ownSession(w http.ResponseWriter, r *http.Request) bool {
 	if id == "" || e.sessions.usableBy(id, owner(r)) {
 		return true
 	}
-	e.log.Warn("request on another identity's session refused", "session", id)
+	e.log.Warn("request on another identity's session refused", "session_prefix", id[:min(len(id), 20)])
 	jsonrpc.WriteError(w, http.StatusForbidden, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "session belongs to another identity"})
 	return false
 }
