@@ -143,7 +143,14 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rl, err := ratelimit.New(s.cfg.RateLimiting)
+	rl, err := ratelimit.New(s.cfg.RateLimiting, ratelimit.Options{
+		ServerName: s.cfg.Name,
+		Logger:     s.log,
+		KnownTool: func(name string) bool {
+			_, ok := s.agg.Catalogue().Tool(name)
+			return ok
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
