@@ -1,0 +1,115 @@
+package ratelimit
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startRedis starts a redis-server of tb's own on a free loopback port, with
+// persistence off, and returns a client with room for 64 concurrent
+// callers. Server and client stop in tb.Cleanup. Without redis-server on
+// PATH the test is skipped (CI installs it).
+func startRedis(tb testing.TB) *redis.Client {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		tb.Skip("redis-server not on PATH; install Redis (e.g. apt-get install redis-server) to run the Redis store tests")
+	}
+	var lastErr error
+	for range 3 { // a free port can be taken before redis binds it
+		client, err := tryStartRedis(tb, bin)
+		if err == nil {
+			return client
+		}
+		lastErr = err
+	}
+	tb.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func tryStartRedis(tb testing.TB, bin string) (*redis.Client, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	var out lockedBuffer
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--databases", "1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { // owned by this helper: ends when the server exits
+		cmd.Wait()
+		close(exited)
+	}()
+	stop := func() {
+		cmd.Process.Kill()
+		<-exited
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		PoolSize: 64,
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := client.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			client.Close()
+			return nil, &startError{out: out.String()}
+		default:
+		}
+		if time.Now().After(deadline) {
+			client.Close()
+			stop()
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Cleanup(func() {
+		client.Close()
+		stop()
+	})
+	return client, nil
+}
+
+type startError struct{ out string }
+
+func (e *startError) Error() string { return "redis-server exited: " + e.out }
+
+// lockedBuffer collects a child's output, written from exec's copying
+// goroutines and read after exit.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
