@@ -143,8 +143,13 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	store, err := s.rateLimitStore(ctx)
+	if err != nil {
+		return err
+	}
 	rl, err := ratelimit.New(s.cfg.RateLimiting, ratelimit.Options{
 		ServerName: s.cfg.Name,
+		Store:      store,
 		Logger:     s.log,
 		KnownTool: func(name string) bool {
 			_, ok := s.agg.Catalogue().Tool(name)
@@ -182,10 +187,6 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 // warnUnenforced says which configured sections this build parses but
 // does not act on yet, so nobody believes they are protected.
 func (s *Server) warnUnenforced() {
-	rl := s.cfg.RateLimiting
-	if rl.Shared != nil || rl.PerUser != nil || len(rl.Tools) > 0 {
-		s.log.Warn("rateLimiting is configured but not enforced by this build")
-	}
 	if s.cfg.Optimizer.Enabled {
 		s.log.Warn("optimizer.enabled is set but the optimizer is not part of this build; serving every tool")
 	}
@@ -250,6 +251,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.sync.Sync()
+	s.warnUnknownLimitedTools()
 	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		err := s.httpSrv.Serve(ln)
