@@ -181,6 +181,8 @@ func TestParseErrors(t *testing.T) {
 				"rateLimiting.shared.maxTokens: must be at least 1, got 0",
 				"rateLimiting.shared.refillPeriod: must be positive",
 			}},
+		{"bucket rate too fine to count exactly", oneBackend + "rateLimiting: {shared: {maxTokens: 1000000, refillPeriod: 24h}}\n",
+			[]string{"rateLimiting.shared.maxTokens: 1000000 tokens per 24h0m0s is too fine a rate"}},
 		{"bucket empty", oneBackend + "rateLimiting: {shared: {}}\n",
 			[]string{"rateLimiting.shared.maxTokens: must be at least 1", "rateLimiting.shared.refillPeriod: must be positive"}},
 		{"per-user with anonymous", oneBackend + "rateLimiting: {perUser: {maxTokens: 1, refillPeriod: 1s}}\n",

@@ -136,8 +136,18 @@ func (b Bucket) validate() error {
 	if b.RefillPeriod <= 0 {
 		p.addf("refillPeriod", "must be positive, got %s", b.RefillPeriod)
 	}
+	// The Redis store counts tokens exactly as maxTokens × refill time in
+	// microseconds, which must stay within Lua's 2^53 exact integers.
+	if b.MaxTokens >= 1 && b.RefillPeriod > 0 {
+		if micros := b.RefillPeriod.D().Microseconds(); micros > 0 && int64(b.MaxTokens) > maxBucketProduct/micros {
+			p.addf("maxTokens", "%d tokens per %s is too fine a rate to count exactly; use a shorter refillPeriod with proportionally fewer tokens", b.MaxTokens, b.RefillPeriod)
+		}
+	}
 	return p.err()
 }
+
+// maxBucketProduct bounds maxTokens × refillPeriod in microseconds (2^53).
+const maxBucketProduct = 1 << 53
 
 func (o Optimizer) validate() error {
 	if o.MaxToolsToReturn < 1 || o.MaxToolsToReturn > 100 {
