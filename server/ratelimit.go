@@ -64,7 +64,11 @@ func (s *Server) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
 	if err := client.Ping(pctx).Err(); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", r.Address, err)
 	}
-	return ratelimit.NewRedisStore(client), nil
+	store := ratelimit.NewRedisStore(client)
+	if err := store.Load(pctx); err != nil { // the first call then needs no fallback
+		return nil, fmt.Errorf("redis %s: %w", r.Address, err)
+	}
+	return store, nil
 }
 
 // warnUnknownLimitedTools names rateLimiting.tools entries that are not in
