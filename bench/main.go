@@ -8,6 +8,7 @@
 //	go run ./bench -c 32 -d 10s         # one connection count
 //	go run ./bench -cpuprofile cpu.out  # profile vmcp's tools/call phase
 //	go run ./bench -catalogue 10000     # tools/list latency and RSS with a big catalogue
+//	go run ./bench -ratelimit           # tools/call through vmcp, rate limits off vs on
 //
 // Everything listens on 127.0.0.1. The backend is a child process built
 // from ./examples/backends/demo; the proxy, vmcp and the load generator
@@ -59,6 +60,8 @@ type options struct {
 	catalogue  int
 	catalogueN int
 	cpuProfile string
+	rateLimit  bool
+	rounds     int
 	tree       string // commit of the tree at start-up (what go run built)
 }
 
@@ -75,9 +78,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if opts.catalogue > 0 {
+	switch {
+	case opts.catalogue > 0:
 		err = runCatalogue(ctx, opts, os.Stdout)
-	} else {
+	case opts.rateLimit:
+		err = runRateLimit(ctx, opts, os.Stdout)
+	default:
 		err = runLoad(ctx, opts, os.Stdout)
 	}
 	if err != nil {
@@ -99,6 +105,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tools, "tools", 0, "synthetic tools the backend registers (demo --tools)")
 	fs.IntVar(&o.catalogue, "catalogue", 0, "catalogue mode: backend with this many tools; tools/list latency through vmcp and RSS")
 	fs.IntVar(&o.catalogueN, "catalogue-n", 50, "sequential tools/list requests in catalogue mode")
+	fs.BoolVar(&o.rateLimit, "ratelimit", false, "rate-limit mode: tools/call through vmcp with limits off, on (memory store) and on (Redis store, when redis-server is on PATH), -c connections (default 16)")
+	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit mode: interleaved rounds of the off/memory/redis phases")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -117,10 +125,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		err = errors.New("-tools and -catalogue must not be negative")
 	case o.catalogueN < 1 || o.catalogueN > 10000:
 		err = errors.New("-catalogue-n must be in [1, 10000]")
+	case o.rounds < 1 || o.rounds > 100:
+		err = errors.New("-rounds must be in [1, 100]")
+	case o.rateLimit && o.catalogue > 0:
+		err = errors.New("-ratelimit and -catalogue are different modes; pick one")
 	}
 	if err == nil {
 		if *c > 0 {
 			o.conns = []int{*c}
+		} else if o.rateLimit {
+			o.conns = []int{16}
 		} else {
 			o.conns, err = parseConns(*connsFlag)
 		}
@@ -153,7 +167,7 @@ func runLoad(ctx context.Context, opts options, out io.Writer) (err error) {
 		return err
 	}
 	defer px.stop()
-	vm, err := startVMCP(ctx, be.url)
+	vm, err := startVMCP(ctx, be.url, "", nil)
 	if err != nil {
 		return err
 	}
@@ -352,7 +366,7 @@ func runCatalogue(ctx context.Context, opts options, out io.Writer) (err error) 
 	const status = "/proc/self/status"
 	rssBefore := readStatusKB(status, "VmRSS:")
 	started := time.Now()
-	vm, err := startVMCP(ctx, be.url)
+	vm, err := startVMCP(ctx, be.url, "", nil)
 	if err != nil {
 		return err
 	}

@@ -198,20 +198,23 @@ type vmcpTarget struct {
 }
 
 // startVMCP starts vmcp on a free loopback port with the backend as its one
-// streamable-http backend. Its logs below warn are dropped.
-func startVMCP(ctx context.Context, backendURL string) (*vmcpTarget, error) {
+// streamable-http backend; extra is appended to its config at top level.
+// It logs to logger; nil: stderr, below warn dropped.
+func startVMCP(ctx context.Context, backendURL, extra string, logger *slog.Logger) (*vmcpTarget, error) {
 	yaml := fmt.Sprintf(`
 name: bench
 server: {host: 127.0.0.1, port: 0, path: /mcp}
 backends:
   - {name: %s, transport: streamable-http, url: %q}
-`, backendName, backendURL)
+%s`, backendName, backendURL, extra)
 	noEnv := func(string) (string, bool) { return "", false }
 	cfg, err := config.Parse([]byte(yaml), noEnv)
 	if err != nil {
 		return nil, fmt.Errorf("vmcp config: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "vmcp")
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "vmcp")
+	}
 	srv, err := server.New(*cfg, server.Options{Logger: logger, Version: "bench", Getenv: noEnv})
 	if err != nil {
 		return nil, fmt.Errorf("vmcp: %w", err)
@@ -279,18 +282,7 @@ func takeCPU(backendPID int) cpuSample {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		s.harness = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", backendPID)); err == nil {
-		// Fields after the command name, which may hold spaces: state is
-		// the first, utime the 12th and stime the 13th.
-		if i := strings.LastIndexByte(string(data), ')'); i >= 0 {
-			f := strings.Fields(string(data[i+1:]))
-			if len(f) > 12 {
-				u, _ := strconv.ParseInt(f[11], 10, 64)
-				st, _ := strconv.ParseInt(f[12], 10, 64)
-				s.backend = time.Duration(u+st) * clockTick
-			}
-		}
-	}
+	s.backend = procCPU(backendPID)
 	if data, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(data), "\n")
 		f := strings.Fields(line)
@@ -305,6 +297,28 @@ func takeCPU(backendPID int) cpuSample {
 		}
 	}
 	return s
+}
+
+// procCPU is the user plus system CPU time process pid has used so far, 0
+// if it cannot be read.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which may hold spaces: state is the
+	// first, utime the 12th and stime the 13th.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) <= 12 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * clockTick
 }
 
 // cpuUse is the CPU used between two samples.

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// rateLimitBucket is the bucket of the limits-on targets: large enough
+// never to reject (a rejection is an error of the run), so every call pays
+// a full check and take.
+const rateLimitBucket = "{maxTokens: 1000000000, refillPeriod: 1s}"
+
+// rateLimitTarget is one vmcp of the rate-limit mode.
+type rateLimitTarget struct {
+	name     string // off, memory, redis
+	vm       *vmcpTarget
+	failOpen *atomic.Int64 // fail-open warnings vmcp logged
+	sessions []*session
+	total    result        // summed over the rounds
+	redisCPU time.Duration // redis-server's CPU in the measured phases
+	rounds   []float64
+}
+
+// runRateLimit measures tools/call through vmcp with rate limits off and on
+// (memory store; Redis store when redis-server is on PATH) with the same
+// connections, in interleaved rounds so that drift of a shared machine hits
+// every target alike, and prints throughput and the on/off ratio per store.
+func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) {
+	n := opts.conns[len(opts.conns)-1]
+	be, err := launchDemo(ctx, opts.tools)
+	if err != nil {
+		return err
+	}
+	defer be.stop()
+
+	limits := "rateLimiting:\n  shared: " + rateLimitBucket + "\n"
+	type spec struct{ name, extra string }
+	specs := []spec{{"off", ""}, {"memory", limits}}
+	redisNote := "redis: skipped (redis-server is not on PATH)"
+	var rs *redisProc
+	if bin, lerr := exec.LookPath("redis-server"); lerr == nil {
+		rs, err = startRedisProc(ctx, bin)
+		if err != nil {
+			return err
+		}
+		defer rs.stop()
+		specs = append(specs, spec{"redis", limits + fmt.Sprintf("redis: {address: %q}\n", rs.addr)})
+		redisNote = fmt.Sprintf("redis: %s on %s (persistence off), started by the bench", rs.version, rs.addr)
+	}
+
+	var targets []*rateLimitTarget
+	defer func() {
+		for _, t := range targets {
+			for _, s := range t.sessions {
+				s.close()
+			}
+			if serr := t.vm.stop(); serr != nil {
+				err = errors.Join(err, fmt.Errorf("vmcp %s shutdown: %w", t.name, serr))
+			}
+		}
+	}()
+	hc := newHTTPClient(n * len(specs))
+	defer hc.CloseIdleConnections()
+	for _, sp := range specs {
+		t := &rateLimitTarget{name: sp.name, failOpen: &atomic.Int64{}}
+		logger := slog.New(&countingHandler{
+			next:  slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}).WithAttrs([]slog.Attr{slog.String("component", "vmcp-"+sp.name)}),
+			match: "fail open", count: t.failOpen,
+		})
+		t.vm, err = startVMCP(ctx, be.url, sp.extra, logger)
+		if err != nil {
+			return fmt.Errorf("vmcp %s: %w", sp.name, err)
+		}
+		targets = append(targets, t)
+		for range n {
+			s, err := openSession(ctx, hc, t.vm.url)
+			if err != nil {
+				return fmt.Errorf("vmcp %s: open session: %w", sp.name, err)
+			}
+			t.sessions = append(t.sessions, s)
+		}
+	}
+	slog.Info("rate-limit targets up", "targets", len(targets), "conns", n, "rounds", opts.rounds)
+
+	loadStart := loadAvg()
+	call := callOp(backendName + "_echo")
+	pid := be.cmd.Process.Pid
+	for round := range opts.rounds {
+		for _, t := range targets {
+			slog.Info("tools/call", "limits", t.name, "round", round+1, "conns", n, "duration", opts.dur)
+			var use cpuUse
+			var redisUse time.Duration
+			r := closedLoop(ctx, t.sessions, call, opts.warm, opts.dur, func() func() {
+				before, rBefore := takeCPU(pid), rs.cpu()
+				return func() { use, redisUse = takeCPU(pid).since(before), rs.cpu()-rBefore }
+			})
+			t.redisCPU += redisUse
+			t.rounds = append(t.rounds, r.throughput())
+			t.total = addResults(t.total, r, use)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+
+	// The Redis target did check every call: Redis ran the script at least
+	// once per measured call (warm-ups add more). The bucket's key itself
+	// lives only 1ms past a take: that is its time to full.
+	redisKeyNote := ""
+	if rs != nil {
+		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		evals, kerr := rs.scriptCalls(kctx)
+		cancel()
+		measured := targets[len(targets)-1].total.count
+		if kerr != nil || evals < int64(measured) {
+			return fmt.Errorf("redis ran the script %d times for %d measured calls (%v): the limits were not checked", evals, measured, kerr)
+		}
+		redisKeyNote = fmt.Sprintf("redis ran the take script %d times (EVALSHA+EVAL) for %d measured calls plus warm-ups", evals, measured)
+	}
+
+	fmt.Fprintf(out, "vmcp bench -ratelimit: %s, GOMAXPROCS=%d, NumCPU=%d, -d %s per phase, warm-up %s, %d interleaved rounds, %d connections\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), opts.dur, opts.warm, opts.rounds, n)
+	fmt.Fprintf(out, "vmcp tree: %s\n", opts.tree)
+	fmt.Fprintf(out, "limits on: rateLimiting.shared %s (never rejects); %s\n", rateLimitBucket, redisNote)
+	fmt.Fprintf(out, "load average at start %s, at end %s\n\n", loadStart, loadAvg())
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "limits\tconns\treq/s\tper round\tp50\tp99\terrors\tfail-open warnings\t\tharness CPU/req\tbackend CPU/req\tredis CPU/req\tmachine busy\t")
+	for _, t := range targets {
+		r := t.total
+		perReq := func(d time.Duration) string {
+			if r.count == 0 {
+				return "-"
+			}
+			return fmtDur(d / time.Duration(r.count))
+		}
+		per := make([]string, len(t.rounds))
+		for i, x := range t.rounds {
+			per[i] = strconv.FormatFloat(x, 'f', 0, 64)
+		}
+		redisCPU := "-"
+		if rs != nil {
+			redisCPU = perReq(t.redisCPU)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t%d\t\t%s\t%s\t%s\t%.0f%%\t\n",
+			t.name, n, r.throughput(), strings.Join(per, " "), fmtDur(r.percentile(0.50)), fmtDur(r.percentile(0.99)),
+			r.errors, t.failOpen.Load(), perReq(r.cpu.harness), perReq(r.cpu.backend), redisCPU, 100*r.cpu.busy)
+	}
+	tw.Flush()
+	if redisKeyNote != "" {
+		fmt.Fprintln(out, redisKeyNote)
+	}
+	fmt.Fprintln(out, "(harness CPU = this process: load client + vmcp, including the stage and its Redis client; redis CPU = the redis-server process.",
+		"On a small machine throughput is bounded by CPU: every CPU-µs the check adds, in vmcp or in redis-server, is taken from the rest.)")
+	fmt.Fprintln(out, "\ntools/call throughput, limits on / limits off (target >= 0.85):")
+	off := targets[0].total
+	for _, t := range targets[1:] {
+		ratio := 0.0
+		if off.throughput() > 0 {
+			ratio = t.total.throughput() / off.throughput()
+		}
+		verdict := "ok"
+		if ratio < 0.85 {
+			verdict = "BELOW TARGET"
+		}
+		fmt.Fprintf(out, "  %-7s %.2f  %s   (p50 %s vs %s off)\n", t.name, ratio, verdict,
+			fmtSigned(t.total.percentile(0.5)-off.percentile(0.5)), fmtDur(off.percentile(0.5)))
+	}
+
+	for _, t := range targets {
+		if t.total.errors > 0 {
+			return fmt.Errorf("%d errors with limits %s (first: %v): run is not valid", t.total.errors, t.name, t.total.firstErr)
+		}
+		if t.failOpen.Load() > 0 {
+			return fmt.Errorf("limits %s: the store failed and vmcp let calls through unchecked (fail open): run is not valid", t.name)
+		}
+	}
+	return nil
+}
+
+// addResults merges one round r (CPU use u) into the sum acc.
+func addResults(acc, r result, u cpuUse) result {
+	acc.op, acc.conns = r.op, r.conns
+	acc.count += r.count
+	acc.errors += r.errors
+	if acc.firstErr == nil {
+		acc.firstErr = r.firstErr
+	}
+	busy := acc.cpu.busy*acc.elapsed.Seconds() + u.busy*r.elapsed.Seconds()
+	acc.elapsed += r.elapsed
+	acc.cpu.harness += u.harness
+	acc.cpu.backend += u.backend
+	if acc.elapsed > 0 {
+		acc.cpu.busy = busy / acc.elapsed.Seconds()
+	}
+	acc.samples = mergeSorted(acc.samples, r.samples)
+	return acc
+}
+
+// mergeSorted merges two sorted slices.
+func mergeSorted(a, b []time.Duration) []time.Duration {
+	out := make([]time.Duration, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if a[i] <= b[j] {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// countingHandler counts the records whose message contains match and
+// passes every record on to next.
+type countingHandler struct {
+	next  slog.Handler
+	match string
+	count *atomic.Int64
+}
+
+func (h *countingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || h.next.Enabled(ctx, l)
+}
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.match) {
+		h.count.Add(1)
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &countingHandler{next: h.next.WithAttrs(as), match: h.match, count: h.count}
+}
+
+func (h *countingHandler) WithGroup(name string) slog.Handler {
+	return &countingHandler{next: h.next.WithGroup(name), match: h.match, count: h.count}
+}
+
+// redisProc is a redis-server child of the bench.
+type redisProc struct {
+	addr    string
+	version string
+	client  *redis.Client
+	cmd     *exec.Cmd
+	done    chan struct{}
+	once    sync.Once
+}
+
+// startRedisProc runs bin on a free loopback port with persistence off and
+// waits until it answers PING.
+func startRedisProc(ctx context.Context, bin string) (*redisProc, error) {
+	var lastErr error
+	for range 3 { // a free port can be taken before redis binds it
+		p, err := tryStartRedisProc(ctx, bin)
+		if err == nil {
+			return p, nil
+		}
+		lastErr = err
+	}
+	return nil, fmt.Errorf("start redis-server: %w", lastErr)
+}
+
+func tryStartRedisProc(ctx context.Context, bin string) (*redisProc, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	var logs lockedBuffer
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--databases", "1")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &redisProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	p.client = redis.NewClient(&redis.Options{Addr: p.addr})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := p.client.Ping(pctx).Err()
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-p.done:
+			p.client.Close()
+			return nil, fmt.Errorf("redis-server exited: %s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			p.stop()
+			return nil, fmt.Errorf("redis-server on %s does not answer PING: %w", p.addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.version = "redis-server"
+	if info, err := p.client.Info(ctx, "server").Result(); err == nil {
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+				p.version = "redis-server " + v
+			}
+		}
+	}
+	return p, nil
+}
+
+// cpu is the CPU time the server has used so far; 0 for a nil p.
+func (p *redisProc) cpu() time.Duration {
+	if p == nil {
+		return 0
+	}
+	return procCPU(p.cmd.Process.Pid)
+}
+
+// scriptCalls is how many EVALSHA and EVAL commands the server has run.
+func (p *redisProc) scriptCalls(ctx context.Context) (int64, error) {
+	info, err := p.client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
+			rest, ok := strings.CutPrefix(line, cmd)
+			if !ok {
+				continue
+			}
+			for _, kv := range strings.Split(rest, ",") {
+				if v, ok := strings.CutPrefix(kv, "calls="); ok {
+					c, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						return 0, fmt.Errorf("commandstats %q: %w", line, err)
+					}
+					n += c
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// stop closes the client and kills and reaps the server; safe to repeat.
+func (p *redisProc) stop() {
+	p.once.Do(func() {
+		p.client.Close()
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+}
+
+// lockedBuffer collects a child's output, written from exec's copying
+// goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
