@@ -18,10 +18,10 @@ const discoveryTimeout = 15 * time.Second
 // (discovery and keys; a start-up error when it cannot), registers the
 // verifier's close, and serves the protected resource metadata, without
 // auth, at its well-known paths.
-func (s *Server) authentication(ctx context.Context) (func(http.Handler) http.Handler, error) {
+func (s *Server) authentication(ctx context.Context, rec audit.Recorder) (func(http.Handler) http.Handler, error) {
 	in := s.cfg.IncomingAuth
 	if in.Type != config.AuthOIDC {
-		return auth.New(in, nil, audit.Discard, "")
+		return auth.New(in, nil, rec, "")
 	}
 	oidc := *in.OIDC
 	if oidc.Resource == "" {
@@ -41,5 +41,5 @@ func (s *Server) authentication(ctx context.Context) (func(http.Handler) http.Ha
 	for _, p := range auth.MetadataPaths(s.cfg.Server.Path) {
 		s.mux.Handle(p, metadata)
 	}
-	return auth.New(in, v, audit.Discard, auth.MetadataURL(oidc.Resource))
+	return auth.New(in, v, rec, auth.MetadataURL(oidc.Resource))
 }

@@ -139,7 +139,11 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 // in Start, once the listener's address is known (the default OIDC resource
 // is built from it) and the identity provider has been reached.
 func (s *Server) buildRoutes(ctx context.Context) error {
-	authStage, err := s.authentication(ctx)
+	rec, err := s.auditRecorder()
+	if err != nil {
+		return err
+	}
+	authStage, err := s.authentication(ctx, rec)
 	if err != nil {
 		return err
 	}
@@ -150,6 +154,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	rl, err := ratelimit.New(s.cfg.RateLimiting, ratelimit.Options{
 		ServerName: s.cfg.Name,
 		Store:      store,
+		Recorder:   rec,
 		Logger:     s.log,
 		KnownTool: func(name string) bool {
 			_, ok := s.agg.Catalogue().Tool(name)
@@ -184,6 +189,20 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	return nil
 }
 
+// auditRecorder opens the audit output when auditing is on and registers
+// its close; otherwise events are discarded.
+func (s *Server) auditRecorder() (audit.Recorder, error) {
+	if !s.cfg.Audit.Enabled {
+		return audit.Discard, nil
+	}
+	w, err := audit.NewWriter(s.cfg.Audit, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, w.Close)
+	return w, nil
+}
+
 // warnUnenforced says which configured sections this build parses but
 // does not act on yet, so nobody believes they are protected.
 func (s *Server) warnUnenforced() {
@@ -191,7 +210,7 @@ func (s *Server) warnUnenforced() {
 		s.log.Warn("optimizer.enabled is set but the optimizer is not part of this build; serving every tool")
 	}
 	if s.cfg.Audit.Enabled {
-		s.log.Warn("audit.enabled is set but auditing is not part of this build")
+		s.log.Warn("audit.enabled records the auth and rate-limit rejections; events for served calls are not part of this build")
 	}
 }
 
