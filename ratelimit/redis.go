@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,6 +30,7 @@ type Scripter interface {
 	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
 	Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
 	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
 // RedisStore is a Store whose buckets live in Redis, shared by every
@@ -37,16 +39,48 @@ type Scripter interface {
 // longer than its time to full. The keys of one Take must hash to one
 // Cluster slot (one hash tag) and should be distinct; a repeated key is taken
 // from once.
+//
+// Concurrent Takes share round trips: a goroutine of the store sends the
+// EVALSHAs queued while the previous round trip was out (up to maxBatch) as
+// one pipeline. Each EVALSHA still runs atomically on its own, so batching
+// changes no outcome, only the cost: one write and one read per batch, in
+// vmcp and in Redis, instead of per Take. Close stops that goroutine.
 type RedisStore struct {
 	client Scripter
+
+	queue     chan *takeReq
+	done      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the batcher has returned
+	startOnce sync.Once
+	closeOnce sync.Once
 }
 
 var _ Store = (*RedisStore)(nil)
 
+// maxBatch bounds the EVALSHAs of one pipeline.
+const maxBatch = 64
+
 // NewRedisStore returns a store that runs its script on client. It does no
-// I/O; the caller owns client and closes it.
+// I/O; the caller owns client and closes it, after closing the store.
 func NewRedisStore(client Scripter) *RedisStore {
-	return &RedisStore{client: client}
+	return &RedisStore{
+		client:  client,
+		queue:   make(chan *takeReq, 4*maxBatch),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+}
+
+// Close stops the batching goroutine, waiting for it to return; a batch in
+// flight finishes first. Takes after Close make their own round trip. Safe
+// to call more than once; it never fails.
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.startOnce.Do(func() { close(s.stopped) }) // never started
+	})
+	<-s.stopped
+	return nil
 }
 
 // Load loads the script into the server's script cache, so it doubles as a
@@ -71,24 +105,221 @@ func (s *RedisStore) Take(ctx context.Context, buckets []Bucket) (Decision, erro
 	if len(buckets) == 0 {
 		return Decision{Allowed: true}, nil
 	}
-	keys := make([]string, len(buckets))
-	args := make([]any, 0, 2*len(buckets))
+	r := reqPool.Get().(*takeReq)
+	r.ctx = ctx
+	if err := r.fill(buckets); err != nil {
+		r.release()
+		return Decision{}, err
+	}
+	s.startOnce.Do(func() { go s.batch() })
+	select {
+	case <-s.done: // closed: no batcher to wait for
+		d, err := s.takeDirect(ctx, r)
+		r.release()
+		return d, err
+	case <-ctx.Done():
+		r.release()
+		return Decision{}, fmt.Errorf("ratelimit: redis take: %w", ctx.Err())
+	case s.queue <- r:
+	}
+	select {
+	case <-r.ready:
+		d, err := takeResult(r.reply, r.err, len(buckets))
+		r.release()
+		return d, err
+	case <-s.stopped:
+		select {
+		case <-r.ready:
+			d, err := takeResult(r.reply, r.err, len(buckets))
+			r.release()
+			return d, err
+		default:
+			// Queued as Close came, after the batcher's last look: the
+			// queue is read no more, and r stays in it, unreleased.
+			return s.takeDirect(ctx, r)
+		}
+	case <-ctx.Done():
+		// The batcher still owns r: it sends on the buffered r.ready and
+		// drops it. r is not reused.
+		return Decision{}, fmt.Errorf("ratelimit: redis take: %w", ctx.Err())
+	}
+}
+
+// takeDirect runs r's EVALSHA in a round trip of its own, falling back to
+// EVAL on NOSCRIPT.
+func (s *RedisStore) takeDirect(ctx context.Context, r *takeReq) (Decision, error) {
+	reply, err := s.client.EvalSha(ctx, takeSHA, r.keys, r.args...).Result()
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		reply, err = s.client.Eval(ctx, takeScript, r.keys, r.args...).Result()
+	}
+	return takeResult(reply, err, len(r.keys))
+}
+
+// takeReq is one queued Take: its KEYS and ARGV, its caller's ctx, and,
+// once ready is sent on, the script's reply or the error.
+type takeReq struct {
+	ctx   context.Context
+	keys  []string
+	args  []any
+	cmd   *redis.Cmd
+	reply any
+	err   error
+	ready chan struct{} // buffered: the batcher never waits for the caller
+}
+
+var reqPool = sync.Pool{New: func() any { return &takeReq{ready: make(chan struct{}, 1)} }}
+
+// batch is the batching goroutine: it takes what is queued, up to maxBatch,
+// runs it as one round trip and answers each caller, until Close.
+func (s *RedisStore) batch() {
+	defer close(s.stopped)
+	reqs := make([]*takeReq, 0, maxBatch)
+	for {
+		select {
+		case <-s.done:
+			s.drain()
+			return
+		case r := <-s.queue:
+			reqs = append(reqs[:0], r)
+		}
+	more:
+		for len(reqs) < maxBatch {
+			select {
+			case r := <-s.queue:
+				reqs = append(reqs, r)
+			default:
+				break more
+			}
+		}
+		s.run(reqs)
+		clear(reqs)
+	}
+}
+
+// drain answers, with a round trip each, the Takes queued when Close came.
+func (s *RedisStore) drain() {
+	for {
+		select {
+		case r := <-s.queue:
+			s.run([]*takeReq{r})
+		default:
+			return
+		}
+	}
+}
+
+// run sends the EVALSHAs of reqs, skipping callers that stopped waiting,
+// and answers each. One Take goes alone, more as one pipeline; those that
+// got NOSCRIPT are sent again as EVAL.
+func (s *RedisStore) run(reqs []*takeReq) {
+	live := reqs[:0]
+	for _, r := range reqs {
+		if r.ctx.Err() != nil {
+			r.answer(nil, r.ctx.Err())
+			continue
+		}
+		live = append(live, r)
+	}
+	switch len(live) {
+	case 0:
+		return
+	case 1:
+		r := live[0]
+		reply, err := s.client.EvalSha(r.ctx, takeSHA, r.keys, r.args...).Result()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			reply, err = s.client.Eval(r.ctx, takeScript, r.keys, r.args...).Result()
+		}
+		r.answer(reply, err)
+		return
+	}
+	ctx, cancel := batchContext(live)
+	defer cancel()
+	s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range live {
+			r.cmd = p.EvalSha(ctx, takeSHA, r.keys, r.args...)
+		}
+		return nil
+	})
+	noScript := 0
+	for _, r := range live {
+		if redis.HasErrorPrefix(r.cmd.Err(), "NOSCRIPT") {
+			live[noScript] = r
+			noScript++
+			continue
+		}
+		r.answer(r.cmd.Result())
+	}
+	if noScript == 0 {
+		return
+	}
+	s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range live[:noScript] {
+			r.cmd = p.Eval(ctx, takeScript, r.keys, r.args...)
+		}
+		return nil
+	})
+	for _, r := range live[:noScript] {
+		r.answer(r.cmd.Result())
+	}
+}
+
+// batchContext is the context of one pipeline: no deadline if a caller has
+// none, else the latest of the callers' deadlines, so that no caller is cut
+// short by another's. A caller whose own deadline passes first stops
+// waiting on its own.
+func batchContext(reqs []*takeReq) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, r := range reqs {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			return context.Background(), func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
+// answer hands r its outcome. After it, r belongs to its caller again (or
+// to nobody, if the caller stopped waiting).
+func (r *takeReq) answer(reply any, err error) {
+	r.reply, r.err, r.cmd = reply, err, nil
+	r.ready <- struct{}{}
+}
+
+// fill checks buckets and sets r's keys and args from them.
+func (r *takeReq) fill(buckets []Bucket) error {
+	r.keys, r.args = r.keys[:0], r.args[:0]
 	for i, b := range buckets {
 		refill, err := refillMicros(b)
 		if err != nil {
-			return Decision{}, fmt.Errorf("ratelimit: redis take: bucket %d: %w", i, err)
+			return fmt.Errorf("ratelimit: redis take: bucket %d: %w", i, err)
 		}
-		keys[i] = b.Key
-		args = append(args, b.Max, refill)
+		r.keys = append(r.keys, b.Key)
+		r.args = append(r.args, b.Max, refill)
 	}
-	reply, err := s.client.EvalSha(ctx, takeSHA, keys, args...).Result()
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		reply, err = s.client.Eval(ctx, takeScript, keys, args...).Result()
+	return nil
+}
+
+// release clears r (so the pool holds no keys or replies) and returns it to
+// the pool. Only the caller releases r, once it has r back.
+func (r *takeReq) release() {
+	clear(r.keys)
+	clear(r.args)
+	r.ctx, r.reply, r.err, r.cmd = nil, nil, nil, nil
+	if cap(r.keys) > maxBatch {
+		return // an unusually long Take; do not keep its slices
 	}
+	reqPool.Put(r)
+}
+
+// takeResult turns the script's reply, or the error, into Take's result.
+func takeResult(reply any, err error, n int) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("ratelimit: redis take: %w", err)
 	}
-	d, err := parseTakeReply(reply, len(buckets))
+	d, err := parseTakeReply(reply, n)
 	if err != nil {
 		return Decision{}, fmt.Errorf("ratelimit: redis take: %w", err)
 	}
@@ -105,15 +336,17 @@ func parseTakeReply(reply any, n int) (Decision, error) {
 	if len(arr) < 3 {
 		return Decision{}, fmt.Errorf("reply has %d elements, want at least 3", len(arr))
 	}
-	ints := make([]int64, len(arr))
+	var head [3]int64
 	for i, v := range arr {
 		x, ok := v.(int64)
 		if !ok {
 			return Decision{}, fmt.Errorf("reply element %d is %T, want an integer", i, v)
 		}
-		ints[i] = x
+		if i < 3 {
+			head[i] = x
+		}
 	}
-	allowed, retry, remaining, rejected := ints[0], ints[1], ints[2], ints[3:]
+	allowed, retry, remaining, rejected := head[0], head[1], head[2], arr[3:]
 	switch {
 	case allowed != 0 && allowed != 1:
 		return Decision{}, fmt.Errorf("reply: allowed is %d, want 0 or 1", allowed)
@@ -123,7 +356,11 @@ func parseTakeReply(reply any, n int) (Decision, error) {
 		return Decision{}, fmt.Errorf("reply: allowed=%d with %d rejected buckets", allowed, len(rejected))
 	}
 	d := Decision{Allowed: allowed == 1, RetryAfter: time.Duration(retry) * time.Microsecond, Remaining: remaining}
-	for _, i := range rejected {
+	if len(rejected) > 0 {
+		d.Rejected = make([]int, 0, len(rejected))
+	}
+	for _, v := range rejected {
+		i := v.(int64)
 		if i < 0 || i >= int64(n) {
 			return Decision{}, fmt.Errorf("reply: rejected index %d out of range [0,%d)", i, n)
 		}

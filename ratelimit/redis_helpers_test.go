@@ -91,6 +91,14 @@ func tryStartRedis(tb testing.TB, bin string) (*redis.Client, error) {
 	return client, nil
 }
 
+// newRedisStore returns a RedisStore on client, closed in tb.Cleanup
+// (before a client from startRedis, registered earlier, is closed).
+func newRedisStore(tb testing.TB, client Scripter) *RedisStore {
+	store := NewRedisStore(client)
+	tb.Cleanup(func() { store.Close() })
+	return store
+}
+
 type startError struct{ out string }
 
 func (e *startError) Error() string { return "redis-server exited: " + e.out }

@@ -66,7 +66,7 @@ func BenchmarkMemoryStoreTake(b *testing.B) {
 }
 
 func BenchmarkRedisStoreTake64(b *testing.B) {
-	store := NewRedisStore(startRedis(b))
+	store := newRedisStore(b, startRedis(b))
 	for _, distinct := range []bool{false, true} {
 		b.Run(map[bool]string{false: "SameKey", true: "DistinctKeys"}[distinct], func(b *testing.B) {
 			runParallel64(b, store, fmt.Sprintf("{b%d}:", b.N), distinct)
@@ -77,7 +77,7 @@ func BenchmarkRedisStoreTake64(b *testing.B) {
 // BenchmarkRedisStoreTakeLatency times single checks one after another and
 // reports their p50 and p99.
 func BenchmarkRedisStoreTakeLatency(b *testing.B) {
-	store := NewRedisStore(startRedis(b))
+	store := newRedisStore(b, startRedis(b))
 	buckets := []Bucket{benchBucket("{lat}:b")}
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)

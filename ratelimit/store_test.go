@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -233,8 +234,7 @@ func TestStore(t *testing.T) {
 	})
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
-		client := startRedis(t)
-		store := NewRedisStore(client)
+		store := newRedisStore(t, startRedis(t))
 		for _, c := range storeCases {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
@@ -265,7 +265,7 @@ func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 func TestRedisStoreTTLIsAtMostARefill(t *testing.T) {
 	t.Parallel()
 	client := startRedis(t)
-	store := NewRedisStore(client)
+	store := newRedisStore(t, client)
 	ctx := context.Background()
 	b := Bucket{Key: "{ttl}:b", Max: 3, Refill: 1500 * time.Millisecond}
 
@@ -302,7 +302,7 @@ func TestRedisStoreSurvivesScriptFlush(t *testing.T) {
 	t.Parallel()
 	client := startRedis(t)
 	counting := &countingScripter{Scripter: client}
-	store := NewRedisStore(counting)
+	store := newRedisStore(t, counting)
 	ctx := context.Background()
 	if err := store.Load(ctx); err != nil {
 		t.Fatalf("Load: %v", err)
@@ -359,12 +359,30 @@ func TestRedisStoreSurvivesScriptFlush(t *testing.T) {
 // countingScripter counts the EVALs that pass through it.
 type countingScripter struct {
 	Scripter
-	evals atomic.Int64
+	evals, pipelines atomic.Int64
 }
 
 func (c *countingScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
 	c.evals.Add(1)
 	return c.Scripter.Eval(ctx, script, keys, args...)
+}
+
+// Pipelined counts the EVALs of batched Takes too, and the pipelines.
+func (c *countingScripter) Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	c.pipelines.Add(1)
+	return c.Scripter.Pipelined(ctx, func(p redis.Pipeliner) error {
+		return fn(countingPipeliner{Pipeliner: p, c: c})
+	})
+}
+
+type countingPipeliner struct {
+	redis.Pipeliner
+	c *countingScripter
+}
+
+func (p countingPipeliner) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	p.c.evals.Add(1)
+	return p.Pipeliner.Eval(ctx, script, keys, args...)
 }
 
 func TestRedisStoreReplies(t *testing.T) {
@@ -403,7 +421,7 @@ func TestRedisStoreReplies(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fake := &fakeScripter{evalSha: c.evalSha, eval: c.eval}
-			d, err := NewRedisStore(fake).Take(context.Background(), []Bucket{
+			d, err := newRedisStore(t, fake).Take(context.Background(), []Bucket{
 				{Key: "{f}:a", Max: 1, Refill: time.Second}, {Key: "{f}:b", Max: 1, Refill: time.Second},
 			})
 			if c.wantErr != "" {
@@ -453,6 +471,25 @@ func (f *fakeScripter) Eval(_ context.Context, script string, keys []string, arg
 
 func (f *fakeScripter) ScriptLoad(context.Context, string) *redis.StringCmd {
 	return redis.NewStringResult(takeSHA, nil)
+}
+
+// Pipelined runs fn's EVALSHAs and EVALs on f, one after another.
+func (f *fakeScripter) Pipelined(_ context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	return nil, fn(fakePipeliner{f: f})
+}
+
+// fakePipeliner has only the commands RedisStore sends; any other panics.
+type fakePipeliner struct {
+	redis.Pipeliner
+	f *fakeScripter
+}
+
+func (p fakePipeliner) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	return p.f.EvalSha(ctx, sha, keys, args...)
+}
+
+func (p fakePipeliner) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.f.Eval(ctx, script, keys, args...)
 }
 
 func TestMemoryStoreIsBounded(t *testing.T) {
@@ -539,5 +576,121 @@ func TestMemoryStoreClockGoingBackGrantsNothing(t *testing.T) {
 	}
 	if d.RetryAfter != 20*time.Second {
 		t.Fatalf("RetryAfter = %v, want 20s", d.RetryAfter)
+	}
+}
+
+// batchers counts the running batching goroutines of RedisStores.
+func batchers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "ratelimit.(*RedisStore).batch(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// Not parallel: it counts every store's goroutines.
+func TestRedisStoreCloseLeavesNoGoroutine(t *testing.T) {
+	client := startRedis(t)
+	before := batchers()
+	store := NewRedisStore(client)
+	ctx := context.Background()
+	b := []Bucket{{Key: "{close}:b", Max: 1 << 20, Refill: time.Hour}}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := store.Take(ctx, b); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := batchers(); got != before+1 {
+		t.Fatalf("%d batching goroutines while in use, want %d", got, before+1)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+	if got := batchers(); got != before {
+		t.Fatalf("%d batching goroutines after Close, want %d", got, before)
+	}
+	// After Close a Take still works, with a round trip of its own.
+	if d, err := store.Take(ctx, b); err != nil || !d.Allowed {
+		t.Fatalf("Take after Close = %+v, %v; want allowed", d, err)
+	}
+	if got := batchers(); got != before {
+		t.Fatalf("Take after Close started a goroutine: %d, want %d", got, before)
+	}
+	// Closed before any Take: nothing was started, Close returns at once.
+	if err := NewRedisStore(client).Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Concurrent Takes share pipelines, and the counts stay exact.
+func TestRedisStoreBatches(t *testing.T) {
+	t.Parallel()
+	counting := &countingScripter{Scripter: startRedis(t)}
+	store := newRedisStore(t, counting)
+	b := Bucket{Key: "{batch}:b", Max: 1000, Refill: time.Hour}
+	got := takeConcurrently(t, storeEnv{store: store}, 64, 40, func(int) []Bucket { return []Bucket{b} })
+	if got != 1000 {
+		t.Fatalf("%d of 2560 takes allowed, want exactly 1000", got)
+	}
+	if counting.pipelines.Load() == 0 {
+		t.Fatalf("64 concurrent callers never shared a pipeline")
+	}
+}
+
+// blockingScripter holds every EVALSHA until release is closed.
+type blockingScripter struct {
+	Scripter
+	release chan struct{}
+}
+
+func (b *blockingScripter) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	<-b.release
+	return b.Scripter.EvalSha(ctx, sha, keys, args...)
+}
+
+func (b *blockingScripter) Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	<-b.release
+	return b.Scripter.Pipelined(ctx, fn)
+}
+
+// A caller whose ctx ends stops waiting, with ctx's error, though the batch
+// it is queued behind is stuck; the store works on once Redis answers.
+func TestRedisStoreTakeHonoursDeadline(t *testing.T) {
+	t.Parallel()
+	blocking := &blockingScripter{Scripter: startRedis(t), release: make(chan struct{})}
+	store := newRedisStore(t, blocking)
+	b := []Bucket{{Key: "{deadline}:b", Max: 100, Refill: time.Hour}}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := store.Take(ctx, b)
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "ratelimit: redis take: ") {
+				t.Errorf("Take = %v, want a wrapped context.DeadlineExceeded", err)
+			}
+			if waited := time.Since(start); waited > time.Second {
+				t.Errorf("Take returned after %v, want about 50ms", waited)
+			}
+		})
+	}
+	wg.Wait()
+	close(blocking.release)
+	d, err := store.Take(context.Background(), b)
+	if err != nil || !d.Allowed {
+		t.Fatalf("Take after Redis answers again = %+v, %v; want allowed", d, err)
 	}
 }

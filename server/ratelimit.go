@@ -65,6 +65,7 @@ func (s *Server) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
 		return nil, fmt.Errorf("redis %s: %w", r.Address, err)
 	}
 	store := ratelimit.NewRedisStore(client)
+	s.closers = append(s.closers, store.Close)
 	if err := store.Load(pctx); err != nil { // the first call then needs no fallback
 		return nil, fmt.Errorf("redis %s: %w", r.Address, err)
 	}
