@@ -179,12 +179,26 @@ func startDemo(t *testing.T, base, flavor, transportName, addr string) *demoBack
 	dumpOnFailure(t, "demo "+d.Name+" stderr", logs)
 	d.cmd = exec.Command(demoBin, "--name", d.Name, "--flavor", flavor, "--transport", transportName, "--addr", addr)
 	d.cmd.Stderr = logs
-	stdout, err := d.cmd.StdoutPipe()
+	url, err := startAnnounced(t, d.cmd, d.done, d.Stop, "LISTENING ")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("demo backend %s: %v; stderr:\n%s", d.Name, err, logs.String())
 	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start demo backend: %v", err)
+	d.URL = url
+	return d
+}
+
+// startAnnounced starts cmd, closes done when it exits, registers stop as a
+// cleanup, and waits up to 20s for its first stdout line, which must start
+// with prefix; it returns the rest of that line. The rest of stdout is
+// drained so the child never blocks on it. On failure cmd is stopped.
+func startAnnounced(t *testing.T, cmd *exec.Cmd, done chan struct{}, stop func(), prefix string) (string, error) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start: %w", err)
 	}
 	lines := make(chan string, 1)
 	go func() {
@@ -196,21 +210,22 @@ func startDemo(t *testing.T, base, flavor, transportName, addr string) *demoBack
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	go func() {
-		_ = d.cmd.Wait()
-		close(d.done)
+		_ = cmd.Wait()
+		close(done)
 	}()
-	t.Cleanup(d.Stop)
+	t.Cleanup(stop)
 	select {
 	case line, ok := <-lines:
-		url, found := strings.CutPrefix(line, "LISTENING ")
+		rest, found := strings.CutPrefix(line, prefix)
 		if !ok || !found {
-			t.Fatalf("demo backend %s did not announce its endpoint (got %q); stderr:\n%s", d.Name, line, logs.String())
+			stop()
+			return "", fmt.Errorf("did not announce itself with %q (stdout %q)", prefix, line)
 		}
-		d.URL = url
+		return rest, nil
 	case <-time.After(20 * time.Second):
-		t.Fatalf("demo backend %s did not print LISTENING within 20s; stderr:\n%s", d.Name, logs.String())
+		stop()
+		return "", fmt.Errorf("did not print %q within 20s", prefix)
 	}
-	return d
 }
 
 // Kill ends the backend at once (SIGKILL), as a crash would.

@@ -6,7 +6,6 @@ package test
 // demo backend, vmcp with incomingAuth oidc, and raw MCP requests.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -132,42 +131,14 @@ func tryStartIdP(t *testing.T, o idpOpts) (*idp, error) {
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
 	p.cmd.Stderr = logs
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start idp.mjs: %w", err)
+	rest, err := startAnnounced(t, p.cmd, p.done, p.Stop, "READY ")
+	if err != nil {
+		return nil, fmt.Errorf("idp.mjs: %w; stderr:\n%s", err, logs.String())
 	}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(p.Stop)
-	select {
-	case line, ok := <-lines:
-		rest, found := strings.CutPrefix(line, "READY ")
-		if !ok || !found {
-			p.Stop()
-			return nil, fmt.Errorf("idp.mjs did not get ready (stdout %q); stderr:\n%s", line, logs.String())
-		}
-		if err := json.Unmarshal([]byte(rest), p); err != nil {
-			p.Stop()
-			return nil, fmt.Errorf("idp.mjs READY line: %v: %s", err, rest)
-		}
-	case <-time.After(20 * time.Second):
+	if err := json.Unmarshal([]byte(rest), p); err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("idp.mjs did not print READY within 20s; stderr:\n%s", logs.String())
+		return nil, fmt.Errorf("idp.mjs READY line: %v: %s", err, rest)
 	}
 	return p, nil
 }
