@@ -201,6 +201,20 @@ type RateLimiting struct {
 	CheckTimeout Duration `mapstructure:"checkTimeout"`
 }
 
+// Configured reports whether any bucket is set: only then is anything
+// limited, and a store needed.
+func (r RateLimiting) Configured() bool {
+	if r.Shared != nil || r.PerUser != nil {
+		return true
+	}
+	for _, t := range r.Tools {
+		if t.Shared != nil || t.PerUser != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // ToolLimit holds the buckets of one post-aggregation tool name.
 type ToolLimit struct {
 	Name    string  `mapstructure:"name"`

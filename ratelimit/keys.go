@@ -59,6 +59,9 @@ func (p *plan) add(b Bucket, scope string) {
 // newKeyer returns the keyer of cfg for server, or nil when cfg configures
 // no bucket.
 func newKeyer(cfg config.RateLimiting, server string, known func(string) bool) *keyer {
+	if !cfg.Configured() {
+		return nil
+	}
 	prefix := "vmcp:{" + server + "}:"
 	k := &keyer{known: known, tools: make(map[string]toolBuckets)}
 	k.shared = bucket(cfg.Shared, prefix+"shared")
@@ -74,9 +77,6 @@ func newKeyer(cfg config.RateLimiting, server string, known func(string) bool) *
 			sharedScope:  "shared tool " + t.Name,
 			perUserScope: "perUser tool " + t.Name,
 		}
-	}
-	if k.shared == nil && k.perUser == nil && len(k.tools) == 0 {
-		return nil
 	}
 	return k
 }

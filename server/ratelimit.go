@@ -10,24 +10,18 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/ratelimit"
 )
 
 // redisPingTimeout bounds reaching Redis at start-up.
 const redisPingTimeout = 5 * time.Second
 
-// limiting reports whether any rate-limit bucket is configured.
-func limiting(rl config.RateLimiting) bool {
-	return rl.Shared != nil || rl.PerUser != nil || len(rl.Tools) > 0
-}
-
 // rateLimitStore opens the store rate limits are kept in: Redis when the
 // config names one (unreachable at start-up is an error naming the
 // address; the client's close is registered), memory otherwise. nil when no
 // bucket is configured.
 func (s *Server) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
-	if !limiting(s.cfg.RateLimiting) {
+	if !s.cfg.RateLimiting.Configured() {
 		return nil, nil
 	}
 	r := s.cfg.Redis
