@@ -34,11 +34,36 @@ type Parsed struct {
 	// ProtocolVersion is the MCP-Protocol-Version header, or for
 	// initialize the version the client asks for.
 	ProtocolVersion string
+	// Optimizer names the optimizer tool a tools/call asks for when the
+	// optimizer is on: FindToolName, or CallToolName, and then ResourceID
+	// and Arguments are the tool_name and parameters of the catalogue tool
+	// it calls. Empty otherwise.
+	Optimizer string
 	// Batch is true when the body is a JSON array; the other fields are
 	// then empty and the MCP handler decides what to answer.
 	Batch bool
 	// Body is the request body as received.
 	Body []byte
+}
+
+// The optimizer's two tools, as clients name them.
+const (
+	FindToolName = "find_tool"
+	CallToolName = "call_tool"
+)
+
+// CallsTool reports whether the message calls a catalogue tool: a
+// tools/call, directly or through the optimizer's call_tool. find_tool only
+// searches, and is not a tool call in this sense.
+func (p *Parsed) CallsTool() bool {
+	return p.Method == "tools/call" && p.Optimizer != FindToolName
+}
+
+// Options configure the stage.
+type Options struct {
+	// Optimizer is true when find_tool and call_tool replace the tool
+	// list; a call_tool is then resolved to the tool it calls.
+	Optimizer bool
 }
 
 type ctxKey struct{}
@@ -82,7 +107,7 @@ var bodyReadTimeout = defaultBodyReadTimeout
 // New returns the parse stage. Only POST bodies are read; other methods
 // pass through without a Parsed. Reading a body takes at most
 // defaultBodyReadTimeout; a body not received by then is answered with 408.
-func New() func(http.Handler) http.Handler {
+func New(opts Options) func(http.Handler) http.Handler {
 	timeout := bodyReadTimeout
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +134,7 @@ func New() func(http.Handler) http.Handler {
 				jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "read request body: " + err.Error()})
 				return
 			}
-			p, perr := Parse(body)
+			p, perr := Parse(body, opts)
 			if perr != nil {
 				jsonrpc.WriteError(w, http.StatusBadRequest, p.ID, *perr)
 				return
@@ -150,7 +175,7 @@ func readBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) ([]
 
 // Parse decodes body. On failure it returns the JSON-RPC error to answer
 // with, and p.ID is the request id when it could be read.
-func Parse(body []byte) (*Parsed, *jsonrpc.Error) {
+func Parse(body []byte, opts Options) (*Parsed, *jsonrpc.Error) {
 	p := &Parsed{Body: body}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
@@ -188,6 +213,9 @@ func Parse(body []byte) (*Parsed, *jsonrpc.Error) {
 	switch m.Method {
 	case "tools/call":
 		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
+		if opts.Optimizer {
+			p.resolveOptimizer()
+		}
 	case "prompts/get":
 		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
@@ -196,4 +224,26 @@ func Parse(body []byte) (*Parsed, *jsonrpc.Error) {
 		p.ProtocolVersion = m.Params.ProtocolVersion
 	}
 	return p, nil
+}
+
+// resolveOptimizer marks a call of find_tool or call_tool and puts the tool
+// a call_tool calls in ResourceID, its parameters in Arguments, so later
+// stages limit and audit the real tool. A call_tool whose arguments are not
+// an object with a string tool_name keeps an empty ResourceID: the call_tool
+// handler answers it with a tool error.
+func (p *Parsed) resolveOptimizer() {
+	switch p.ResourceID {
+	case FindToolName:
+		p.Optimizer = FindToolName
+	case CallToolName:
+		p.Optimizer = CallToolName
+		var inner struct {
+			ToolName   string          `json:"tool_name"`
+			Parameters json.RawMessage `json:"parameters"`
+		}
+		if json.Unmarshal(p.Arguments, &inner) != nil {
+			inner.ToolName, inner.Parameters = "", nil
+		}
+		p.ResourceID, p.Arguments = inner.ToolName, inner.Parameters
+	}
 }

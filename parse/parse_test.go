@@ -158,7 +158,7 @@ func TestStagePassesParsedMessage(t *testing.T) {
 			t.Parallel()
 			var next recorder
 			w := httptest.NewRecorder()
-			parse.New()(next.handler()).ServeHTTP(w, post(tt.body, tt.header))
+			parse.New(parse.Options{})(next.handler()).ServeHTTP(w, post(tt.body, tt.header))
 
 			if !next.called {
 				t.Fatalf("next not called; status %d body %s", w.Code, w.Body)
@@ -227,7 +227,7 @@ func TestStageAnswersBadMessages(t *testing.T) {
 			t.Parallel()
 			var next recorder
 			w := httptest.NewRecorder()
-			parse.New()(next.handler()).ServeHTTP(w, post(tt.body, nil))
+			parse.New(parse.Options{})(next.handler()).ServeHTTP(w, post(tt.body, nil))
 
 			if next.called {
 				t.Fatal("next was called for a bad message")
@@ -257,7 +257,7 @@ func TestStageAnswersOversizedBodyWith413(t *testing.T) {
 	const limit = 64
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + strings.Repeat("x", 2*limit) + `"}}`
 	var next recorder
-	h := parse.New()(next.handler())
+	h := parse.New(parse.Options{})(next.handler())
 	w := httptest.NewRecorder()
 	r := post(body, nil)
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
@@ -288,7 +288,7 @@ func TestStageAnswersUnreadableBodyWith400(t *testing.T) {
 	var next recorder
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodPost, "/mcp", failingReader{})
-	parse.New()(next.handler()).ServeHTTP(w, r)
+	parse.New(parse.Options{})(next.handler()).ServeHTTP(w, r)
 
 	if next.called {
 		t.Fatal("next was called for an unreadable body")
@@ -310,7 +310,7 @@ func TestStageLeavesOtherMethodsAlone(t *testing.T) {
 			w := httptest.NewRecorder()
 			// A body that would not parse proves the stage did not read it.
 			r := httptest.NewRequest(method, "/mcp", strings.NewReader("not json"))
-			parse.New()(next.handler()).ServeHTTP(w, r)
+			parse.New(parse.Options{})(next.handler()).ServeHTTP(w, r)
 
 			if !next.called {
 				t.Fatalf("next not called; status %d", w.Code)
@@ -341,7 +341,7 @@ func TestFromContext(t *testing.T) {
 func TestParseKeepsBodyAndIDOnError(t *testing.T) {
 	t.Parallel()
 	body := []byte(`{"jsonrpc":"1.0","id":"keep","method":"ping"}`)
-	p, perr := parse.Parse(body)
+	p, perr := parse.Parse(body, parse.Options{})
 	if perr == nil {
 		t.Fatal("Parse accepted jsonrpc 1.0")
 	}
@@ -357,7 +357,7 @@ func TestStageTimesOutATrickledBody(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	parse.SetBodyReadTimeout(t, timeout)
 	var next recorder
-	srv := httptest.NewServer(parse.New()(next.handler()))
+	srv := httptest.NewServer(parse.New(parse.Options{})(next.handler()))
 	defer srv.Close()
 
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -441,7 +441,7 @@ func TestStageClearsTheReadDeadlineAfterTheBody(t *testing.T) {
 				}
 				w.WriteHeader(http.StatusNoContent)
 			})
-			srv := httptest.NewServer(tt.before(parse.New()(slow)))
+			srv := httptest.NewServer(tt.before(parse.New(parse.Options{})(slow)))
 			defer srv.Close()
 
 			resp, err := srv.Client().Post(srv.URL+"/mcp", "application/json", strings.NewReader(body))
@@ -477,7 +477,7 @@ func FuzzParse(f *testing.F) {
 	}
 	valid := map[int]bool{jsonrpc.CodeParseError: true, jsonrpc.CodeInvalidRequest: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, perr := parse.Parse(body)
+		p, perr := parse.Parse(body, parse.Options{})
 		if p == nil {
 			t.Fatal("Parse returned a nil *Parsed")
 		}
@@ -503,7 +503,7 @@ func FuzzParse(f *testing.F) {
 		// passes it on or writes a JSON-RPC error.
 		var next recorder
 		w := httptest.NewRecorder()
-		parse.New()(next.handler()).ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(body)))
+		parse.New(parse.Options{})(next.handler()).ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(body)))
 		if next.called == (perr != nil) {
 			t.Fatalf("next called = %v with parse error %v", next.called, perr)
 		}
@@ -511,4 +511,53 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error response is not JSON: %s", w.Body)
 		}
 	})
+}
+
+// With the optimizer on, a call_tool is parsed as a call of the tool it
+// names, so rate limits and audit see the real tool; find_tool is marked
+// and is not a tool call. With it off, both are ordinary tool names.
+func TestParseResolvesOptimizerTools(t *testing.T) {
+	t.Parallel()
+	call := func(args string) []byte {
+		return []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"call_tool","arguments":` + args + `}}`)
+	}
+	find := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"find_tool","arguments":{"tool_description":"weather"}}}`)
+	tests := []struct {
+		name      string
+		body      []byte
+		optimizer bool
+		want      parse.Parsed
+		callsTool bool
+	}{
+		{"call_tool resolved", call(`{"tool_name":"weather_get","parameters":{"city":"Oslo"}}`), true,
+			parse.Parsed{ResourceID: "weather_get", Arguments: json.RawMessage(`{"city":"Oslo"}`), Optimizer: parse.CallToolName}, true},
+		{"call_tool without parameters", call(`{"tool_name":"notes_list"}`), true,
+			parse.Parsed{ResourceID: "notes_list", Optimizer: parse.CallToolName}, true},
+		{"call_tool with a non-string tool_name", call(`{"tool_name":7,"parameters":{"a":1}}`), true,
+			parse.Parsed{Optimizer: parse.CallToolName}, true},
+		{"call_tool with arguments not an object", call(`"weather_get"`), true,
+			parse.Parsed{Optimizer: parse.CallToolName}, true},
+		{"find_tool is not a tool call", find, true,
+			parse.Parsed{ResourceID: parse.FindToolName, Arguments: json.RawMessage(`{"tool_description":"weather"}`), Optimizer: parse.FindToolName}, false},
+		{"optimizer off: call_tool is a backend's tool", call(`{"tool_name":"weather_get"}`), false,
+			parse.Parsed{ResourceID: parse.CallToolName, Arguments: json.RawMessage(`{"tool_name":"weather_get"}`)}, true},
+		{"optimizer off: find_tool is a backend's tool", find, false,
+			parse.Parsed{ResourceID: parse.FindToolName, Arguments: json.RawMessage(`{"tool_description":"weather"}`)}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, perr := parse.Parse(tt.body, parse.Options{Optimizer: tt.optimizer})
+			if perr != nil {
+				t.Fatalf("Parse: %v", perr)
+			}
+			if p.ResourceID != tt.want.ResourceID || string(p.Arguments) != string(tt.want.Arguments) || p.Optimizer != tt.want.Optimizer {
+				t.Errorf("Parse = {ResourceID: %q, Arguments: %s, Optimizer: %q}; want {%q, %s, %q}",
+					p.ResourceID, p.Arguments, p.Optimizer, tt.want.ResourceID, tt.want.Arguments, tt.want.Optimizer)
+			}
+			if got := p.CallsTool(); got != tt.callsTool {
+				t.Errorf("CallsTool() = %v; want %v", got, tt.callsTool)
+			}
+		})
+	}
 }

@@ -60,7 +60,7 @@ func ExampleNew() {
 	mcp := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "handled")
 	})
-	h := parse.New()(rl(mcp))
+	h := parse.New(parse.Options{})(rl(mcp))
 
 	post := func(body string) {
 		r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))

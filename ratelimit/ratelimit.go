@@ -125,7 +125,7 @@ func newLimiter(cfg config.RateLimiting, opts Options, now func() time.Time) (*l
 func (l *limiter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := parse.FromContext(r.Context())
-		if !ok || p.Method != "tools/call" {
+		if !ok || !p.CallsTool() {
 			next.ServeHTTP(w, r)
 			return
 		}

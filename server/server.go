@@ -177,7 +177,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		telemetry: tel,
 		bodyLimit: bodylimit.New(s.cfg.Server.MaxBodyBytes),
 		auth:      authStage,
-		parse:     parse.New(),
+		parse:     parse.New(parse.Options{Optimizer: s.cfg.Optimizer.Enabled}),
 		rateLimit: rl,
 		audit:     au,
 		discovery: discovery.New(s.sync),
