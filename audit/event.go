@@ -29,7 +29,11 @@ type Event struct {
 	ClientAddr string
 	Method     string
 	// Name is the post-aggregation tool or prompt name, or resource URI.
-	Name    string
+	// For a call through the optimizer it is the tool call_tool called.
+	Name string
+	// Via names the optimizer tool a call came through (call_tool), if
+	// any.
+	Via     string
 	Outcome Outcome
 	// Reason says why a request was refused, in a few words; never a
 	// credential.

@@ -76,6 +76,7 @@ type line struct {
 	ClientAddr string  `json:"clientAddr,omitempty"`
 	Method     string  `json:"method,omitempty"`
 	Name       string  `json:"name,omitempty"`
+	Via        string  `json:"via,omitempty"`
 	Outcome    Outcome `json:"outcome"`
 	Reason     string  `json:"reason,omitempty"`
 	DurationMS float64 `json:"durationMs,omitempty"`
@@ -90,7 +91,7 @@ func (w *Writer) run() {
 		}
 		err := enc.Encode(line{
 			Time: e.Time.UTC().Format(time.RFC3339Nano), Issuer: e.Issuer, Subject: e.Subject,
-			ClientAddr: e.ClientAddr, Method: e.Method, Name: e.Name, Outcome: e.Outcome, Reason: e.Reason,
+			ClientAddr: e.ClientAddr, Method: e.Method, Name: e.Name, Via: e.Via, Outcome: e.Outcome, Reason: e.Reason,
 			DurationMS: float64(e.Duration) / float64(time.Millisecond),
 		})
 		if err != nil {

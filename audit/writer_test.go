@@ -26,7 +26,7 @@ func TestWriterWritesJSONLines(t *testing.T) {
 	}
 	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	w.Record(context.Background(), Event{Time: at, ClientAddr: "127.0.0.1:5", Outcome: OutcomeUnauthenticated, Reason: "no token"})
-	w.Record(context.Background(), Event{Time: at, Issuer: "https://idp", Subject: "alice", Method: "tools/call", Name: "github_create_pr", Outcome: OutcomeRateLimited, Reason: "perUser"})
+	w.Record(context.Background(), Event{Time: at, Issuer: "https://idp", Subject: "alice", Method: "tools/call", Name: "github_create_pr", Via: "call_tool", Outcome: OutcomeRateLimited, Reason: "perUser"})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestWriterWritesJSONLines(t *testing.T) {
 	if lines[1]["outcome"] != "unauthenticated" || lines[1]["reason"] != "no token" || lines[1]["time"] != "2026-11-21T10:00:00Z" || lines[1]["subject"] != nil {
 		t.Errorf("first event = %v", lines[1])
 	}
-	if lines[2]["outcome"] != "rate_limited" || lines[2]["subject"] != "alice" || lines[2]["name"] != "github_create_pr" {
+	if lines[2]["outcome"] != "rate_limited" || lines[2]["subject"] != "alice" || lines[2]["name"] != "github_create_pr" || lines[2]["via"] != "call_tool" || lines[1]["via"] != nil {
 		t.Errorf("second event = %v", lines[2])
 	}
 }

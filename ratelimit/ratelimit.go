@@ -190,6 +190,7 @@ func (l *limiter) reject(w http.ResponseWriter, r *http.Request, p *parse.Parsed
 		ClientAddr: r.RemoteAddr,
 		Method:     p.Method,
 		Name:       p.ResourceID,
+		Via:        p.Optimizer,
 		Outcome:    audit.OutcomeRateLimited,
 		Reason:     scope,
 	})
