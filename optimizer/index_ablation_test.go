@@ -1,0 +1,131 @@
+package optimizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// The ablation reads the BFCL tool-retrieval set that lives outside the
+// module; it runs only when asked: VMCP_ABLATION=1 go test -run Ablation -v.
+const ablationData = "../../shared/datasets/tool-retrieval/bfcl-v4-tool-retrieval.json"
+
+type ablationQuery struct {
+	Category string   `json:"category"`
+	Query    string   `json:"query"`
+	Expected []string `json:"expected"`
+}
+
+func loadAblationData(t *testing.T) ([]mcp.Tool, []ablationQuery) {
+	t.Helper()
+	tools, queries := tryLoadAblationData()
+	if tools == nil {
+		t.Skip("no data set at", ablationData, "or $VMCP_RETRIEVAL_DATA")
+	}
+	return tools, queries
+}
+
+// tryLoadAblationData returns the data set's tools (as vmcp receives them:
+// RawInputSchema set) and queries, or nils when the file is not there.
+func tryLoadAblationData() ([]mcp.Tool, []ablationQuery) {
+	path := ablationData
+	if p := os.Getenv("VMCP_RETRIEVAL_DATA"); p != "" {
+		path = p
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil
+	}
+	var ds struct {
+		Tools []struct {
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+		} `json:"tools"`
+		Queries []ablationQuery `json:"queries"`
+	}
+	if err := json.Unmarshal(raw, &ds); err != nil {
+		return nil, nil
+	}
+	tools := make([]mcp.Tool, len(ds.Tools))
+	for i, d := range ds.Tools {
+		tools[i] = mcp.Tool{Name: d.Name, Description: d.Description, RawInputSchema: d.InputSchema}
+	}
+	return tools, ds.Queries
+}
+
+// evalSummary is recall@5 and MRR overall, and recall@5 of the categories
+// where lexical matching is hardest.
+type evalSummary struct {
+	r5, mrr, live, multiTurn float64
+}
+
+func evaluateIndex(ix *Index, queries []ablationQuery) evalSummary {
+	var s evalSummary
+	var nLive, nMT float64
+	for _, q := range queries {
+		ranked := ix.Search(q.Query, "", 10)
+		var r5, rr float64
+		for _, want := range q.Expected {
+			rank := slices.IndexFunc(ranked, func(m Match) bool { return m.Tool.Name == want }) + 1
+			if rank == 0 {
+				continue
+			}
+			if rank <= 5 {
+				r5 += 1 / float64(len(q.Expected))
+			}
+			rr = max(rr, 1/float64(rank))
+		}
+		s.r5 += r5
+		s.mrr += rr
+		switch q.Category {
+		case "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple":
+			s.live += r5
+			nLive++
+		case "multi_turn_base":
+			s.multiTurn += r5
+			nMT++
+		}
+	}
+	n := float64(len(queries))
+	s.r5 /= n
+	s.mrr /= n
+	s.live /= max(nLive, 1)
+	s.multiTurn /= max(nMT, 1)
+	return s
+}
+
+// TestAblation prints what each ranking choice buys, by switching it off (or
+// to the alternative) one at a time.
+func TestAblation(t *testing.T) {
+	if os.Getenv("VMCP_ABLATION") == "" {
+		t.Skip("set VMCP_ABLATION=1 to run")
+	}
+	tools, queries := loadAblationData(t)
+	variants := []struct {
+		name string
+		edit func(*params)
+	}{
+		{"default", func(*params) {}},
+		{"no stemming", func(p *params) { p.stemming = false }},
+		{"no stop words", func(p *params) { p.stopWords = false }},
+		{"no schema field", func(p *params) { p.schema = false }},
+		{"no sub-word expansion", func(p *params) { p.subword = false }},
+		{"equal field weights 1/1/1", func(p *params) { p.weight = [numFields]float64{1, 1, 1} }},
+		{"field weights 2/1/0.5", func(p *params) { p.weight = [numFields]float64{2, 1, 0.5} }},
+		{"field weights 3/1/1", func(p *params) { p.weight = [numFields]float64{3, 1, 1} }},
+		{"k1 2.0", func(p *params) { p.k1 = 2 }},
+		{"b 0.5", func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5} }},
+	}
+	fmt.Printf("%-28s %6s %6s %6s %6s\n", "variant", "R@5", "MRR", "live", "multi")
+	for _, v := range variants {
+		p := defaultParams
+		v.edit(&p)
+		s := evaluateIndex(newIndex(tools, p), queries)
+		fmt.Printf("%-28s %.3f  %.3f  %.3f  %.3f\n", v.name, s.r5, s.mrr, s.live, s.multiTurn)
+	}
+}

@@ -1,0 +1,86 @@
+package optimizer
+
+import (
+	"encoding/json"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// maxSchemaDepth bounds how deep nested properties are indexed: the first
+// levels name what a tool acts on; deeper ones are record layouts that mostly
+// add noise (and a hostile schema could nest without end).
+const maxSchemaDepth = 4
+
+// schemaText calls emit with the searchable text of a tool's input schema:
+// every property name, title and description and every string enum value,
+// walking nested objects, array items and anyOf/oneOf/allOf alternatives.
+// RawInputSchema wins when set, as it does on the wire.
+func schemaText(t *mcp.Tool, emit func(string)) {
+	if len(t.RawInputSchema) > 0 {
+		var s map[string]any
+		if json.Unmarshal(t.RawInputSchema, &s) == nil {
+			walkSchema(s, 0, emit)
+		}
+		return
+	}
+	walkProperties(t.InputSchema.Properties, 0, emit)
+}
+
+// walkSchema emits the text below one schema node (not the node's own
+// description: for the root that is the tool's, and for a property its
+// caller emits it).
+func walkSchema(node map[string]any, depth int, emit func(string)) {
+	if depth > maxSchemaDepth {
+		return
+	}
+	if props, ok := node["properties"].(map[string]any); ok {
+		walkProperties(props, depth, emit)
+	}
+	if items, ok := node["items"].(map[string]any); ok {
+		walkNode(items, depth+1, emit)
+	}
+	if extra, ok := node["additionalProperties"].(map[string]any); ok {
+		walkNode(extra, depth+1, emit)
+	}
+	for _, key := range [...]string{"anyOf", "oneOf", "allOf"} {
+		if alts, ok := node[key].([]any); ok {
+			for _, alt := range alts {
+				if m, ok := alt.(map[string]any); ok {
+					walkNode(m, depth+1, emit)
+				}
+			}
+		}
+	}
+}
+
+// walkProperties emits each property's name, then its own text and below.
+func walkProperties(props map[string]any, depth int, emit func(string)) {
+	for name, p := range props {
+		emit(name)
+		if m, ok := p.(map[string]any); ok {
+			walkNode(m, depth+1, emit)
+		}
+	}
+}
+
+// walkNode emits a property schema's title, description and string enum
+// values (which name the choices a tool offers, e.g. "celsius"), then what is
+// below it.
+func walkNode(node map[string]any, depth int, emit func(string)) {
+	if depth > maxSchemaDepth {
+		return
+	}
+	for _, key := range [...]string{"title", "description"} {
+		if s, ok := node[key].(string); ok {
+			emit(s)
+		}
+	}
+	if enum, ok := node["enum"].([]any); ok {
+		for _, v := range enum {
+			if s, ok := v.(string); ok { // numbers and booleans say nothing about the task
+				emit(s)
+			}
+		}
+	}
+	walkSchema(node, depth, emit)
+}
