@@ -1,0 +1,189 @@
+package optimizer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/parse"
+	"github.com/vmcp/vmcp/router"
+)
+
+// CallFunc calls a catalogue tool by its post-aggregation name: the router's
+// CallTool.
+type CallFunc func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error)
+
+// Tools serves find_tool and call_tool over the catalogue. The search index
+// is built by Update, once per catalogue change, and shared by every
+// session.
+type Tools struct {
+	max  int
+	call CallFunc
+
+	mu      sync.Mutex // serialises Update
+	indexed atomic.Pointer[indexed]
+}
+
+// indexed is one catalogue's tool list and its index.
+type indexed struct {
+	tools []mcp.Tool
+	index *Index
+}
+
+// NewTools returns the optimizer's tools. find_tool returns at most
+// maxToolsToReturn tools; call_tool calls through call.
+func NewTools(maxToolsToReturn int, call CallFunc) *Tools {
+	t := &Tools{max: maxToolsToReturn, call: call}
+	t.indexed.Store(&indexed{index: NewIndex(nil)})
+	return t
+}
+
+// Update indexes tools, the catalogue's tool list, unless that very list is
+// already indexed. The slice is kept, not copied: the catalogue never
+// changes it.
+func (t *Tools) Update(tools []mcp.Tool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur := t.indexed.Load(); cur != nil && sameSlice(cur.tools, tools) {
+		return
+	}
+	t.indexed.Store(&indexed{tools: tools, index: NewIndex(tools)})
+}
+
+func sameSlice(a, b []mcp.Tool) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// ServerTools returns find_tool and call_tool with their handlers, for
+// mcp-go's tool list.
+func (t *Tools) ServerTools() []mcpserver.ServerTool {
+	defs := Definitions(t.max)
+	return []mcpserver.ServerTool{
+		{Tool: defs[0], Handler: t.findTool},
+		{Tool: defs[1], Handler: t.callTool},
+	}
+}
+
+// Definitions returns the definitions of find_tool and call_tool, in that
+// order, as clients list them.
+func Definitions(maxToolsToReturn int) []mcp.Tool {
+	find := mcp.NewTool(parse.FindToolName,
+		mcp.WithDescription(fmt.Sprintf("Search the tools this server can call and return the best %d matches, "+
+			"each with its name, description, input schema and relevance score. Describe the task in plain "+
+			"language; then call the chosen tool with call_tool.", maxToolsToReturn)),
+		mcp.WithString("tool_description", mcp.Required(),
+			mcp.Description("What you want to do, in plain language, e.g. \"create a pull request on GitHub\".")),
+		mcp.WithString("tool_keywords",
+			mcp.Description("Optional space-separated keywords that narrow the search, e.g. \"github pull request\".")),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithIdempotentHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+		mcp.WithOpenWorldHintAnnotation(false),
+	)
+	find.RawOutputSchema = json.RawMessage(findToolOutputSchema)
+
+	call := mcp.NewTool(parse.CallToolName,
+		mcp.WithDescription("Call a tool found with find_tool, by its name, with parameters that match its input "+
+			"schema. Returns the tool's own result."),
+		mcp.WithString("tool_name", mcp.Required(),
+			mcp.Description("The tool's name exactly as find_tool returned it.")),
+		mcp.WithObject("parameters",
+			mcp.Description("The tool's arguments, an object matching the tool's inputSchema.")),
+		mcp.WithDestructiveHintAnnotation(true),
+		mcp.WithOpenWorldHintAnnotation(true),
+	)
+	return []mcp.Tool{find, call}
+}
+
+const findToolOutputSchema = `{"type":"object","properties":{"tools":{"type":"array","items":{"type":"object",` +
+	`"properties":{"name":{"type":"string"},"description":{"type":"string"},"inputSchema":{"type":"object"},` +
+	`"score":{"type":"number"}},"required":["name","inputSchema","score"]}}},"required":["tools"]}`
+
+// FoundTool is one find_tool result.
+type FoundTool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	InputSchema json.RawMessage `json:"inputSchema"`
+	Score       float64         `json:"score"`
+}
+
+// FindResult is find_tool's structured content.
+type FindResult struct {
+	Tools []FoundTool `json:"tools"`
+}
+
+func (t *Tools) findTool(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	desc, err := req.RequireString("tool_description")
+	if err != nil || strings.TrimSpace(desc) == "" {
+		return mcp.NewToolResultError("find_tool: tool_description is required: describe what you want to do"), nil
+	}
+	keywords := req.GetString("tool_keywords", "")
+	matches := t.indexed.Load().index.Search(desc, keywords, t.max)
+	res := FindResult{Tools: make([]FoundTool, len(matches))}
+	for i, m := range matches {
+		res.Tools[i] = FoundTool{
+			Name:        m.Tool.Name,
+			Description: m.Tool.Description,
+			InputSchema: inputSchema(m.Tool),
+			Score:       math.Round(m.Score*1e4) / 1e4,
+		}
+	}
+	text, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("find_tool: encode result: %w", err)
+	}
+	return mcp.NewToolResultStructured(res, string(text)), nil
+}
+
+// inputSchema returns a tool's input schema as JSON: the backend's own
+// bytes when it gave them.
+func inputSchema(t *mcp.Tool) json.RawMessage {
+	if len(t.RawInputSchema) > 0 {
+		return t.RawInputSchema
+	}
+	b, err := json.Marshal(t.InputSchema)
+	if err != nil {
+		return json.RawMessage(`{"type":"object"}`)
+	}
+	return b
+}
+
+func (t *Tools) callTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	name, err := req.RequireString("tool_name")
+	if err != nil || name == "" {
+		return mcp.NewToolResultError("call_tool: tool_name is required: the name of a tool find_tool returned"), nil
+	}
+	args := req.GetArguments()
+	params, ok := args["parameters"]
+	if !ok || params == nil {
+		params = map[string]any{}
+	} else if _, isObject := params.(map[string]any); !isObject {
+		return mcp.NewToolResultError(fmt.Sprintf("call_tool: parameters must be an object matching the input schema of %s", name)), nil
+	}
+	inner := mcp.CallToolRequest{Request: req.Request, Header: req.Header}
+	inner.Params.Name = name
+	inner.Params.Arguments = params
+	inner.Params.Meta = req.Params.Meta
+	res, err := t.call(ctx, inner)
+	if errors.Is(err, router.ErrNotFound) {
+		return mcp.NewToolResultError(t.unknownTool(name)), nil
+	}
+	return res, err
+}
+
+// unknownTool is the error text of a call_tool naming no catalogue tool.
+func (t *Tools) unknownTool(name string) string {
+	msg := fmt.Sprintf("call_tool: unknown tool %q", name)
+	if near := closestNames(t.indexed.Load().tools, name, 3); len(near) > 0 {
+		msg += "; did you mean " + strings.Join(near, ", ") + "?"
+	}
+	return msg + " Use find_tool to search for tools."
+}
