@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -14,18 +16,22 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/aggregator"
+	"github.com/vmcp/vmcp/optimizer"
 	"github.com/vmcp/vmcp/router"
 )
 
 // catalogueSync installs the aggregator's current catalogue into the mcp-go
 // server. Installing a changed list makes mcp-go send the matching
 // list_changed notification to every connected client; an unchanged list is
-// not reinstalled, so clients are not told to refetch for nothing.
+// not reinstalled, so clients are not told to refetch for nothing. With the
+// optimizer on, the tool list is find_tool and call_tool, installed once,
+// and a changed catalogue re-indexes the optimizer instead.
 type catalogueSync struct {
-	agg    *aggregator.Aggregator
-	mcp    *mcpserver.MCPServer
-	router *router.Router
-	log    *slog.Logger
+	agg       *aggregator.Aggregator
+	mcp       *mcpserver.MCPServer
+	router    *router.Router
+	optimizer *optimizer.Tools // nil when the optimizer is off
+	log       *slog.Logger
 
 	mu        sync.Mutex
 	installed atomic.Pointer[aggregator.Catalogue]
@@ -74,7 +80,11 @@ func (s *catalogueSync) Sync() {
 		prev = &aggregator.Catalogue{}
 	}
 	if !reflect.DeepEqual(prev.Tools, c.Tools) {
-		s.toolList.Store(&toolList{tools: s.installTools(c.Tools)})
+		if s.optimizer != nil {
+			s.optimizer.Update(c.Tools)
+		} else {
+			s.toolList.Store(&toolList{tools: s.installTools(s.routed(c.Tools))})
+		}
 	}
 	if !reflect.DeepEqual(prev.Resources, c.Resources) {
 		rs := make([]mcpserver.ServerResource, len(c.Resources))
@@ -115,35 +125,50 @@ func (s *catalogueSync) readResource(template string) mcpserver.ResourceHandlerF
 	}
 }
 
+// installOptimizer makes find_tool and call_tool the tool list.
+func (s *catalogueSync) installOptimizer(o *optimizer.Tools) {
+	s.optimizer = o
+	s.toolList.Store(&toolList{tools: s.installTools(o.ServerTools())})
+}
+
+// routed pairs each catalogue tool with the router's handler.
+func (s *catalogueSync) routed(tools []mcp.Tool) []mcpserver.ServerTool {
+	st := make([]mcpserver.ServerTool, len(tools))
+	for i, t := range tools {
+		st[i] = mcpserver.ServerTool{Tool: t, Handler: s.router.CallTool}
+	}
+	return st
+}
+
 // installTools sets the tool list and returns the tools installed. mcp-go
 // panics on a tool definition it rejects (for example malformed header
 // annotations); one bad tool from a backend must not take the server down,
 // so such tools are left out and logged.
-func (s *catalogueSync) installTools(tools []mcp.Tool) []mcp.Tool {
-	st := make([]mcpserver.ServerTool, 0, len(tools))
-	for _, t := range tools {
-		st = append(st, mcpserver.ServerTool{Tool: t, Handler: s.router.CallTool})
-	}
-	if err := setTools(s.mcp, st); err == nil {
-		return tools
-	}
-	good := st[:0]
-	for _, t := range st {
-		if err := setTools(mcpserver.NewMCPServer("probe", "0"), []mcpserver.ServerTool{t}); err != nil {
-			s.log.Warn("leaving out a tool mcp-go rejects", "tool", t.Tool.Name, "error", err)
-			continue
+func (s *catalogueSync) installTools(st []mcpserver.ServerTool) []mcp.Tool {
+	if err := setTools(s.mcp, st); err != nil {
+		good := st[:0]
+		for _, t := range st {
+			if err := setTools(mcpserver.NewMCPServer("probe", "0"), []mcpserver.ServerTool{t}); err != nil {
+				s.log.Warn("leaving out a tool mcp-go rejects", "tool", t.Tool.Name, "error", err)
+				continue
+			}
+			good = append(good, t)
 		}
-		good = append(good, t)
+		if err := setTools(s.mcp, good); err != nil {
+			s.log.Error("install tools", "error", err)
+			return nil
+		}
+		st = good
 	}
-	if err := setTools(s.mcp, good); err != nil {
-		s.log.Error("install tools", "error", err)
-		return nil
+	tools := make([]mcp.Tool, len(st))
+	for i, t := range st {
+		tools[i] = t.Tool
 	}
-	installed := make([]mcp.Tool, len(good))
-	for i, t := range good {
-		installed[i] = t.Tool
-	}
-	return installed
+	// In mcp-go's order, so the encoded list answers tools/list exactly as
+	// mcp-go would (the catalogue is sorted already; the optimizer's two
+	// tools are not).
+	slices.SortFunc(tools, func(a, b mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
+	return tools
 }
 
 func setTools(m *mcpserver.MCPServer, tools []mcpserver.ServerTool) (err error) {

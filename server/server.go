@@ -24,6 +24,7 @@ import (
 	"github.com/vmcp/vmcp/bodylimit"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/discovery"
+	"github.com/vmcp/vmcp/optimizer"
 	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/ratelimit"
 	"github.com/vmcp/vmcp/recovery"
@@ -122,6 +123,9 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		mcpserver.WithRecovery(),
 	)
 	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, log: s.log}
+	if cfg.Optimizer.Enabled {
+		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, rt.CallTool))
+	}
 	s.sessions = newSessionIDs()
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
 		mcpserver.WithEndpointPath(cfg.Server.Path),
@@ -206,9 +210,6 @@ func (s *Server) auditRecorder() (audit.Recorder, error) {
 // warnUnenforced says which configured sections this build parses but
 // does not act on yet, so nobody believes they are protected.
 func (s *Server) warnUnenforced() {
-	if s.cfg.Optimizer.Enabled {
-		s.log.Warn("optimizer.enabled is set but the optimizer is not part of this build; serving every tool")
-	}
 	if s.cfg.Audit.Enabled {
 		s.log.Warn("audit.enabled records the auth and rate-limit rejections; events for served calls are not part of this build")
 	}
