@@ -13,9 +13,10 @@ import (
 // The fields of a tool document, each weighted and length-normalised on its
 // own (BM25F).
 const (
-	fieldName   = iota // name and titles
-	fieldDesc          // description
-	fieldParams        // input parameter names, descriptions and enum values
+	fieldName       = iota // name and titles
+	fieldDesc              // description
+	fieldParamNames        // input parameter names
+	fieldParams            // input parameter descriptions, titles and enum values
 	numFields
 )
 
@@ -34,15 +35,17 @@ type params struct {
 	stemming      bool // Snowball-stem English words
 	subword       bool // expand query terms absent from the vocabulary
 	schema        bool // index the input schema (the parameters field)
+	queryTF       bool // count a term repeated in the description each time
 }
 
 var defaultParams = params{
 	k1: 1.2, // the usual BM25 value: a second occurrence counts, a tenth barely
-	// Name ×3 follows the common title boost in multi-field BM25; parameters
-	// ×0.5 because their text mostly describes values, not the tool's purpose.
-	weight:        [numFields]float64{3, 1, 0.5},
-	b:             [numFields]float64{0.75, 0.75, 0.75}, // the usual BM25 value, per field
-	keywordWeight: 1,                                    // a keyword counts like one more mention in the description
+	// Name ×3 follows the common title boost in multi-field BM25; parameter
+	// names are identifiers the author chose, like the description's words;
+	// parameter text ×0.5 because it mostly describes values, not purpose.
+	weight:        [numFields]float64{3, 1, 1, 0.5},
+	b:             [numFields]float64{0.75, 0.75, 0.75, 0.75}, // the usual BM25 value, per field
+	keywordWeight: 1,                                          // a keyword counts like one more mention in the description
 	stopWords:     true,
 	stemming:      true,
 	subword:       true,
@@ -123,8 +126,13 @@ func newIndex(tools []mcp.Tool, p params) *Index {
 		field = fieldDesc
 		addText(t.Description)
 		if p.schema {
-			field = fieldParams
-			schemaText(t, addText)
+			schemaText(t, func(s string) {
+				field = fieldParamNames
+				addText(s)
+			}, func(s string) {
+				field = fieldParams
+				addText(s)
+			})
 		}
 		slices.Sort(occ)
 		for i := 0; i < len(occ); {
@@ -228,9 +236,9 @@ func (ix *Index) Search(description, keywords string, k int) []Match {
 	s := ix.scratch.Get().(*scratch)
 	defer ix.scratch.Put(s)
 	scores, touched := s.scores, s.touched[:0]
-	for _, qt := range q {
-		w := qt.w * ix.idf[qt.id]
-		lo, hi := ix.postStart[qt.id], ix.postStart[qt.id+1]
+	accumulate := func(id uint32, w float32) {
+		w *= ix.idf[id]
+		lo, hi := ix.postStart[id], ix.postStart[id+1]
 		docs, ws := ix.postDoc[lo:hi], ix.postW[lo:hi]
 		for i, d := range docs {
 			if scores[d] == 0 {
@@ -238,6 +246,9 @@ func (ix *Index) Search(description, keywords string, k int) []Match {
 			}
 			scores[d] += w * ws[i]
 		}
+	}
+	for _, qt := range q {
+		accumulate(qt.id, qt.w)
 	}
 
 	out := topK(scores, touched, k)
@@ -253,29 +264,42 @@ func (ix *Index) Search(description, keywords string, k int) []Match {
 	return matches
 }
 
-// query turns the search text into weighted terms of the vocabulary, merged
-// so that each term appears once.
+// query turns the search text into weighted terms of the vocabulary, each
+// term once. Within the description a repeated term counts once (see
+// appendTerms); a keyword adds keywordWeight to its term's weight.
 func (ix *Index) query(description, keywords string) []qterm {
 	an := analyzer{noStop: !ix.p.stopWords, noStem: !ix.p.stemming}
-	var q []qterm
-	var w float32
-	add := func(t string) {
+	q := ix.appendTerms(&an, nil, description, 1)
+	q = ix.appendTerms(&an, q, keywords, float32(ix.p.keywordWeight))
+	return mergeTerms(q, func(a, b float32) float32 { return a + b })
+}
+
+// appendTerms appends the vocabulary terms of text to q with weight w, each
+// once: in a request written as prose a repeated word is style, not
+// emphasis (binary query term frequency, BM25's k3 = 0, as advised for
+// short queries).
+func (ix *Index) appendTerms(an *analyzer, q []qterm, text string, w float32) []qterm {
+	start := len(q)
+	an.terms(text, func(t string) {
 		if id, ok := ix.vocab[t]; ok {
 			q = append(q, qterm{id, w})
 		} else if ix.p.subword {
-			ix.expand(t, w, &q)
+			q = ix.expand(t, w, q)
 		}
+	})
+	if ix.p.queryTF {
+		return q
 	}
-	w = 1
-	an.terms(description, add)
-	w = float32(ix.p.keywordWeight)
-	an.terms(keywords, add)
+	return append(q[:start], mergeTerms(q[start:], func(a, b float32) float32 { return max(a, b) })...)
+}
 
+// mergeTerms sorts q by term and folds each term's weights into one.
+func mergeTerms(q []qterm, fold func(a, b float32) float32) []qterm {
 	slices.SortFunc(q, func(a, b qterm) int { return int(a.id) - int(b.id) })
 	merged := q[:0]
 	for _, qt := range q {
 		if n := len(merged); n > 0 && merged[n-1].id == qt.id {
-			merged[n-1].w += qt.w
+			merged[n-1].w = fold(merged[n-1].w, qt.w)
 			continue
 		}
 		merged = append(merged, qt)
@@ -302,9 +326,9 @@ const (
 // most likely means: terms it is a prefix of (an abbreviation or a stem the
 // stemmer left longer in the catalogue: "config" → "configur"), or, failing
 // that, the two halves of a closed compound ("filesystem" → "file" "system").
-func (ix *Index) expand(t string, w float32, q *[]qterm) {
+func (ix *Index) expand(t string, w float32, q []qterm) []qterm {
 	if len(t) < minPrefixRunes || !isASCIIWord(t) {
-		return
+		return q
 	}
 	var found []qterm
 	i := sort.SearchStrings(ix.sorted, t)
@@ -327,7 +351,7 @@ func (ix *Index) expand(t string, w float32, q *[]qterm) {
 			}
 		}
 	}
-	*q = append(*q, found...)
+	return append(q, found...)
 }
 
 func cmpFloat(a, b float32) int {

@@ -115,11 +115,13 @@ func TestAblation(t *testing.T) {
 		{"no stop words", func(p *params) { p.stopWords = false }},
 		{"no schema field", func(p *params) { p.schema = false }},
 		{"no sub-word expansion", func(p *params) { p.subword = false }},
-		{"equal field weights 1/1/1", func(p *params) { p.weight = [numFields]float64{1, 1, 1} }},
-		{"field weights 2/1/0.5", func(p *params) { p.weight = [numFields]float64{2, 1, 0.5} }},
-		{"field weights 3/1/1", func(p *params) { p.weight = [numFields]float64{3, 1, 1} }},
+		{"equal field weights 1/1/1", func(p *params) { p.weight = [numFields]float64{1, 1, 1, 1} }},
+		{"field weights 2/1/0.5", func(p *params) { p.weight = [numFields]float64{2, 1, 1, 0.5} }},
+		{"field weights 3/1/1", func(p *params) { p.weight = [numFields]float64{3, 1, 1, 1} }},
+		{"query term frequency counted", func(p *params) { p.queryTF = true }},
+		{"one parameter field ×0.5", func(p *params) { p.weight[fieldParamNames] = 0.5 }},
 		{"k1 2.0", func(p *params) { p.k1 = 2 }},
-		{"b 0.5", func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5} }},
+		{"b 0.5", func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5, 0.5} }},
 	}
 	fmt.Printf("%-28s %6s %6s %6s %6s\n", "variant", "R@5", "MRR", "live", "multi")
 	for _, v := range variants {

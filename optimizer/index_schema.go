@@ -11,25 +11,29 @@ import (
 // add noise (and a hostile schema could nest without end).
 const maxSchemaDepth = 4
 
-// schemaText calls emit with the searchable text of a tool's input schema:
-// every property name, title and description and every string enum value,
-// walking nested objects, array items and anyOf/oneOf/allOf alternatives.
-// RawInputSchema wins when set, as it does on the wire.
-func schemaText(t *mcp.Tool, emit func(string)) {
+// schemaText calls name with every property name of a tool's input schema,
+// and text with every property title and description and every string enum
+// value, walking nested objects, array items and anyOf/oneOf/allOf
+// alternatives. RawInputSchema wins when set, as it does on the wire.
+func schemaText(t *mcp.Tool, name, text func(string)) {
+	e := schemaEmit{name, text}
 	if len(t.RawInputSchema) > 0 {
 		var s map[string]any
 		if json.Unmarshal(t.RawInputSchema, &s) == nil {
-			walkSchema(s, 0, emit)
+			walkSchema(s, 0, e)
 		}
 		return
 	}
-	walkProperties(t.InputSchema.Properties, 0, emit)
+	walkProperties(t.InputSchema.Properties, 0, e)
 }
+
+// schemaEmit receives a schema's property names and its other text.
+type schemaEmit struct{ name, text func(string) }
 
 // walkSchema emits the text below one schema node (not the node's own
 // description: for the root that is the tool's, and for a property its
 // caller emits it).
-func walkSchema(node map[string]any, depth int, emit func(string)) {
+func walkSchema(node map[string]any, depth int, emit schemaEmit) {
 	if depth > maxSchemaDepth {
 		return
 	}
@@ -54,9 +58,9 @@ func walkSchema(node map[string]any, depth int, emit func(string)) {
 }
 
 // walkProperties emits each property's name, then its own text and below.
-func walkProperties(props map[string]any, depth int, emit func(string)) {
+func walkProperties(props map[string]any, depth int, emit schemaEmit) {
 	for name, p := range props {
-		emit(name)
+		emit.name(name)
 		if m, ok := p.(map[string]any); ok {
 			walkNode(m, depth+1, emit)
 		}
@@ -66,19 +70,19 @@ func walkProperties(props map[string]any, depth int, emit func(string)) {
 // walkNode emits a property schema's title, description and string enum
 // values (which name the choices a tool offers, e.g. "celsius"), then what is
 // below it.
-func walkNode(node map[string]any, depth int, emit func(string)) {
+func walkNode(node map[string]any, depth int, emit schemaEmit) {
 	if depth > maxSchemaDepth {
 		return
 	}
 	for _, key := range [...]string{"title", "description"} {
 		if s, ok := node[key].(string); ok {
-			emit(s)
+			emit.text(s)
 		}
 	}
 	if enum, ok := node["enum"].([]any); ok {
 		for _, v := range enum {
 			if s, ok := v.(string); ok { // numbers and booleans say nothing about the task
-				emit(s)
+				emit.text(s)
 			}
 		}
 	}
