@@ -64,6 +64,8 @@ type Server struct {
 	serveErr chan error
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
+	hiding sync.Mutex // serialises backendHealthChanged
+
 	closers      []func() error
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -99,6 +101,13 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		Logger:     s.log,
 		OnChange:   s.backendChanged,
 		Getenv:     opts.Getenv,
+		// health: see health.go
+		PingInterval:   cfg.Health.Interval.D(),
+		PingTimeout:    cfg.Health.Timeout.D(),
+		DegradedAfter:  cfg.Health.DegradedAfter,
+		UnhealthyAfter: cfg.Health.UnhealthyAfter,
+		Breaker:        breakerConfig(cfg.Health.Breaker),
+		OnHealthChange: s.backendHealthChanged,
 	})
 	if err != nil {
 		return nil, err
