@@ -65,6 +65,7 @@ type Server struct {
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
 	hiding sync.Mutex // serialises backendHealthChanged
+	hidden hiddenTools
 
 	closers      []func() error
 	shutdownOnce sync.Once
@@ -191,7 +192,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, log: s.log, inflight: &s.inflight}
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, log: s.log, inflight: &s.inflight}
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
