@@ -65,6 +65,9 @@ type Server struct {
 	serveErr chan error
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
+	hiding sync.Mutex // serialises backendHealthChanged
+	hidden hiddenTools
+
 	closers      []func() error
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -100,6 +103,13 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		Logger:     s.log,
 		OnChange:   s.backendChanged,
 		Getenv:     opts.Getenv,
+		// health: see health.go
+		PingInterval:   cfg.Health.Interval.D(),
+		PingTimeout:    cfg.Health.Timeout.D(),
+		DegradedAfter:  cfg.Health.DegradedAfter,
+		UnhealthyAfter: cfg.Health.UnhealthyAfter,
+		Breaker:        breakerConfig(cfg.Health.Breaker),
+		OnHealthChange: s.backendHealthChanged,
 	})
 	if err != nil {
 		return nil, err
@@ -186,7 +196,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, log: s.log, inflight: &s.inflight}
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, log: s.log, inflight: &s.inflight}
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
