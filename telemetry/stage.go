@@ -33,7 +33,8 @@ func New(tel *Telemetry) func(http.Handler) http.Handler {
 		// even along with an error.
 		s.duration, _ = tel.mp.Meter(scope).Float64Histogram("vmcp_http_request_duration_seconds",
 			metric.WithDescription("Duration of HTTP requests to the MCP endpoint, by method and status; GET streams last as long as the stream."),
-			metric.WithUnit("s"))
+			metric.WithUnit("s"),
+			metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 	}
 	return func(next http.Handler) http.Handler {
 		st := s
