@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/audit"
@@ -44,10 +45,13 @@ type Options struct {
 	// Getenv resolves environment references in the config (outgoing auth
 	// header values). nil: os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// TracerProvider records vmcp's spans; the caller owns it. nil: the
+	// OTLP exporter of telemetry.otlpEndpoint, or no tracing when unset.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a running vmcp. It is an http.Handler serving the MCP endpoint,
-// /healthz and /readyz.
+// /healthz, /readyz and, with telemetry.prometheus, /metrics.
 type Server struct {
 	cfg  config.Config
 	log  *slog.Logger
@@ -57,6 +61,7 @@ type Server struct {
 	agg      *aggregator.Aggregator
 	sync     *catalogueSync
 	sessions *sessionIDs
+	tel      *telemetry.Telemetry
 	mcpHTTP  *mcpserver.StreamableHTTPServer
 	mux      *http.ServeMux
 
@@ -93,13 +98,16 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		}
 	}()
 
+	if err := s.setupTelemetry(); err != nil {
+		return nil, err
+	}
 	names := make([]string, len(cfg.Backends))
 	for i, b := range cfg.Backends {
 		names[i] = b.Name
 	}
 	s.agg = aggregator.New(cfg.Aggregation, names, s.log)
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
-		HTTPClient: opts.HTTPClient,
+		HTTPClient: s.backendHTTPClient(),
 		Logger:     s.log,
 		OnChange:   s.backendChanged,
 		Getenv:     opts.Getenv,
@@ -157,6 +165,9 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if rec, err = s.withMetrics(rec); err != nil {
+		return err
+	}
 	authStage, err := s.authentication(ctx, rec)
 	if err != nil {
 		return err
@@ -170,6 +181,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		Store:      store,
 		Recorder:   rec,
 		Logger:     s.log,
+		Meter:      s.tel.MeterProvider().Meter("github.com/vmcp/vmcp/ratelimit"),
 		KnownTool: func(name string) bool {
 			_, ok := s.agg.Catalogue().Tool(name)
 			return ok
@@ -182,13 +194,9 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	tel, err := telemetry.New(s.cfg.Telemetry)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
 	d := deps{
 		recover:   recovery.New(s.log),
-		telemetry: tel,
+		telemetry: telemetry.New(s.tel),
 		bodyLimit: bodylimit.New(s.cfg.Server.MaxBodyBytes),
 		auth:      authStage,
 		parse:     parse.New(parse.Options{Optimizer: s.cfg.Optimizer.Enabled}),
@@ -200,7 +208,10 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	return nil
+	if h := s.tel.MetricsHandler(); h != nil {
+		s.mux.Handle("GET /metrics", h)
+	}
+	return s.observeState()
 }
 
 // auditRecorder opens the audit output when auditing is on and registers
@@ -302,7 +313,7 @@ func (s *Server) Addr() net.Addr {
 	return s.listener.Addr()
 }
 
-// ServeHTTP serves the MCP endpoint, /healthz and /readyz. A request that
+// ServeHTTP serves the MCP endpoint, /healthz, /readyz and /metrics. A request that
 // reached a loopback listener under a Host name that is not loopback is
 // refused first (DNS rebinding: a web page must not drive or read a local
 // vmcp from a browser).
