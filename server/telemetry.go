@@ -75,7 +75,8 @@ func (s *Server) observeState() error {
 			sts := s.backends.Status()
 			out := make([]telemetry.BackendState, len(sts))
 			for i, st := range sts {
-				out[i] = telemetry.BackendState{Name: st.Name, State: string(st.State), Up: st.State == backends.StateConnected}
+				out[i] = telemetry.BackendState{Name: st.Name, State: string(st.State), Health: string(st.Health),
+					Up: st.State == backends.StateConnected && st.Health != backends.HealthUnhealthy && st.Breaker != backends.BreakerOpen}
 			}
 			return out
 		},

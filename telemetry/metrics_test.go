@@ -54,7 +54,7 @@ func TestMetricsSeries(t *testing.T) {
 	m.Record(ctx, audit.Event{Method: "x/custom-" + strings.Repeat("y", 5), Outcome: audit.OutcomeSuccess})
 	err = Observe(tel, State{
 		Backends: func() []BackendState {
-			return []BackendState{{"weather", "connected", true}, {"notes", "unavailable", false}}
+			return []BackendState{{Name: "weather", State: "connected", Health: "healthy", Up: true}, {Name: "notes", State: "unavailable", Health: "unhealthy"}}
 		},
 		Catalogue: func() CatalogueSize { return CatalogueSize{Tools: 3, Resources: 2, ResourceTemplates: 1, Prompts: 4} },
 		Sessions:  func() int { return 7 },
@@ -77,6 +77,8 @@ func TestMetricsSeries(t *testing.T) {
 		`vmcp_backend_up{backend="weather"} 1`,
 		`vmcp_backend_up{backend="notes"} 0`,
 		`vmcp_backend_state{backend="notes",state="unavailable"} 1`,
+		`vmcp_backend_health{backend="notes",health="unhealthy"} 1`,
+		`vmcp_backend_health{backend="weather",health="healthy"} 1`,
 		`vmcp_catalogue_items{kind="tools"} 3`,
 		`vmcp_catalogue_items{kind="resource_templates"} 1`,
 		`vmcp_catalogue_items{kind="prompts"} 4`,

@@ -23,8 +23,10 @@ type State struct {
 // BackendState is one backend as the gauges see it.
 type BackendState struct {
 	Name  string // the configured name
-	State string // the backend's state, from a small fixed set
-	Up    bool   // whether calls can reach it
+	State string // the backend's connection state, from a small fixed set
+	// Health is healthy, degraded or unhealthy, from consecutive failures.
+	Health string
+	Up     bool // whether calls can reach it
 }
 
 // CatalogueSize counts the aggregated catalogue.
@@ -35,7 +37,8 @@ type CatalogueSize struct {
 // Observe registers the server's gauges on tel's meter provider:
 //
 //	vmcp_backend_up{backend}              1 when calls can reach it, else 0
-//	vmcp_backend_state{backend, state}    1 for the backend's current state
+//	vmcp_backend_state{backend, state}    1 for the backend's current connection state
+//	vmcp_backend_health{backend, health}  1 for the backend's current health state
 //	vmcp_catalogue_items{kind}            tools, resources, resource_templates, prompts
 //	vmcp_sessions_active
 //
@@ -52,6 +55,11 @@ func Observe(tel *Telemetry, s State) error {
 	}
 	state, err := m.Int64ObservableGauge("vmcp_backend_state",
 		metric.WithDescription("1 for the backend's current state."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	health, err := m.Int64ObservableGauge("vmcp_backend_health",
+		metric.WithDescription("1 for the backend's current health state (healthy, degraded, unhealthy)."))
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -75,6 +83,9 @@ func Observe(tel *Telemetry, s State) error {
 				}
 				o.ObserveInt64(up, v, metric.WithAttributes(name))
 				o.ObserveInt64(state, 1, metric.WithAttributes(name, attribute.String("state", b.State)))
+				if b.Health != "" {
+					o.ObserveInt64(health, 1, metric.WithAttributes(name, attribute.String("health", b.Health)))
+				}
 			}
 		}
 		if s.Catalogue != nil {
@@ -88,7 +99,7 @@ func Observe(tel *Telemetry, s State) error {
 			o.ObserveInt64(sessions, int64(s.Sessions()))
 		}
 		return nil
-	}, up, state, items, sessions)
+	}, up, state, health, items, sessions)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}

@@ -340,6 +340,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`vmcp_ratelimit_check_duration_seconds_count 4`,
 		`vmcp_backend_up{backend="demo"} 1`,
 		`vmcp_backend_state{backend="demo",state="connected"} 1`,
+		`vmcp_backend_health{backend="demo",health="healthy"} 1`,
 		`vmcp_catalogue_items{kind="tools"} `,
 		`vmcp_catalogue_items{kind="prompts"} `,
 		`vmcp_catalogue_items{kind="resources"} `,
