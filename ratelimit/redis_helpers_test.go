@@ -19,26 +19,33 @@ import (
 // PATH the test is skipped (CI installs it).
 func startRedis(tb testing.TB) *redis.Client {
 	tb.Helper()
+	client, _ := startRedisPID(tb)
+	return client
+}
+
+// startRedisPID is startRedis that also returns the server's process id.
+func startRedisPID(tb testing.TB) (*redis.Client, int) {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Skip("redis-server not on PATH; install Redis (e.g. apt-get install redis-server) to run the Redis store tests")
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken before redis binds it
-		client, err := tryStartRedis(tb, bin)
+		client, pid, err := tryStartRedis(tb, bin)
 		if err == nil {
-			return client
+			return client, pid
 		}
 		lastErr = err
 	}
 	tb.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	return nil, 0
 }
 
-func tryStartRedis(tb testing.TB, bin string) (*redis.Client, error) {
+func tryStartRedis(tb testing.TB, bin string) (*redis.Client, int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
@@ -48,7 +55,7 @@ func tryStartRedis(tb testing.TB, bin string) (*redis.Client, error) {
 		"--save", "", "--appendonly", "no", "--databases", "1")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	exited := make(chan struct{})
 	go func() { // owned by this helper: ends when the server exits
@@ -74,13 +81,13 @@ func tryStartRedis(tb testing.TB, bin string) (*redis.Client, error) {
 		select {
 		case <-exited:
 			client.Close()
-			return nil, &startError{out: out.String()}
+			return nil, 0, &startError{out: out.String()}
 		default:
 		}
 		if time.Now().After(deadline) {
 			client.Close()
 			stop()
-			return nil, err
+			return nil, 0, err
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -88,7 +95,7 @@ func tryStartRedis(tb testing.TB, bin string) (*redis.Client, error) {
 		client.Close()
 		stop()
 	})
-	return client, nil
+	return client, cmd.Process.Pid, nil
 }
 
 // newRedisStore returns a RedisStore on client, closed in tb.Cleanup

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,6 +299,39 @@ func TestRedisStoreTTLIsAtMostARefill(t *testing.T) {
 	}
 }
 
+// A bucket is a hash of two decimal integers, s (scaled tokens) and t (µs,
+// Redis TIME): the script passes numbers to HSET, and Redis must write them
+// exactly, never in exponent form or rounded, so that versions of the
+// script sharing one Redis read each other's buckets.
+func TestRedisStoreBucketFormat(t *testing.T) {
+	t.Parallel()
+	client := startRedis(t)
+	store := newRedisStore(t, client)
+	ctx := context.Background()
+	// Full is 2^52+... scaled tokens: 4,500,000,000 × 1,000,001 µs.
+	b := Bucket{Key: "{format}:b", Max: 4_500_000_000, Refill: time.Second + time.Microsecond}
+	before := time.Now().UnixMicro()
+	if d, err := store.Take(ctx, []Bucket{b}); err != nil || !d.Allowed || d.Remaining != b.Max-1 {
+		t.Fatalf("Take = %+v, %v; want allowed with %d left", d, err, b.Max-1)
+	}
+	after := time.Now().UnixMicro()
+	got, err := client.HGetAll(ctx, b.Key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("bucket hash = %v, want exactly the fields s and t", got)
+	}
+	// A fresh bucket is full; one token (1,000,001 scaled) was taken.
+	if want := strconv.FormatInt(4_500_000_000*1_000_001-1_000_001, 10); got["s"] != want {
+		t.Fatalf("s = %q, want %q", got["s"], want)
+	}
+	ts, err := strconv.ParseInt(got["t"], 10, 64)
+	if err != nil || ts < before-time.Second.Microseconds() || ts > after+time.Second.Microseconds() {
+		t.Fatalf("t = %q, want Redis TIME in µs as a decimal integer, about %d", got["t"], before)
+	}
+}
+
 func TestRedisStoreSurvivesScriptFlush(t *testing.T) {
 	t.Parallel()
 	client := startRedis(t)
@@ -387,7 +421,7 @@ func (p countingPipeliner) Eval(ctx context.Context, script string, keys []strin
 
 func TestRedisStoreReplies(t *testing.T) {
 	t.Parallel()
-	ok := []any{int64(0), int64(1500), int64(0), int64(1)}
+	rejected := []any{int64(1500), int64(1)}
 	for _, c := range []struct {
 		name    string
 		evalSha *redis.Cmd
@@ -395,29 +429,32 @@ func TestRedisStoreReplies(t *testing.T) {
 		want    Decision
 		wantErr string
 	}{
-		{name: "Rejected", evalSha: redis.NewCmdResult(ok, nil),
+		{name: "Rejected", evalSha: redis.NewCmdResult(rejected, nil),
 			want: Decision{RetryAfter: 1500 * time.Microsecond, Rejected: []int{1}}},
-		{name: "Allowed", evalSha: redis.NewCmdResult([]any{int64(1), int64(0), int64(7)}, nil),
+		{name: "RejectedByBoth", evalSha: redis.NewCmdResult([]any{int64(3), int64(0), int64(1)}, nil),
+			want: Decision{RetryAfter: 3 * time.Microsecond, Rejected: []int{0, 1}}},
+		{name: "Allowed", evalSha: redis.NewCmdResult(int64(7), nil),
 			want: Decision{Allowed: true, Remaining: 7}},
+		{name: "AllowedNoneLeft", evalSha: redis.NewCmdResult(int64(0), nil),
+			want: Decision{Allowed: true}},
 		{name: "NoScriptFallsBackToEval", evalSha: redis.NewCmdResult(nil, redis.ErrNoScript),
-			eval: redis.NewCmdResult(ok, nil),
+			eval: redis.NewCmdResult(rejected, nil),
 			want: Decision{RetryAfter: 1500 * time.Microsecond, Rejected: []int{1}}},
 		{name: "ErrorIsWrapped", evalSha: redis.NewCmdResult(nil, context.DeadlineExceeded),
 			wantErr: "ratelimit: redis take: context deadline exceeded"},
-		{name: "NotAnArray", evalSha: redis.NewCmdResult("OK", nil), wantErr: "reply is string"},
-		{name: "TooShort", evalSha: redis.NewCmdResult([]any{int64(1)}, nil), wantErr: "1 elements"},
-		{name: "NotAnInteger", evalSha: redis.NewCmdResult([]any{int64(1), "0", int64(0)}, nil),
-			wantErr: "element 1 is string"},
-		{name: "AllowedNotABool", evalSha: redis.NewCmdResult([]any{int64(2), int64(0), int64(0)}, nil),
-			wantErr: "allowed is 2"},
-		{name: "Negative", evalSha: redis.NewCmdResult([]any{int64(0), int64(-1), int64(0), int64(0)}, nil),
-			wantErr: "negative"},
-		{name: "RejectedWithoutIndex", evalSha: redis.NewCmdResult([]any{int64(0), int64(5), int64(0)}, nil),
-			wantErr: "0 rejected"},
-		{name: "AllowedWithIndex", evalSha: redis.NewCmdResult([]any{int64(1), int64(0), int64(0), int64(0)}, nil),
-			wantErr: "1 rejected"},
-		{name: "IndexOutOfRange", evalSha: redis.NewCmdResult([]any{int64(0), int64(5), int64(0), int64(2)}, nil),
-			wantErr: "index 2 out of range"},
+		{name: "NotAnIntegerOrArray", evalSha: redis.NewCmdResult("OK", nil), wantErr: "reply is string"},
+		{name: "NegativeRemaining", evalSha: redis.NewCmdResult(int64(-1), nil), wantErr: "negative remaining -1"},
+		{name: "RejectedWithoutIndex", evalSha: redis.NewCmdResult([]any{int64(5)}, nil), wantErr: "1 elements"},
+		{name: "RetryNotAnInteger", evalSha: redis.NewCmdResult([]any{"5", int64(0)}, nil),
+			wantErr: "retry-after is 5 (string)"},
+		{name: "RetryNotPositive", evalSha: redis.NewCmdResult([]any{int64(0), int64(0)}, nil),
+			wantErr: "retry-after is 0 (int64)"},
+		{name: "IndexNotAnInteger", evalSha: redis.NewCmdResult([]any{int64(5), "0"}, nil),
+			wantErr: "index 0 (string)"},
+		{name: "IndexOutOfRange", evalSha: redis.NewCmdResult([]any{int64(5), int64(2)}, nil),
+			wantErr: "index 2 (int64) out of range [0,2)"},
+		{name: "IndexNegative", evalSha: redis.NewCmdResult([]any{int64(5), int64(-1)}, nil),
+			wantErr: "index -1 (int64) out of range"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fake := &fakeScripter{evalSha: c.evalSha, eval: c.eval}
@@ -646,6 +683,64 @@ func TestRedisStoreBatches(t *testing.T) {
 	}
 	if counting.pipelines.Load() == 0 {
 		t.Fatalf("64 concurrent callers never shared a pipeline")
+	}
+}
+
+// roundTripCounter counts the round trips of a RedisStore: lone EVALSHAs
+// and pipelines.
+type roundTripCounter struct {
+	Scripter
+	singles, pipelines atomic.Int64
+}
+
+func (c *roundTripCounter) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	c.singles.Add(1)
+	return c.Scripter.EvalSha(ctx, sha, keys, args...)
+}
+
+func (c *roundTripCounter) Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	c.pipelines.Add(1)
+	return c.Scripter.Pipelined(ctx, fn)
+}
+
+// Callers that are ready to run when the batcher wakes share its round
+// trip: on one busy P, 8 callers released together make one pipeline, not
+// a lone EVALSHA for the first and a pipeline for the rest. (The race
+// detector shuffles the scheduler's queues, hence trials and a majority.)
+// Not parallel: it sets GOMAXPROCS.
+func TestRedisStoreBatchesReadyCallers(t *testing.T) {
+	counter := &roundTripCounter{Scripter: startRedis(t)}
+	store := newRedisStore(t, counter)
+	ctx := context.Background()
+	b := []Bucket{{Key: "{ready}:b", Max: 1 << 20, Refill: time.Hour}}
+	if _, err := store.Take(ctx, b); err != nil { // starts the batcher, loads the script
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const trials, callers = 10, 8
+	shared := 0
+	for range trials {
+		counter.singles.Store(0)
+		counter.pipelines.Store(0)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				<-start
+				if _, err := store.Take(ctx, b); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		time.Sleep(10 * time.Millisecond) // every caller waits on start
+		close(start)
+		wg.Wait()
+		if counter.singles.Load() == 0 && counter.pipelines.Load() == 1 {
+			shared++
+		}
+	}
+	if shared < trials-2 {
+		t.Fatalf("%d callers ready together shared one round trip in %d of %d trials, want at least %d", callers, shared, trials, trials-2)
 	}
 }
 

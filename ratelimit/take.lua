@@ -8,37 +8,43 @@
 --
 -- Scaled tokens keep the arithmetic in integers: an empty bucket gains max
 -- per µs, is full at max*refill_us, and a token costs refill_us. The caller
--- keeps max*refill_us <= 2^53, so every value is an exact Lua number.
+-- keeps max*refill_us <= 2^53, so every value is an exact Lua number, and
+-- Redis writes a number argument exactly (as an integer in decimal).
 --
--- Returns {allowed (0|1), retry_after_us, remaining, rejected indices (0-based)...}.
--- A rejected call writes nothing. An allowed one writes each bucket back with
--- a TTL of its time to full, rounded up to ms: an absent bucket is a full one.
+-- Returns, when allowed, an integer: the whole tokens left in the emptiest
+-- bucket after the take. When rejected, an array: {retry_after_us, rejected
+-- indices (0-based)...}. A rejected call writes nothing. An allowed one
+-- writes each bucket back with a TTL of its time to full, rounded up to ms:
+-- an absent bucket is a full one.
+--
+-- The script runs once per rate-limited call, so it keeps to the Redis
+-- commands it needs (TIME once; per bucket HMGET, and when allowed HSET and
+-- PEXPIRE) and little else.
 
 if redis.replicate_commands then
   redis.replicate_commands() -- Redis < 5 needs it for TIME; later a no-op.
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local call = redis.call
+local t = call('TIME')
+local now = t[1] * 1000000 + t[2]
 
 local n = #KEYS
 local level = {}
-local reply = {1, 0, 0}
-local remaining = nil
+local wait = -1 -- the longest wait of a rejecting bucket; -1: none rejects
 
 for i = 1, n do
-  local max = tonumber(ARGV[2 * i - 1])
-  local refill = tonumber(ARGV[2 * i])
+  local max, refill = ARGV[2 * i - 1] + 0, ARGV[2 * i] + 0
   local full = max * refill
   local s = full
-  local v = redis.call('HMGET', KEYS[i], 's', 't')
+  local v = call('HMGET', KEYS[i], 's', 't')
   if v[1] and v[2] then
-    local elapsed = now - tonumber(v[2])
+    local elapsed = now - v[2]
     if elapsed < 0 then
       elapsed = 0
     end
     if elapsed < refill then
-      s = tonumber(v[1]) + elapsed * max
+      s = v[1] + elapsed * max
       if s > full then
         s = full
       end
@@ -46,33 +52,36 @@ for i = 1, n do
   end
   level[i] = s
   if s < refill then
-    reply[1] = 0
-    local wait = math.ceil((refill - s) / max)
-    if wait > reply[2] then
-      reply[2] = wait
+    local w = math.ceil((refill - s) / max)
+    if w > wait then
+      wait = w
     end
-    reply[#reply + 1] = i - 1
   end
 end
 
-if reply[1] == 0 then
+if wait >= 0 then
+  local reply = {wait}
+  for i = 1, n do
+    if level[i] < ARGV[2 * i] + 0 then
+      reply[#reply + 1] = i - 1
+    end
+  end
   return reply
 end
 
+local remaining = -1
 for i = 1, n do
-  local max = tonumber(ARGV[2 * i - 1])
-  local refill = tonumber(ARGV[2 * i])
+  local max, refill = ARGV[2 * i - 1] + 0, ARGV[2 * i] + 0
   local s = level[i] - refill
-  local left = (s - math.fmod(s, refill)) / refill
-  if remaining == nil or left < remaining then
+  local left = (s - s % refill) / refill
+  if remaining < 0 or left < remaining then
     remaining = left
   end
   local ttl = math.ceil((max * refill - s) / max / 1000)
   if ttl < 1 then
     ttl = 1
   end
-  redis.call('HSET', KEYS[i], 's', string.format('%.0f', s), 't', string.format('%.0f', now))
-  redis.call('PEXPIRE', KEYS[i], ttl)
+  call('HSET', KEYS[i], 's', s, 't', now)
+  call('PEXPIRE', KEYS[i], ttl)
 end
-reply[3] = remaining or 0
-return reply
+return remaining
