@@ -107,7 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.catalogueN, "catalogue-n", 50, "sequential tools/list requests in catalogue mode")
 	fs.BoolVar(&o.rateLimit, "ratelimit", false, "rate-limit mode: tools/call through vmcp with limits off, on (memory store) and on (Redis store, when redis-server is on PATH), -c connections (default 16)")
 	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit mode: interleaved rounds of the off/memory/redis phases")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

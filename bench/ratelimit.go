@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ type rateLimitTarget struct {
 	sessions []*session
 	total    result        // summed over the rounds
 	redisCPU time.Duration // redis-server's CPU in the measured phases
+	redis    redisStats    // redis-server's counters over the measured phases
 	rounds   []float64
 }
 
@@ -106,11 +108,19 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 			slog.Info("tools/call", "limits", t.name, "round", round+1, "conns", n, "duration", opts.dur)
 			var use cpuUse
 			var redisUse time.Duration
+			var redisDelta redisStats
 			r := closedLoop(ctx, t.sessions, call, opts.warm, opts.dur, func() func() {
+				stopProfile := startProfile(opts.cpuProfile, t.name, round)
+				sBefore := rs.stats(ctx)
 				before, rBefore := takeCPU(pid), rs.cpu()
-				return func() { use, redisUse = takeCPU(pid).since(before), rs.cpu()-rBefore }
+				return func() {
+					use, redisUse = takeCPU(pid).since(before), rs.cpu()-rBefore
+					redisDelta = rs.stats(ctx).since(sBefore)
+					stopProfile()
+				}
 			})
 			t.redisCPU += redisUse
+			t.redis = t.redis.add(redisDelta)
 			t.rounds = append(t.rounds, r.throughput())
 			t.total = addResults(t.total, r, use)
 			if ctx.Err() != nil {
@@ -119,19 +129,22 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 		}
 	}
 
-	// The Redis target did check every call: Redis ran the script at least
-	// once per measured call (warm-ups add more). The bucket's key itself
-	// lives only 1ms past a take: that is its time to full.
+	// The Redis target did check every call: in its measured phases Redis
+	// ran the script at least once per measured call. The counters are
+	// read around each measured phase, so warm-ups are not in them; the
+	// reads Redis processed are its round trips (a pipeline is one).
 	redisKeyNote := ""
+	var unchecked error // reported after the table, after a fail-open (which explains it)
 	if rs != nil {
-		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		evals, kerr := rs.scriptCalls(kctx)
-		cancel()
-		measured := targets[len(targets)-1].total.count
-		if kerr != nil || evals < int64(measured) {
-			return fmt.Errorf("redis ran the script %d times for %d measured calls (%v): the limits were not checked", evals, measured, kerr)
+		rt := targets[len(targets)-1]
+		st, measured := rt.redis, rt.total.count
+		if st.err != nil || st.scripts < int64(measured) {
+			unchecked = fmt.Errorf("redis ran the script %d times for %d measured calls (%v): the limits were not checked", st.scripts, measured, st.err)
 		}
-		redisKeyNote = fmt.Sprintf("redis ran the take script %d times (EVALSHA+EVAL) for %d measured calls plus warm-ups", evals, measured)
+		redisKeyNote = fmt.Sprintf("redis, measured phases only: %d script runs (EVALSHA+EVAL) for %d calls (%.3f per call), %d reads processed (%.3f per call, %.2f scripts per read), script time %.2fµs per run (INFO commandstats)",
+			st.scripts, measured, float64(st.scripts)/float64(max(measured, 1)),
+			st.reads, float64(st.reads)/float64(max(measured, 1)), float64(st.scripts)/float64(max(st.reads, 1)),
+			float64(st.scriptUsec)/float64(max(st.scripts, 1)))
 	}
 
 	fmt.Fprintf(out, "vmcp bench -ratelimit: %s, GOMAXPROCS=%d, NumCPU=%d, -d %s per phase, warm-up %s, %d interleaved rounds, %d connections\n",
@@ -169,6 +182,16 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 		"On a small machine throughput is bounded by CPU: every CPU-µs the check adds, in vmcp or in redis-server, is taken from the rest.)")
 	fmt.Fprintln(out, "\ntools/call throughput, limits on / limits off (target >= 0.85):")
 	off := targets[0].total
+	// cpuPerCall is the CPU of this process, the backend and redis-server
+	// per measured call of t: on a CPU-bound host, throughput goes as its
+	// inverse, and it moves less than throughput with the host's other load.
+	cpuPerCall := func(t *rateLimitTarget) float64 {
+		if t.total.count == 0 {
+			return 0
+		}
+		return float64(t.total.cpu.harness+t.total.cpu.backend+t.redisCPU) / float64(t.total.count)
+	}
+	offCPU := cpuPerCall(targets[0])
 	for _, t := range targets[1:] {
 		ratio := 0.0
 		if off.throughput() > 0 {
@@ -178,9 +201,14 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 		if ratio < 0.85 {
 			verdict = "BELOW TARGET"
 		}
-		fmt.Fprintf(out, "  %-7s %.2f  %s   (p50 %s vs %s off)\n", t.name, ratio, verdict,
-			fmtSigned(t.total.percentile(0.5)-off.percentile(0.5)), fmtDur(off.percentile(0.5)))
+		cpuRatio := 0.0
+		if c := cpuPerCall(t); c > 0 {
+			cpuRatio = offCPU / c
+		}
+		fmt.Fprintf(out, "  %-7s %.2f  %s   (p50 %s vs %s off; CPU per call off/on %.2f)\n", t.name, ratio, verdict,
+			fmtSigned(t.total.percentile(0.5)-off.percentile(0.5)), fmtDur(off.percentile(0.5)), cpuRatio)
 	}
+	fmt.Fprintln(out, "(CPU per call = this process + backend + redis-server; off/on is the throughput ratio a CPU-bound host would show, steadier than throughput on a shared machine.)")
 
 	for _, t := range targets {
 		if t.total.errors > 0 {
@@ -190,7 +218,7 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 			return fmt.Errorf("limits %s: the store failed and vmcp let calls through unchecked (fail open): run is not valid", t.name)
 		}
 	}
-	return nil
+	return unchecked
 }
 
 // addResults merges one round r (CPU use u) into the sum acc.
@@ -342,32 +370,73 @@ func (p *redisProc) cpu() time.Duration {
 	return procCPU(p.cmd.Process.Pid)
 }
 
-// scriptCalls is how many EVALSHA and EVAL commands the server has run.
-func (p *redisProc) scriptCalls(ctx context.Context) (int64, error) {
-	info, err := p.client.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return 0, err
+// redisStats are counters of a redis-server: the EVALSHA and EVAL commands
+// it ran and their time inside Redis, and the reads it processed (one per
+// round trip, a pipeline included). err is the first failure to read them.
+type redisStats struct {
+	scripts, scriptUsec, reads int64
+	err                        error
+}
+
+// since is s minus an earlier reading.
+func (s redisStats) since(before redisStats) redisStats {
+	return redisStats{scripts: s.scripts - before.scripts, scriptUsec: s.scriptUsec - before.scriptUsec,
+		reads: s.reads - before.reads, err: errors.Join(s.err, before.err)}
+}
+
+// add sums two deltas.
+func (s redisStats) add(d redisStats) redisStats {
+	return redisStats{scripts: s.scripts + d.scripts, scriptUsec: s.scriptUsec + d.scriptUsec,
+		reads: s.reads + d.reads, err: errors.Join(s.err, d.err)}
+}
+
+// stats reads the server's counters; zero for a nil p. The reading itself
+// is one round trip (INFO), counted in reads.
+func (p *redisProc) stats(ctx context.Context) redisStats {
+	if p == nil {
+		return redisStats{}
 	}
-	var n int64
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := p.client.Info(ictx, "commandstats", "stats").Result()
+	if err != nil {
+		return redisStats{err: err}
+	}
+	var s redisStats
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			s.reads, err = strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return redisStats{err: fmt.Errorf("stats %q: %w", line, err)}
+			}
+			continue
+		}
 		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
 			rest, ok := strings.CutPrefix(line, cmd)
 			if !ok {
 				continue
 			}
 			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "calls="); ok {
-					c, err := strconv.ParseInt(v, 10, 64)
-					if err != nil {
-						return 0, fmt.Errorf("commandstats %q: %w", line, err)
-					}
-					n += c
+				k, v, _ := strings.Cut(kv, "=")
+				var dst *int64
+				switch k {
+				case "calls":
+					dst = &s.scripts
+				case "usec":
+					dst = &s.scriptUsec
+				default:
+					continue
 				}
+				c, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return redisStats{err: fmt.Errorf("commandstats %q: %w", line, err)}
+				}
+				*dst += c
 			}
 		}
 	}
-	return n, nil
+	return s
 }
 
 // stop closes the client and kills and reaps the server; safe to repeat.
@@ -396,4 +465,30 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// startProfile starts a CPU profile of this process (vmcp and the load
+// client; the client's goroutines carry the label bench=client) for the
+// first round's measured phase of target, written to <base>.<target>, and
+// returns its stop. No-op when base is empty or for later rounds.
+func startProfile(base, target string, round int) (stop func()) {
+	if base == "" || round != 0 {
+		return func() {}
+	}
+	file := base + "." + target
+	f, err := os.Create(file)
+	if err != nil {
+		slog.Error("cpu profile", "error", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		slog.Error("cpu profile", "error", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		slog.Info("wrote CPU profile", "file", file, "phase", "tools/call, limits "+target)
+	}
 }
