@@ -65,6 +65,8 @@ type Server struct {
 	serveErr chan error
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
+	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
+
 	closers      []func() error
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -135,7 +137,6 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	)
 	s.closers = append(s.closers, func() error { return s.mcpHTTP.Shutdown(context.Background()) })
 
-	s.warnUnenforced()
 	return s, nil
 }
 
@@ -168,7 +169,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
-	au, err := audit.New(s.cfg.Audit)
+	au, err := s.auditStage(rec)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -191,28 +192,6 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return nil
-}
-
-// auditRecorder opens the audit output when auditing is on and registers
-// its close; otherwise events are discarded.
-func (s *Server) auditRecorder() (audit.Recorder, error) {
-	if !s.cfg.Audit.Enabled {
-		return audit.Discard, nil
-	}
-	w, err := audit.NewWriter(s.cfg.Audit, s.log)
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, w.Close)
-	return w, nil
-}
-
-// warnUnenforced says which configured sections this build parses but
-// does not act on yet, so nobody believes they are protected.
-func (s *Server) warnUnenforced() {
-	if s.cfg.Audit.Enabled {
-		s.log.Warn("audit.enabled records the auth and rate-limit rejections; events for served calls are not part of this build")
-	}
 }
 
 // backendChanged rediscovers one backend and installs the new catalogue.
