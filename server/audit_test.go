@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/config"
@@ -126,6 +128,37 @@ func TestAuditRoute(t *testing.T) {
 		b, orig, ok := s.route(tt.method, tt.name)
 		if b != tt.backend || (ok && orig != tt.original) || ok != (tt.backend != "") {
 			t.Errorf("route(%s, %s) = %q %q %v; want %q %q", tt.method, tt.name, b, orig, ok, tt.backend, tt.original)
+		}
+	}
+}
+
+// BenchmarkToolsCallAuditToFile is BenchmarkToolsCall with the audit trail
+// written to a file; compare the two for the cost of auditing.
+func BenchmarkToolsCallAuditToFile(b *testing.B) {
+	s := mcpserver.NewMCPServer("big", "1", mcpserver.WithToolCapabilities(true))
+	s.AddTool(mcp.NewTool("tool_00001", mcp.WithString("id")), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("ok"), nil
+	})
+	ts := httptest.NewServer(mcpserver.NewStreamableHTTPServer(s))
+	b.Cleanup(ts.Close)
+	cfg := testConfig(b, config.Backend{Name: "big", Transport: config.TransportStreamableHTTP, URL: ts.URL + "/mcp"})
+	cfg.Audit = config.Audit{Enabled: true, Output: b.TempDir() + "/audit.log"}
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	sid := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`).Header().Get("Mcp-Session-Id")
+	post(srv, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"big_tool_00001","arguments":{"id":"x"}}}`
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if rec := post(srv, sid, body); rec.Code != http.StatusOK {
+			b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
 		}
 	}
 }
