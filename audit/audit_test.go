@@ -421,3 +421,19 @@ type discardWriter struct{ h http.Header }
 func (d discardWriter) Header() http.Header         { return d.h }
 func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d discardWriter) WriteHeader(int)             {}
+
+// TestTee: every member gets every event; nil and Discard are left out.
+func TestTee(t *testing.T) {
+	t.Parallel()
+	if Tee() != Discard || Tee(nil, Discard) != Discard {
+		t.Error("Tee of nothing live is not Discard")
+	}
+	a, b := &events{}, &events{}
+	if Tee(nil, a, Discard) != Recorder(a) {
+		t.Error("Tee of one live recorder is not that recorder")
+	}
+	Tee(Tee(a, nil), b).Record(context.Background(), Event{Name: "x"})
+	if len(a.all()) != 1 || len(b.all()) != 1 {
+		t.Errorf("a got %d events, b %d; want 1 each", len(a.all()), len(b.all()))
+	}
+}
