@@ -17,8 +17,9 @@ type Aggregator struct {
 	order []string
 	log   *slog.Logger
 
-	mu      sync.Mutex // serialises Update
+	mu      sync.Mutex // serialises Update and Hide
 	caps    map[string]*Capabilities
+	hidden  map[string]bool
 	current atomic.Pointer[Catalogue]
 	err     atomic.Pointer[error]
 }
@@ -29,7 +30,7 @@ func New(cfg config.Aggregation, backends []string, log *slog.Logger) *Aggregato
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Aggregator{cfg: cfg, order: backends, log: log, caps: make(map[string]*Capabilities)}
+	a := &Aggregator{cfg: cfg, order: backends, log: log, caps: make(map[string]*Capabilities), hidden: make(map[string]bool)}
 	empty, _ := Build(cfg, backends, nil, log)
 	a.current.Store(empty)
 	return a
@@ -50,7 +51,42 @@ func (a *Aggregator) Update(backend string, caps *Capabilities) (*Catalogue, err
 	} else {
 		a.caps[backend] = caps
 	}
-	c, err := Build(a.cfg, a.order, a.caps, a.log)
+	return a.rebuild()
+}
+
+// Hide takes backend's tools, resources and prompts out of the catalogue
+// (hidden true), for example while the backend is unhealthy, or puts them
+// back (false). What the backend offers is kept: Update still records it
+// while the backend is hidden. The catalogue is rebuilt only when the
+// backend's visibility changes; changed reports whether it was.
+func (a *Aggregator) Hide(backend string, hidden bool) (c *Catalogue, changed bool, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.hidden[backend] == hidden {
+		return a.current.Load(), false, a.Conflicts()
+	}
+	if hidden {
+		a.hidden[backend] = true
+	} else {
+		delete(a.hidden, backend)
+	}
+	c, err = a.rebuild()
+	return c, true, err
+}
+
+// rebuild builds and installs the catalogue of the backends not hidden.
+// a.mu must be held.
+func (a *Aggregator) rebuild() (*Catalogue, error) {
+	visible := a.caps
+	if len(a.hidden) > 0 {
+		visible = make(map[string]*Capabilities, len(a.caps))
+		for name, caps := range a.caps {
+			if !a.hidden[name] {
+				visible[name] = caps
+			}
+		}
+	}
+	c, err := Build(a.cfg, a.order, visible, a.log)
 	a.current.Store(c)
 	if err != nil {
 		err = fmt.Errorf("aggregate: %w", err)

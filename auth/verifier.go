@@ -306,7 +306,15 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Identity, error
 			return id, nil
 		}
 	}
+	ctx, span := startVerify(ctx)
+	id, err := v.verifySigned(ctx, rawToken, key, now)
+	endVerify(span, err)
+	return id, err
+}
 
+// verifySigned is Verify past the cache: the signature and claims checks,
+// and the cache entry of a token that passes them.
+func (v *Verifier) verifySigned(ctx context.Context, rawToken string, key [32]byte, now time.Time) (Identity, error) {
 	// go-oidc parses the token with the allowed algorithms only, so none
 	// and HS* never reach a key.
 	st := &verifyState{}

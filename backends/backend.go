@@ -33,6 +33,9 @@ type backend struct {
 	changed chan struct{}
 	lost    chan lossReport
 
+	health  *health
+	breaker *breaker // nil: disabled
+
 	mu        sync.RWMutex
 	conn      *conn
 	state     State
@@ -49,6 +52,8 @@ func newBackend(c config.Backend, headers map[string]string, m *Manager) *backen
 		log:     m.log.With("backend", c.Name),
 		changed: make(chan struct{}, 1),
 		lost:    make(chan lossReport, 1),
+		health:  newHealth(m.opts.DegradedAfter, m.opts.UnhealthyAfter),
+		breaker: newBreaker(m.opts.Breaker, m.opts.now),
 		state:   StateConnecting,
 		since:   time.Now(),
 	}
@@ -69,7 +74,11 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 	}
 	defer signalFirst()
 
+	// At first a lost backend is retried as often as it is checked.
 	initial := min(time.Second, b.m.opts.MaxBackoff)
+	if b.m.opts.PingInterval > 0 {
+		initial = min(initial, b.m.opts.PingInterval)
+	}
 	backoff := initial
 	for ctx.Err() == nil {
 		err := b.connect(ctx)
@@ -78,6 +87,7 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 				return
 			}
 			b.setState(StateUnavailable, err)
+			b.observe(err)
 			b.log.Warn("backend unavailable; retrying", "error", err, "retry_in", backoff)
 			signalFirst()
 			if !sleep(ctx, backoff) {
@@ -89,6 +99,9 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 		connected := time.Now()
 		b.log.Info("backend connected", "transport", b.cfg.Transport)
 		err = b.notifyChange(ctx)
+		if err == nil {
+			b.observe(nil)
+		}
 		signalFirst()
 		if err == nil {
 			err = b.watch(ctx)
@@ -97,6 +110,7 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 			return
 		}
 		b.setState(StateUnavailable, err)
+		b.observe(err)
 		b.dropConn()
 		if time.Since(connected) >= b.m.opts.MaxBackoff {
 			// It was stable: reconnect at once and start the backoff over.
@@ -134,7 +148,9 @@ func (b *backend) watch(ctx context.Context) error {
 			if !r.definitive {
 				// One failed request (a proxy's 502, a reset) is not a dead
 				// backend: drop the connection only if it no longer answers.
+				// The request itself was counted by the call.
 				if err := b.ping(ctx); err == nil {
+					b.observe(nil)
 					b.log.Debug("request failed but the backend answers ping; keeping the connection", "error", r.err)
 					continue
 				}
@@ -145,9 +161,23 @@ func (b *backend) watch(ctx context.Context) error {
 				return err
 			}
 		case <-tick:
-			if err := b.ping(ctx); err != nil {
-				return fmt.Errorf("ping: %w", err)
+			err := b.ping(ctx)
+			if err == nil {
+				b.observe(nil)
+				continue
 			}
+			err = fmt.Errorf("ping: %w", err)
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				// Slow is not dead: keep the connection (a stdio child's
+				// restart loses its state) until the backend is unhealthy.
+				if state := b.observe(err); state != HealthUnhealthy {
+					b.log.Warn("backend did not answer ping in time", "timeout", b.m.opts.PingTimeout, "health", state)
+					continue
+				}
+				b.log.Warn("unhealthy backend does not answer ping; reconnecting")
+			}
+			// The supervisor counts the failure (again) as it drops the connection.
+			return err
 		}
 	}
 }
@@ -171,7 +201,7 @@ func (b *backend) ping(ctx context.Context) error {
 	if c == nil {
 		return ErrUnavailable
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, b.m.opts.PingTimeout)
 	defer cancel()
 	err := c.client.Ping(pctx)
 	if err != nil && (isTransportFailure(ctx, err) || errors.Is(err, context.DeadlineExceeded)) {
@@ -275,6 +305,25 @@ func (b *backend) session() (*Session, error) {
 	return &Session{backend: b, conn: b.conn}, nil
 }
 
+// observe records one outcome for the backend's health (nil: a success),
+// keeps a failure as the last error, and tells OnHealthChange about a
+// change of state. It returns the state after the outcome.
+func (b *backend) observe(err error) HealthState {
+	state, changed := b.health.observe(err)
+	if err != nil {
+		b.mu.Lock()
+		b.lastErr = err.Error()
+		b.mu.Unlock()
+	}
+	if changed {
+		b.log.Info("backend health changed", "health", state, "error", err)
+		if f := b.m.opts.OnHealthChange; f != nil {
+			f(b.cfg.Name)
+		}
+	}
+	return state
+}
+
 func (b *backend) setState(s State, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -316,7 +365,10 @@ func (b *backend) close() error {
 func (b *backend) status() Status {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return Status{Name: b.cfg.Name, Transport: b.cfg.Transport, State: b.state, LastError: b.lastErr, Since: b.since}
+	st := Status{Name: b.cfg.Name, Transport: b.cfg.Transport, State: b.state, LastError: b.lastErr, Since: b.since}
+	st.Health, st.Failures = b.health.snapshot()
+	st.Breaker = b.breaker.snapshot()
+	return st
 }
 
 // isTransportFailure reports whether err means the connection itself

@@ -34,11 +34,29 @@ type Options struct {
 	OnChange func(ctx context.Context, backend string) error
 	// Getenv resolves headerValueEnv of outgoing auth. nil: os.LookupEnv.
 	Getenv func(string) (string, bool)
-	// PingInterval is how often an idle connected backend is pinged to
-	// notice a dead connection. Zero: 15s. Negative: never.
+	// PingInterval is how often a connected backend is checked with an MCP
+	// ping. Zero: 15s. Negative: never.
 	PingInterval time.Duration
+	// PingTimeout bounds one ping. Zero: 5s. A ping that times out counts
+	// as a failure but keeps the connection until the backend is
+	// unhealthy; one the transport fails drops it at once.
+	PingTimeout time.Duration
 	// MaxBackoff caps the wait between reconnect attempts. Zero: 30s.
 	MaxBackoff time.Duration
+	// DegradedAfter and UnhealthyAfter are the numbers of consecutive
+	// failures (failed pings, connection attempts and calls; lost
+	// connections) that make a backend degraded and unhealthy. Zero: 1
+	// and 3. A success makes it healthy again.
+	DegradedAfter, UnhealthyAfter int
+	// Breaker is every backend's circuit breaker. Zero: no breaker.
+	Breaker BreakerConfig
+	// OnHealthChange is called after a backend's health state changed, from
+	// whichever goroutine observed the change (a call or the supervisor),
+	// possibly concurrently for one backend; read the state with Status.
+	// It must return quickly. nil: no calls.
+	OnHealthChange func(backend string)
+	// now is the breakers' clock; nil: time.Now. Tests set it.
+	now func() time.Time
 }
 
 // Manager owns the connections to every configured backend.
@@ -72,6 +90,9 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	}
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = 5 * time.Second
 	}
 	m := &Manager{backends: make(map[string]*backend, len(cfgs)), opts: opts, log: opts.Logger, pool: pool}
 	for _, c := range cfgs {
@@ -160,13 +181,22 @@ func (m *Manager) Status() []Status {
 	return out
 }
 
-// Status is a snapshot of one backend's connection.
+// Status is a snapshot of one backend's connection and health.
 type Status struct {
 	Name      string           `json:"name"`
 	Transport config.Transport `json:"transport"`
-	State     State            `json:"state"`
-	LastError string           `json:"lastError,omitempty"`
-	Since     time.Time        `json:"since"`
+	// State is the connection's state; Since is when it entered it.
+	State State `json:"state"`
+	// LastError is the last failure seen: of a connection attempt, the
+	// connection, a ping or a call.
+	LastError string    `json:"lastError,omitempty"`
+	Since     time.Time `json:"since"`
+	// Health is healthy, degraded or unhealthy; Failures is the number of
+	// consecutive failures it is derived from.
+	Health   HealthState `json:"health"`
+	Failures int         `json:"consecutiveFailures"`
+	// Breaker is the circuit breaker's state, "" when it is disabled.
+	Breaker BreakerState `json:"breaker,omitempty"`
 }
 
 // State is where a backend connection is in its life.

@@ -54,12 +54,30 @@ func (s *Session) Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.C
 }
 
 // send runs one request to the backend within the request timeout, names
-// the backend in its error and reports a transport failure.
+// the backend in its error and reports a transport failure. It asks the
+// circuit breaker first, and counts the outcome for the breaker and the
+// backend's health: transport failures and timeouts are failures, any
+// answer (an isError result, a JSON-RPC error) is a success.
 func send[R any](ctx context.Context, s *Session, do func(context.Context) (R, error)) (R, error) {
-	ctx, cancel := s.withTimeout(ctx)
+	done, ok := s.backend.breaker.allow()
+	if !ok {
+		var zero R
+		return zero, &circuitOpenError{backend: s.backend.cfg.Name}
+	}
+	callCtx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	res, err := do(ctx)
-	return res, s.wrap(ctx, err)
+	res, err := do(callCtx)
+	observed, failed := callOutcome(ctx, callCtx, err)
+	done(observed, failed)
+	err = s.wrap(callCtx, err)
+	if observed {
+		if failed {
+			s.backend.observe(err)
+		} else {
+			s.backend.observe(nil)
+		}
+	}
+	return res, err
 }
 
 // outboundMeta returns the _meta to send to the backend for a client's

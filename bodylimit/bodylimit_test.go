@@ -126,7 +126,7 @@ func TestUndeclaredLengthOverLimitWithParseIs413(t *testing.T) {
 	t.Parallel()
 	called := false
 	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true })
-	h := bodylimit.New(limit)(parse.New()(next))
+	h := bodylimit.New(limit)(parse.New(parse.Options{})(next))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, chunked(limit+1))
 
@@ -139,7 +139,7 @@ func TestUndeclaredLengthOverLimitWithParseIs413(t *testing.T) {
 func TestOverLimitOnARealServer(t *testing.T) {
 	t.Parallel()
 	called := false
-	srv := httptest.NewServer(bodylimit.New(limit)(parse.New()(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }))))
+	srv := httptest.NewServer(bodylimit.New(limit)(parse.New(parse.Options{})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }))))
 	defer srv.Close()
 
 	for name, declared := range map[string]bool{"declared": true, "chunked": false} {

@@ -36,6 +36,9 @@ type Config struct {
 	Audit Audit `mapstructure:"audit"`
 	// Telemetry controls traces and metrics.
 	Telemetry Telemetry `mapstructure:"telemetry"`
+	// Health controls backend health checks, the health states and the
+	// circuit breaker of every backend.
+	Health Health `mapstructure:"health"`
 }
 
 // Server is the listening side of vmcp.
@@ -243,6 +246,41 @@ type Telemetry struct {
 	OTLPEndpoint string `mapstructure:"otlpEndpoint"`
 	Prometheus   bool   `mapstructure:"prometheus"`
 }
+
+// Health controls how vmcp watches its backends. Every failed check or call
+// (a transport failure or a timeout; a tool's isError result is an answer)
+// adds to a backend's consecutive failures, every success resets them.
+type Health struct {
+	// Interval is the time between two health checks (an MCP ping) of a
+	// connected backend. Default 10s.
+	Interval Duration `mapstructure:"interval"`
+	// Timeout bounds one health check. Default 5s.
+	Timeout Duration `mapstructure:"timeout"`
+	// DegradedAfter consecutive failures make a backend degraded. Default 1.
+	DegradedAfter int `mapstructure:"degradedAfter"`
+	// UnhealthyAfter consecutive failures make a backend unhealthy: its
+	// tools, resources and prompts leave the catalogue until it answers
+	// again. Default 3.
+	UnhealthyAfter int `mapstructure:"unhealthyAfter"`
+	// Breaker fails calls to a backend fast after repeated failures.
+	Breaker Breaker `mapstructure:"breaker"`
+}
+
+// Breaker is the circuit breaker of each backend: after FailureThreshold
+// consecutive failed calls it opens and calls fail at once; after OpenFor
+// one call is let through as a probe, and its success closes the circuit.
+type Breaker struct {
+	// Enabled turns the breaker on. Default true.
+	Enabled *bool `mapstructure:"enabled"`
+	// FailureThreshold is the number of consecutive failed calls that
+	// opens the circuit. Default 5.
+	FailureThreshold int `mapstructure:"failureThreshold"`
+	// OpenFor is how long the circuit stays open before a probe. Default 30s.
+	OpenFor Duration `mapstructure:"openFor"`
+}
+
+// On reports whether the breaker is enabled (unset means enabled).
+func (b Breaker) On() bool { return b.Enabled == nil || *b.Enabled }
 
 // Duration is a time.Duration written as a Go duration string ("1m") or
 // as {duration: 1m}.

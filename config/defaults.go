@@ -24,6 +24,12 @@ const (
 	defaultCheckTimeout     = Duration(50 * time.Millisecond)
 	defaultClockSkew        = Duration(30 * time.Second)
 	sessionProviderRedis    = "redis"
+	defaultHealthInterval   = Duration(10 * time.Second)
+	defaultHealthTimeout    = Duration(5 * time.Second)
+	defaultDegradedAfter    = 1
+	defaultUnhealthyAfter   = 3
+	defaultBreakerFailures  = 5
+	defaultBreakerOpenFor   = Duration(30 * time.Second)
 )
 
 // ApplyDefaults fills every field that has a default and is unset (zero);
@@ -72,6 +78,18 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&c.Optimizer.MaxToolsToReturn, defaultMaxToolsToReturn)
 	setDefault(&c.Audit.Output, defaultAuditOutput)
 	setDefault(&c.Telemetry.ServiceName, defaultName)
+
+	h := &c.Health
+	setDefault(&h.Interval, defaultHealthInterval)
+	setDefault(&h.Timeout, min(defaultHealthTimeout, h.Interval))
+	setDefault(&h.DegradedAfter, defaultDegradedAfter)
+	setDefault(&h.UnhealthyAfter, max(defaultUnhealthyAfter, h.DegradedAfter))
+	if h.Breaker.Enabled == nil {
+		on := true
+		h.Breaker.Enabled = &on
+	}
+	setDefault(&h.Breaker.FailureThreshold, defaultBreakerFailures)
+	setDefault(&h.Breaker.OpenFor, defaultBreakerOpenFor)
 }
 
 // setDefault sets *p to v when *p is the zero value.

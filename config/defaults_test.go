@@ -29,6 +29,7 @@ func TestParseFillsDefaults(t *testing.T) {
 		Optimizer:    Optimizer{MaxToolsToReturn: 8},
 		Audit:        Audit{Output: "stdout"},
 		Telemetry:    Telemetry{ServiceName: "vmcp"},
+		Health:       defaultHealth(),
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse =\n%#v\nwant\n%#v", cfg, want)
@@ -51,6 +52,8 @@ func TestApplyDefaultsKeepsValues(t *testing.T) {
 		Optimizer:    Optimizer{MaxToolsToReturn: 7},
 		Audit:        Audit{Output: "stderr"},
 		Telemetry:    Telemetry{ServiceName: "t"},
+		Health: Health{Interval: 1, Timeout: 1, DegradedAfter: 2, UnhealthyAfter: 2,
+			Breaker: Breaker{Enabled: new(bool), FailureThreshold: 9, OpenFor: 8}},
 	}
 	want := cfg
 	want.IncomingAuth.OIDC = &OIDC{ClockSkew: 4, Resource: "http://[::1]:8080/x"}
@@ -64,5 +67,32 @@ func TestApplyDefaultsKeepsValues(t *testing.T) {
 	zero.ApplyDefaults()
 	if zero.Server.Port != 4483 {
 		t.Errorf("ApplyDefaults: port = %d, want 4483", zero.Server.Port)
+	}
+}
+
+// defaultHealth is the health section ApplyDefaults fills in.
+func defaultHealth() Health {
+	on := true
+	return Health{Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second),
+		DegradedAfter: 1, UnhealthyAfter: 3,
+		Breaker: Breaker{Enabled: &on, FailureThreshold: 5, OpenFor: Duration(30 * time.Second)}}
+}
+
+func TestHealthDefaultsFollowSetValues(t *testing.T) {
+	t.Parallel()
+	cfg := mustParse(t, oneBackend+"health: {interval: 200ms, degradedAfter: 4, breaker: {enabled: false}}\n", nil)
+	h := cfg.Health
+	if h.Interval.D() != 200*time.Millisecond || h.Timeout.D() != 200*time.Millisecond {
+		t.Errorf("interval %s timeout %s, want 200ms each (the timeout never exceeds the interval)", h.Interval, h.Timeout)
+	}
+	if h.DegradedAfter != 4 || h.UnhealthyAfter != 4 {
+		t.Errorf("degradedAfter %d unhealthyAfter %d, want 4 and 4", h.DegradedAfter, h.UnhealthyAfter)
+	}
+	if h.Breaker.On() || h.Breaker.FailureThreshold != 5 {
+		t.Errorf("breaker = %+v, want off with the default threshold", h.Breaker)
+	}
+	env := mustParse(t, oneBackend, map[string]string{"VMCP_HEALTH_UNHEALTHYAFTER": "7", "VMCP_HEALTH_BREAKER_OPENFOR": "1m"})
+	if env.Health.UnhealthyAfter != 7 || env.Health.Breaker.OpenFor.D() != time.Minute || !env.Health.Breaker.On() {
+		t.Errorf("health from the environment = %+v", env.Health)
 	}
 }

@@ -58,6 +58,7 @@ func designExample() *Config {
 		Optimizer: Optimizer{MaxToolsToReturn: 8},
 		Audit:     Audit{Enabled: true, Output: "stdout"},
 		Telemetry: Telemetry{ServiceName: "vmcp", Prometheus: true},
+		Health:    defaultHealth(),
 	}
 }
 

@@ -223,6 +223,25 @@ func TestParseErrors(t *testing.T) {
 			[]string{"optimizer.maxToolsToReturn: must be between 1 and 100"}},
 		{"audit argument bytes", oneBackend + "audit: {maxArgumentBytes: -1}\n",
 			[]string{"audit.maxArgumentBytes: must not be negative"}},
+
+		// health
+		{"health negatives", oneBackend + "health: {interval: -1s, timeout: -1s, degradedAfter: -1, unhealthyAfter: -2, breaker: {failureThreshold: -1, openFor: -1s}}\n",
+			[]string{
+				"health.interval: must not be negative, got -1s",
+				"health.timeout: must not be negative, got -1s",
+				"health.degradedAfter: must not be negative, got -1",
+				"health.unhealthyAfter: must not be negative, got -2",
+				"health.breaker.failureThreshold: must not be negative, got -1",
+				"health.breaker.openFor: must not be negative, got -1s",
+			}},
+		{"health timeout over interval", oneBackend + "health: {interval: 1s, timeout: 2s}\n",
+			[]string{"health.timeout: must not exceed health.interval (1s), got 2s"}},
+		{"health thresholds out of order", oneBackend + "health: {degradedAfter: 4, unhealthyAfter: 2}\n",
+			[]string{"health.unhealthyAfter: must be at least degradedAfter (4), got 2"}},
+		{"health unknown key", oneBackend + "health: {breaker: {threshold: 3}}\n",
+			[]string{`health.breaker: unknown key "threshold" at line 3`}},
+		{"health bad duration", oneBackend + "health: {interval: often}\n",
+			[]string{`health.interval: invalid duration "often"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	p.add("rateLimiting", c.RateLimiting.validate(c.IncomingAuth.Type))
 	p.add("optimizer", c.Optimizer.validate())
 	p.add("audit", c.Audit.validate())
+	p.add("health", c.Health.validate())
 	return p.err()
 }
 

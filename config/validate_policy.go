@@ -8,7 +8,7 @@ import (
 )
 
 // This file validates the policy sections: aggregation, rate limits,
-// optimizer and audit.
+// optimizer, audit and health.
 
 func (a Aggregation) validate(backends map[string]bool) error {
 	var p problems
@@ -163,6 +163,35 @@ func (a Audit) validate() error {
 	}
 	if a.MaxArgumentBytes < 0 {
 		p.addf("maxArgumentBytes", "must not be negative, got %d", a.MaxArgumentBytes)
+	}
+	return p.err()
+}
+
+// validate checks the health section. Zero values are accepted (the
+// backends package has the same defaults); negative ones are not.
+func (h Health) validate() error {
+	var p problems
+	if h.Interval < 0 {
+		p.addf("interval", "must not be negative, got %s", h.Interval)
+	}
+	if h.Timeout < 0 {
+		p.addf("timeout", "must not be negative, got %s", h.Timeout)
+	} else if h.Interval > 0 && h.Timeout > h.Interval {
+		p.addf("timeout", "must not exceed health.interval (%s), got %s", h.Interval, h.Timeout)
+	}
+	if h.DegradedAfter < 0 {
+		p.addf("degradedAfter", "must not be negative, got %d", h.DegradedAfter)
+	}
+	if h.UnhealthyAfter < 0 {
+		p.addf("unhealthyAfter", "must not be negative, got %d", h.UnhealthyAfter)
+	} else if h.UnhealthyAfter > 0 && h.UnhealthyAfter < h.DegradedAfter {
+		p.addf("unhealthyAfter", "must be at least degradedAfter (%d), got %d", h.DegradedAfter, h.UnhealthyAfter)
+	}
+	if h.Breaker.FailureThreshold < 0 {
+		p.addf("breaker.failureThreshold", "must not be negative, got %d", h.Breaker.FailureThreshold)
+	}
+	if h.Breaker.OpenFor < 0 {
+		p.addf("breaker.openFor", "must not be negative, got %s", h.Breaker.OpenFor)
 	}
 	return p.err()
 }

@@ -120,6 +120,7 @@ func TestAblation(t *testing.T) {
 		{"field weights 3/1/1", func(p *params) { p.weight = [numFields]float64{3, 1, 1, 1} }},
 		{"query term frequency counted", func(p *params) { p.queryTF = true }},
 		{"one parameter field ×0.5", func(p *params) { p.weight[fieldParamNames] = 0.5 }},
+		{"name b 0.3", func(p *params) { p.b[fieldName] = 0.3 }},
 		{"k1 2.0", func(p *params) { p.k1 = 2 }},
 		{"b 0.5", func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5, 0.5} }},
 	}

@@ -6,9 +6,9 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
-// maxSchemaDepth bounds how deep nested properties are indexed: the first
-// levels name what a tool acts on; deeper ones are record layouts that mostly
-// add noise (and a hostile schema could nest without end).
+// maxSchemaDepth is how many levels of nested properties are indexed: the
+// first levels name what a tool acts on; deeper ones are record layouts that
+// mostly add noise (and a hostile schema could nest without end).
 const maxSchemaDepth = 4
 
 // schemaText calls name with every property name of a tool's input schema,
@@ -34,7 +34,7 @@ type schemaEmit struct{ name, text func(string) }
 // description: for the root that is the tool's, and for a property its
 // caller emits it).
 func walkSchema(node map[string]any, depth int, emit schemaEmit) {
-	if depth > maxSchemaDepth {
+	if depth >= maxSchemaDepth {
 		return
 	}
 	if props, ok := node["properties"].(map[string]any); ok {

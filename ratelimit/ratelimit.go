@@ -19,8 +19,10 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/auth"
@@ -150,6 +152,16 @@ func (l *limiter) wrap(next http.Handler) http.Handler {
 // check asks the store, unless the fail-open cooldown is on. It reports
 // whether the call may pass; on false, d is the store's rejection.
 func (l *limiter) check(ctx context.Context, buckets []Bucket) (d Decision, passed bool) {
+	// The span "ratelimit.check", when the request is traced: a child of
+	// its span, from that span's provider; untraced requests pay nothing.
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		var span trace.Span
+		ctx, span = parent.TracerProvider().Tracer("github.com/vmcp/vmcp/ratelimit").Start(ctx, "ratelimit.check")
+		defer func() {
+			span.SetAttributes(attribute.Bool("vmcp.ratelimit.allowed", passed), attribute.Bool("vmcp.ratelimit.fail_open", passed && !d.Allowed))
+			span.End()
+		}()
+	}
 	if l.failOpen.coolingDown() {
 		l.failOpen.skipped()
 		l.metrics.failedOpen(ctx)

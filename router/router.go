@@ -10,6 +10,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 
 	"github.com/vmcp/vmcp/aggregator"
 )
@@ -62,7 +63,10 @@ func (r *Router) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 		return nil, err
 	}
 	req.Params.Name = route.Name
-	return b.CallTool(ctx, req)
+	ctx, span := startCall(ctx, "tools/call", route.Backend, semconv.GenAIToolName(route.Name))
+	res, err := b.CallTool(ctx, req)
+	endCall(span, err, err == nil && res != nil && res.IsError)
+	return res, err
 }
 
 // ReadResource reads the resource at req.Params.URI from the backend that
@@ -85,7 +89,9 @@ func (r *Router) ReadResource(ctx context.Context, templateKey string, req mcp.R
 	// in the URI. They are not part of resources/read; the backend gets the
 	// URI only.
 	req.Params.Arguments = nil
+	ctx, span := startCall(ctx, "resources/read", route.Backend, semconv.McpResourceURI(req.Params.URI))
 	res, err := b.ReadResource(ctx, req)
+	endCall(span, err, false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +109,10 @@ func (r *Router) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.
 		return nil, err
 	}
 	req.Params.Name = route.Name
-	return b.GetPrompt(ctx, req)
+	ctx, span := startCall(ctx, "prompts/get", route.Backend, semconv.GenAIPromptName(route.Name))
+	res, err := b.GetPrompt(ctx, req)
+	endCall(span, err, false)
+	return res, err
 }
 
 // CompletePromptArgument completes an argument of a post-aggregation prompt

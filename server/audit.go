@@ -16,7 +16,10 @@ func (s *Server) auditRecorder() (audit.Recorder, error) {
 	if !s.cfg.Audit.Enabled {
 		return audit.Discard, nil
 	}
-	w, err := audit.NewWriter(s.cfg.Audit, audit.WriterOptions{Logger: s.log})
+	w, err := audit.NewWriter(s.cfg.Audit, audit.WriterOptions{
+		Logger: s.log,
+		Meter:  s.tel.MeterProvider().Meter("github.com/vmcp/vmcp/audit"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -25,11 +28,13 @@ func (s *Server) auditRecorder() (audit.Recorder, error) {
 	return w, nil
 }
 
-// auditStage builds the audit stage recording to rec, with backends and
-// original names from the current catalogue.
-func (s *Server) auditStage(rec audit.Recorder) (func(http.Handler) http.Handler, error) {
+// auditStage builds the audit stage recording the trail to rec and every
+// other request to observer (nil: none), with backends and original names
+// from the current catalogue.
+func (s *Server) auditStage(rec, observer audit.Recorder) (func(http.Handler) http.Handler, error) {
 	return audit.New(s.cfg.Audit, audit.Options{
 		Recorder: rec,
+		Observer: observer,
 		Route:    s.route,
 		Identity: func(ctx context.Context) (string, string) {
 			id, _ := auth.IdentityFrom(ctx)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +160,49 @@ func BenchmarkToolsCallAuditToFile(b *testing.B) {
 	for b.Loop() {
 		if rec := post(srv, sid, body); rec.Code != http.StatusOK {
 			b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestMetricsCountEveryRequestOnce: with telemetry on, the audit stage
+// hands served requests to the metrics with the trail off and on, each
+// request counted once.
+func TestMetricsCountEveryRequestOnce(t *testing.T) {
+	t.Parallel()
+	for _, auditOn := range []bool{false, true} {
+		a := newBackend(t, "alpha", "search")
+		cfg := testConfig(t, config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"})
+		cfg.Telemetry.Prometheus = true
+		if auditOn {
+			cfg.Audit = config.Audit{Enabled: true, Output: t.TempDir() + "/audit.log"}
+		}
+		srv, err := New(cfg, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		sid := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`).Header().Get("Mcp-Session-Id")
+		post(srv, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+		post(srv, sid, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha_search","arguments":{}}}`)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for _, want := range []string{
+			`vmcp_requests_total{method="tools/call",outcome="success"} 1`,
+			`vmcp_requests_total{method="tools/list",outcome="success"} 1`,
+			`vmcp_requests_total{method="initialize",outcome="success"} 1`,
+			`vmcp_audit_events_dropped_total 0`,
+		} {
+			if strings.Contains(want, "dropped") && !auditOn {
+				continue
+			}
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("audit %v: /metrics lacks %s", auditOn, want)
+			}
+		}
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

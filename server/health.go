@@ -2,12 +2,23 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/parse"
 )
 
-// backendHealth is one backend's line in /readyz.
+// backendHealth is one backend's line in /readyz: connection state,
+// health, consecutive failures, breaker state, last error, and how many
+// of its tools the catalogue lists (none while it is unhealthy).
 type backendHealth struct {
 	backends.Status
 	Tools int `json:"tools"`
@@ -19,8 +30,8 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// readyz answers 200 when at least one backend is connected, 503 otherwise,
-// with every backend's transport, state, tool count and last error.
+// readyz answers 200 when at least one backend is connected and not
+// unhealthy, 503 otherwise, with every backend's status and tool count.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	cat := s.agg.Catalogue()
 	body := struct {
@@ -28,7 +39,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		Backends []backendHealth `json:"backends"`
 	}{}
 	for _, st := range s.backends.Status() {
-		if st.State == backends.StateConnected {
+		if st.State == backends.StateConnected && st.Health != backends.HealthUnhealthy {
 			body.Ready = true
 		}
 		body.Backends = append(body.Backends, backendHealth{Status: st, Tools: cat.ToolCount(st.Name)})
@@ -40,4 +51,123 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(body)
+}
+
+// backendHealthChanged hides an unhealthy backend's tools, resources and
+// prompts from the catalogue, and shows them again once it is healthy or
+// degraded; installing the new lists sends clients list_changed. It runs
+// on whichever goroutine saw the change, so it reads the backend's state
+// afresh under a lock: the last call always acts on the last change.
+func (s *Server) backendHealthChanged(name string) {
+	s.hiding.Lock()
+	defer s.hiding.Unlock()
+	var st backends.Status
+	for _, b := range s.backends.Status() {
+		if b.Name == name {
+			st = b
+		}
+	}
+	hide := st.Health == backends.HealthUnhealthy
+	before := s.agg.Catalogue()
+	cat, changed, err := s.agg.Hide(name, hide)
+	if !changed {
+		return
+	}
+	if hide {
+		s.hidden.set(name, toolsOf(before, name))
+	} else {
+		s.hidden.set(name, nil)
+	}
+	if err != nil {
+		s.log.Error("catalogue has unsettled conflicts", "error", err)
+	}
+	if hide {
+		s.log.Warn("backend unhealthy; its tools, resources and prompts are hidden until it recovers",
+			"backend", name, "consecutive_failures", st.Failures, "error", st.LastError)
+	} else {
+		s.log.Info("backend recovered; its tools, resources and prompts are listed again",
+			"backend", name, "health", st.Health, "backend_tools", cat.ToolCount(name))
+	}
+	s.sync.Sync()
+}
+
+// breakerConfig turns the config's breaker into the backends' one; a
+// disabled breaker is the zero value.
+func breakerConfig(b config.Breaker) backends.BreakerConfig {
+	if !b.On() {
+		return backends.BreakerConfig{}
+	}
+	return backends.BreakerConfig{FailureThreshold: b.FailureThreshold, OpenFor: b.OpenFor.D()}
+}
+
+// toolsOf lists the post-aggregation names of backend's tools in c.
+func toolsOf(c *aggregator.Catalogue, backend string) []string {
+	var names []string
+	for _, t := range c.Tools {
+		if r, ok := c.Tool(t.Name); ok && r.Backend == backend {
+			names = append(names, t.Name)
+		}
+	}
+	return names
+}
+
+// hiddenTools remembers the tools of hidden backends, so that a client
+// calling one from a list it fetched earlier learns which backend is
+// unavailable rather than that the tool does not exist.
+type hiddenTools struct {
+	mu        sync.Mutex
+	byBackend map[string][]string
+	backendOf atomic.Pointer[map[string]string] // tool -> backend
+}
+
+// set records the hidden tools of backend; nil: it is not hidden.
+func (h *hiddenTools) set(backend string, tools []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byBackend == nil {
+		h.byBackend = map[string][]string{}
+	}
+	if tools == nil {
+		delete(h.byBackend, backend)
+	} else {
+		h.byBackend[backend] = tools
+	}
+	m := make(map[string]string)
+	for b, tools := range h.byBackend {
+		for _, t := range tools {
+			m[t] = b
+		}
+	}
+	h.backendOf.Store(&m)
+}
+
+// backend returns the hidden backend that served tool, if any.
+func (h *hiddenTools) backend(tool string) (string, bool) {
+	m := h.backendOf.Load()
+	if m == nil {
+		return "", false
+	}
+	b, ok := (*m)[tool]
+	return b, ok
+}
+
+// answeredHidden answers a tools/call of a tool that is hidden with its
+// unhealthy backend (and not served by another one meanwhile) with an
+// error naming the backend, as a call to an unavailable backend gets.
+func (e *mcpEndpoint) answeredHidden(w http.ResponseWriter, p *parse.Parsed) bool {
+	if p.Method != string(mcp.MethodToolsCall) || p.Batch || p.ID == nil || p.Optimizer != "" || e.hidden == nil {
+		return false
+	}
+	backend, ok := e.hidden.backend(p.ResourceID)
+	if !ok {
+		return false
+	}
+	if _, served := e.tools.agg.Catalogue().Tool(p.ResourceID); served {
+		return false
+	}
+	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{
+		Code:    jsonrpc.CodeInternalError,
+		Message: fmt.Sprintf("backend %q is unavailable (unhealthy)", backend),
+	})
+	return true
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/audit"
@@ -44,10 +45,13 @@ type Options struct {
 	// Getenv resolves environment references in the config (outgoing auth
 	// header values). nil: os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// TracerProvider records vmcp's spans; the caller owns it. nil: the
+	// OTLP exporter of telemetry.otlpEndpoint, or no tracing when unset.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a running vmcp. It is an http.Handler serving the MCP endpoint,
-// /healthz and /readyz.
+// /healthz, /readyz and, with telemetry.prometheus, /metrics.
 type Server struct {
 	cfg  config.Config
 	log  *slog.Logger
@@ -57,6 +61,7 @@ type Server struct {
 	agg      *aggregator.Aggregator
 	sync     *catalogueSync
 	sessions *sessionIDs
+	tel      *telemetry.Telemetry
 	mcpHTTP  *mcpserver.StreamableHTTPServer
 	mux      *http.ServeMux
 
@@ -66,6 +71,9 @@ type Server struct {
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
 	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
+
+	hiding sync.Mutex // serialises backendHealthChanged
+	hidden hiddenTools
 
 	closers      []func() error
 	shutdownOnce sync.Once
@@ -92,16 +100,26 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		}
 	}()
 
+	if err := s.setupTelemetry(); err != nil {
+		return nil, err
+	}
 	names := make([]string, len(cfg.Backends))
 	for i, b := range cfg.Backends {
 		names[i] = b.Name
 	}
 	s.agg = aggregator.New(cfg.Aggregation, names, s.log)
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
-		HTTPClient: opts.HTTPClient,
+		HTTPClient: s.backendHTTPClient(),
 		Logger:     s.log,
 		OnChange:   s.backendChanged,
 		Getenv:     opts.Getenv,
+		// health: see health.go
+		PingInterval:   cfg.Health.Interval.D(),
+		PingTimeout:    cfg.Health.Timeout.D(),
+		DegradedAfter:  cfg.Health.DegradedAfter,
+		UnhealthyAfter: cfg.Health.UnhealthyAfter,
+		Breaker:        breakerConfig(cfg.Health.Breaker),
+		OnHealthChange: s.backendHealthChanged,
 	})
 	if err != nil {
 		return nil, err
@@ -148,6 +166,10 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rec, metrics, err := s.withMetrics(rec)
+	if err != nil {
+		return err
+	}
 	authStage, err := s.authentication(ctx, rec)
 	if err != nil {
 		return err
@@ -161,6 +183,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		Store:      store,
 		Recorder:   rec,
 		Logger:     s.log,
+		Meter:      s.tel.MeterProvider().Meter("github.com/vmcp/vmcp/ratelimit"),
 		KnownTool: func(name string) bool {
 			_, ok := s.agg.Catalogue().Tool(name)
 			return ok
@@ -169,17 +192,13 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
-	au, err := s.auditStage(rec)
+	au, err := s.auditStage(rec, metrics)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	tel, err := telemetry.New(s.cfg.Telemetry)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
 	d := deps{
 		recover:   recovery.New(s.log),
-		telemetry: tel,
+		telemetry: telemetry.New(s.tel),
 		bodyLimit: bodylimit.New(s.cfg.Server.MaxBodyBytes),
 		auth:      authStage,
 		parse:     parse.New(parse.Options{Optimizer: s.cfg.Optimizer.Enabled}),
@@ -187,11 +206,14 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, log: s.log, inflight: &s.inflight}
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, log: s.log, inflight: &s.inflight}
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	return nil
+	if h := s.tel.MetricsHandler(); h != nil {
+		s.mux.Handle("GET /metrics", h)
+	}
+	return s.observeState()
 }
 
 // backendChanged rediscovers one backend and installs the new catalogue.
@@ -271,7 +293,7 @@ func (s *Server) Addr() net.Addr {
 	return s.listener.Addr()
 }
 
-// ServeHTTP serves the MCP endpoint, /healthz and /readyz. A request that
+// ServeHTTP serves the MCP endpoint, /healthz, /readyz and /metrics. A request that
 // reached a loopback listener under a Host name that is not loopback is
 // refused first (DNS rebinding: a web page must not drive or read a local
 // vmcp from a browser).

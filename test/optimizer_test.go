@@ -186,3 +186,43 @@ next:
 	}
 	return errors.New("no such event in " + strings.Join(seen, "\n"))
 }
+
+// TestOptimizerWithTypeScriptClient: the official TypeScript SDK lists the
+// two tools, validates find_tool's structured content against its output
+// schema, and calls a tool through call_tool.
+func TestOptimizerWithTypeScriptClient(t *testing.T) {
+	t.Parallel()
+	needNode(t)
+	f := startFleet(t, "optimizer: {enabled: true}\n", nil)
+	r := runNode(t, f.V.URL, []map[string]any{
+		{"op": "listTools"},
+		{"op": "callTool", "name": "find_tool", "arguments": map[string]any{"tool_description": "create a note with a title and a body"}},
+		{"op": "callTool", "name": "call_tool", "arguments": map[string]any{"tool_name": "notes_echo", "parameters": map[string]any{"text": "hi from ts"}}},
+	}, nil, nil)
+	for i := range r.Results {
+		if e := r.stepError(i); e != nil {
+			t.Fatalf("client.mjs step %d: %+v", i, *e)
+		}
+	}
+	var list struct {
+		Tools []struct {
+			Name         string          `json:"name"`
+			OutputSchema json.RawMessage `json:"outputSchema"`
+		} `json:"tools"`
+	}
+	mustUnmarshal(t, r.Results[0], &list)
+	if len(list.Tools) != 2 || list.Tools[0].Name != "call_tool" || list.Tools[1].Name != "find_tool" || len(list.Tools[1].OutputSchema) == 0 {
+		t.Errorf("listTools via TypeScript = %s; want call_tool and find_tool (with an output schema)", r.Results[0])
+	}
+	var found struct {
+		IsError           bool       `json:"isError"`
+		StructuredContent foundTools `json:"structuredContent"`
+	}
+	mustUnmarshal(t, r.Results[1], &found)
+	if found.IsError || len(found.StructuredContent.Tools) == 0 || found.StructuredContent.Tools[0].Name != "notes_create_note" {
+		t.Errorf("find_tool via TypeScript = %s; want notes_create_note first", r.Results[1])
+	}
+	if !strings.Contains(string(r.Results[2]), `"text":"hi from ts"`) {
+		t.Errorf("call_tool notes_echo via TypeScript = %s", r.Results[2])
+	}
+}

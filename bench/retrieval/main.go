@@ -233,13 +233,19 @@ func printQuality(res map[string]*metrics) {
 }
 
 // printListSizes prints the bytes of a tools/list result with the optimizer
-// off (the whole catalogue).
-func printListSizes(tools []mcp.Tool, _ int) error {
+// off (the whole catalogue) and on (find_tool and call_tool only).
+func printListSizes(tools []mcp.Tool, maxTools int) error {
 	off, err := json.Marshal(map[string]any{"tools": tools})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\ntools/list result: optimizer off %d bytes (%d tools)\n", len(off), len(tools))
+	defs := optimizer.Definitions(maxTools)
+	on, err := json.Marshal(map[string]any{"tools": defs})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\ntools/list result: optimizer off %d bytes (%d tools), on %d bytes (%d tools), %.2f%% of off\n",
+		len(off), len(tools), len(on), len(defs), 100*float64(len(on))/float64(len(off)))
 	return nil
 }
 

@@ -1,0 +1,144 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vmcp/vmcp/audit"
+)
+
+// Metrics turns audit events into the MCP-level series and span
+// attributes. It is an audit.Recorder: the server hands it every event,
+// the audited ones and the others alike.
+//
+//	vmcp_requests_total{method, outcome}
+//	vmcp_tool_call_duration_seconds{tool, backend}
+//
+// Labels are bounded: method is an MCP method name vmcp knows, "other" or
+// "unknown" (refused before the body was read); tool and backend come from
+// the catalogue, "unknown" for a name that is not in it. Record also names
+// the request's server span "{method} {tool}" and sets mcp.method.name,
+// gen_ai.tool.name, vmcp.backend and vmcp.outcome on it, and error.type
+// (the outcome) with an error status for every outcome but success.
+type Metrics struct {
+	requests metric.Int64Counter
+	duration metric.Float64Histogram
+	tool     func(name string) (backend string, ok bool)
+}
+
+var _ audit.Recorder = (*Metrics)(nil)
+
+// NewMetrics creates the instruments on tel's meter provider. tool
+// returns the backend of a post-aggregation tool name and whether the
+// catalogue has it; nil: every tool is "unknown".
+func NewMetrics(tel *Telemetry, tool func(name string) (backend string, ok bool)) (*Metrics, error) {
+	m := tel.MeterProvider().Meter(scope)
+	requests, err := m.Int64Counter("vmcp_requests_total",
+		metric.WithDescription("MCP requests, by method and outcome, the refused ones included."))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	duration, err := m.Float64Histogram("vmcp_tool_call_duration_seconds",
+		metric.WithDescription("Duration of served tools/call requests, by post-aggregation tool and backend."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	if tool == nil {
+		tool = func(string) (string, bool) { return "", false }
+	}
+	return &Metrics{requests: requests, duration: duration, tool: tool}, nil
+}
+
+// unknown is the label of a value vmcp does not know.
+const unknown = "unknown"
+
+// Record counts e, records the duration of a served tool call, and
+// annotates the span on ctx. It never blocks.
+func (m *Metrics) Record(ctx context.Context, e audit.Event) {
+	method := methodLabel(e.Method)
+	outcome := string(e.Outcome)
+	if outcome == "" {
+		outcome = unknown
+	}
+	m.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("method", method), attribute.String("outcome", outcome)))
+
+	var tool, backend string
+	if e.Method == methodToolsCall {
+		tool, backend = unknown, unknown
+		if b, ok := m.tool(e.Name); ok {
+			tool, backend = e.Name, b
+		}
+		if !refused(e.Outcome) {
+			m.duration.Record(ctx, e.Duration.Seconds(), metric.WithAttributes(
+				attribute.String("tool", tool), attribute.String("backend", backend)))
+		}
+	}
+
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, attribute.String("vmcp.outcome", outcome))
+	if e.Method != "" {
+		attrs = append(attrs, semconv.McpMethodNameKey.String(method))
+		span.SetName(method)
+	}
+	if tool != "" {
+		attrs = append(attrs, semconv.GenAIToolName(tool), semconv.GenAIOperationNameExecuteTool,
+			attribute.String("vmcp.backend", backend))
+		span.SetName(method + " " + tool)
+	}
+	if e.Via != "" {
+		attrs = append(attrs, attribute.String("vmcp.via", e.Via))
+	}
+	if e.Outcome != audit.OutcomeSuccess {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(outcome))
+		span.SetStatus(codes.Error, e.Reason)
+	}
+	span.SetAttributes(attrs...)
+}
+
+// refused reports whether outcome is a refusal before the call was
+// served: such events carry no call duration.
+func refused(o audit.Outcome) bool {
+	switch o {
+	case audit.OutcomeUnauthenticated, audit.OutcomeForbidden, audit.OutcomeRateLimited, audit.OutcomeBadRequest:
+		return true
+	}
+	return false
+}
+
+const methodToolsCall = "tools/call"
+
+// methods are the MCP methods a client may send, the label values of
+// method besides "other" and "unknown".
+var methods = map[string]bool{
+	"initialize": true, "ping": true,
+	"tools/list": true, methodToolsCall: true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+	"resources/subscribe": true, "resources/unsubscribe": true,
+	"prompts/list": true, "prompts/get": true,
+	"completion/complete": true, "logging/setLevel": true,
+	"notifications/initialized": true, "notifications/cancelled": true,
+	"notifications/progress": true, "notifications/roots/list_changed": true,
+}
+
+// methodLabel bounds an MCP method name coming from a client.
+func methodLabel(m string) string {
+	switch {
+	case m == "":
+		return unknown
+	case methods[m]:
+		return m
+	}
+	return "other"
+}
