@@ -70,6 +70,8 @@ type Server struct {
 	serveErr chan error
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
 
+	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
+
 	hiding sync.Mutex // serialises backendHealthChanged
 	hidden hiddenTools
 
@@ -153,7 +155,6 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	)
 	s.closers = append(s.closers, func() error { return s.mcpHTTP.Shutdown(context.Background()) })
 
-	s.warnUnenforced()
 	return s, nil
 }
 
@@ -165,7 +166,8 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if rec, err = s.withMetrics(rec); err != nil {
+	rec, metrics, err := s.withMetrics(rec)
+	if err != nil {
 		return err
 	}
 	authStage, err := s.authentication(ctx, rec)
@@ -190,7 +192,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
-	au, err := audit.New(s.cfg.Audit)
+	au, err := s.auditStage(rec, metrics)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -212,28 +214,6 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		s.mux.Handle("GET /metrics", h)
 	}
 	return s.observeState()
-}
-
-// auditRecorder opens the audit output when auditing is on and registers
-// its close; otherwise events are discarded.
-func (s *Server) auditRecorder() (audit.Recorder, error) {
-	if !s.cfg.Audit.Enabled {
-		return audit.Discard, nil
-	}
-	w, err := audit.NewWriter(s.cfg.Audit, s.log)
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, w.Close)
-	return w, nil
-}
-
-// warnUnenforced says which configured sections this build parses but
-// does not act on yet, so nobody believes they are protected.
-func (s *Server) warnUnenforced() {
-	if s.cfg.Audit.Enabled {
-		s.log.Warn("audit.enabled records the auth and rate-limit rejections; events for served calls are not part of this build")
-	}
 }
 
 // backendChanged rediscovers one backend and installs the new catalogue.

@@ -50,22 +50,20 @@ func (s *Server) backendHTTPClient() *http.Client {
 }
 
 // withMetrics returns rec joined with the MCP-level metrics (which also
-// annotate the request's span) when telemetry is on, rec itself otherwise.
-func (s *Server) withMetrics(rec audit.Recorder) (audit.Recorder, error) {
+// annotate the request's span), and the metrics alone, when telemetry is
+// on; rec itself and nil otherwise.
+func (s *Server) withMetrics(rec audit.Recorder) (joined, metrics audit.Recorder, err error) {
 	if !s.tel.Tracing() && !s.tel.Metrics() {
-		return rec, nil
+		return rec, nil, nil
 	}
 	m, err := telemetry.NewMetrics(s.tel, func(name string) (string, bool) {
 		r, ok := s.agg.Catalogue().Tool(name)
 		return r.Backend, ok
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if rec == audit.Discard {
-		return m, nil
-	}
-	return tee{rec, m}, nil
+	return audit.Tee(rec, m), m, nil
 }
 
 // observeState registers the gauges of backends, catalogue and sessions.
@@ -98,13 +96,4 @@ func (s *sessionIDs) count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.live)
-}
-
-// tee is a Recorder handing every event to each of its Recorders in turn.
-type tee []audit.Recorder
-
-func (t tee) Record(ctx context.Context, e audit.Event) {
-	for _, r := range t {
-		r.Record(ctx, e)
-	}
 }

@@ -88,7 +88,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the server until SIGINT or SIGTERM",
+		Short: "Run the server until SIGINT or SIGTERM; SIGHUP reopens the audit file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(stderr, logLevel, logJSON)
@@ -102,7 +102,10 @@ func newServe(stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, stop, *cfg, log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return serve(ctx, stop, hup, *cfg, log)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "vmcp.yaml", "path to the config file")
@@ -129,8 +132,9 @@ func check(cfg config.Config) error {
 // down, so that a second SIGINT or SIGTERM during the shutdown (drain, stdio
 // grace periods) kills the process the default way instead of being
 // swallowed. A signal during start-up is not a failure: serve shuts down
-// and returns nil.
-func serve(ctx context.Context, stop context.CancelFunc, cfg config.Config, log *slog.Logger) error {
+// and returns nil. Each value from hup (SIGHUP) while serving reopens the
+// audit file, for log rotation; nil hup never does.
+func serve(ctx context.Context, stop context.CancelFunc, hup <-chan os.Signal, cfg config.Config, log *slog.Logger) error {
 	srv, err := server.New(cfg, server.Options{Logger: log, Version: version})
 	if err != nil {
 		log.Error("vmcp cannot start", "error", err)
@@ -147,7 +151,17 @@ func serve(ctx context.Context, stop context.CancelFunc, cfg config.Config, log 
 		log.Error("vmcp cannot start", "error", err)
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			if err := srv.ReopenAuditLog(); err != nil {
+				log.Error("reopen audit log", "error", err)
+			} else {
+				log.Info("audit log reopened")
+			}
+		case <-ctx.Done():
+		}
+	}
 	stop()
 	log.Info("shutting down")
 	return shutdown(srv, cfg, log)

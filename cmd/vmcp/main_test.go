@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,7 +281,7 @@ func TestServeStopsSignalHandlingBeforeShuttingDown(t *testing.T) {
 	sigCtx, interrupt := context.WithCancel(ctx)
 	defer interrupt()
 	done := make(chan error, 1)
-	go func() { done <- serve(sigCtx, stop, serveConfig(t, 0), log) }()
+	go func() { done <- serve(sigCtx, stop, nil, serveConfig(t, 0), log) }()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(logs.String(), "vmcp serving") {
@@ -311,7 +312,7 @@ func TestServeInterruptedDuringStartUpIsNotAFailure(t *testing.T) {
 	sigCtx, interrupt := context.WithCancel(ctx)
 	interrupt() // the signal arrived while Start was connecting
 
-	if err := serve(sigCtx, stop, serveConfig(t, 0), log); err != nil {
+	if err := serve(sigCtx, stop, nil, serveConfig(t, 0), log); err != nil {
 		t.Errorf("serve = %v, want nil (exit 0)", err)
 	}
 	out := logs.String()
@@ -338,12 +339,53 @@ func TestServeStartFailureIsAFailure(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, stop := signalContext(log)
 
-	err = serve(ctx, stop, serveConfig(t, busy.Addr().(*net.TCPAddr).Port), log)
+	err = serve(ctx, stop, nil, serveConfig(t, busy.Addr().(*net.TCPAddr).Port), log)
 	if err == nil {
 		t.Fatalf("serve on a port in use = nil, want an error:\n%s", logs.String())
 	}
 	out := logs.String()
 	if !strings.Contains(out, "vmcp cannot start") || strings.Contains(out, "interrupted") {
 		t.Errorf("want a start-up failure logged, not an interruption:\n%s", out)
+	}
+}
+
+// TestServeReopensAuditLogOnHUP: a value on hup (SIGHUP) while serving
+// reopens the audit file: after a rename, a new file appears at the path.
+func TestServeReopensAuditLogOnHUP(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, stop := signalContext(log)
+	sigCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	path := filepath.Join(t.TempDir(), "audit.log")
+	cfg := serveConfig(t, 0)
+	cfg.Audit = config.Audit{Enabled: true, Output: path}
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(sigCtx, stop, hup, cfg, log) }()
+
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log after 20s:\n%s", what, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitLog("vmcp serving")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	waitLog("audit log reopened")
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("after SIGHUP no audit file at the path: %v", err)
+	}
+	interrupt()
+	if err := <-done; err != nil {
+		t.Errorf("serve = %v, want nil", err)
 	}
 }
