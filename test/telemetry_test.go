@@ -262,6 +262,10 @@ func TestTelemetryTraceOfToolCall(t *testing.T) {
 		t.Errorf("server span's parent is %s, want the client's span %s", server.Parent().SpanID(), clientSpanID)
 	}
 	attrs := attrMap(server)
+	if server.Name() != "tools/call demo_echo" || attrs["mcp.method.name"] != "tools/call" || attrs["gen_ai.tool.name"] != "demo_echo" ||
+		attrs["vmcp.backend"] != "demo" || attrs["vmcp.outcome"] != "success" {
+		t.Errorf("server span %q attributes %v; want it named and annotated after the MCP request", server.Name(), attrs)
+	}
 	if attrs["http.request.method"] != "POST" || attrs["http.response.status_code"] != "200" || attrs["mcp.session.id"] != sid {
 		t.Errorf("server span %q attributes %v", server.Name(), attrs)
 	}
@@ -333,8 +337,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	text := string(body)
 	for _, want := range []string{
+		`vmcp_requests_total{method="tools/call",outcome="success"} 2`,
 		`vmcp_requests_total{method="tools/call",outcome="rate_limited"} 1`,
+		`vmcp_requests_total{method="tools/call",outcome="bad_request"} 1`,
 		`vmcp_requests_total{method="unknown",outcome="unauthenticated"} 1`,
+		`vmcp_requests_total{method="initialize",outcome="success"} 1`,
+		`vmcp_tool_call_duration_seconds_count{backend="demo",tool="demo_echo"} 1`,
+		`vmcp_tool_call_duration_seconds_count{backend="demo",tool="demo_add"} 1`,
 		`vmcp_ratelimit_decisions_total{outcome="allowed",scope="all"} 3`,
 		`vmcp_ratelimit_decisions_total{outcome="rejected",scope="perUser tool demo_add"} 1`,
 		`vmcp_ratelimit_check_duration_seconds_count 4`,
