@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -139,23 +138,8 @@ func (s streamingWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
 func (s streamingWriter) Flush()                      { _ = s.rc.Flush() }
 func (s streamingWriter) CanStream() bool             { return true }
 
-// rejectDNSRebinding refuses a request that reached a loopback listener with
-// a Host that is not loopback: a web page that rebinds its own name to
-// 127.0.0.1 must not drive a local vmcp from a browser.
-func rejectDNSRebinding(w http.ResponseWriter, r *http.Request) bool {
-	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok || local == nil {
-		return false
-	}
-	if isLoopback(local.String()) && !isLoopback(r.Host) {
-		jsonrpc.WriteError(w, http.StatusForbidden, nil, jsonrpc.Error{
-			Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("Host %q is not a loopback name", r.Host),
-		})
-		return true
-	}
-	return false
-}
-
+// isLoopback reports whether hostport (host, host:port or [v6]:port) is a
+// loopback name: localhost or a loopback IP.
 func isLoopback(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
