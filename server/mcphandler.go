@@ -102,11 +102,15 @@ func (e *mcpEndpoint) knownSession(w http.ResponseWriter, r *http.Request) bool 
 
 // servedToolList answers tools/list from the encoded tool list when the
 // answer is exactly what mcp-go would give: a request (not a batch) with no
-// cursor, on a live session of a session-based protocol revision. Anything
-// else is left to mcp-go.
+// cursor, on a live session of a session-based protocol revision, with no
+// MCP-Protocol-Version header or a supported one (mcp-go answers an
+// unsupported one with 400). Anything else is left to mcp-go.
 func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, r *http.Request, p *parse.Parsed) bool {
 	if p.Method != string(mcp.MethodToolsList) || p.Batch || p.ID == nil || p.Cursor != "" ||
 		mcp.IsModernProtocol(p.ProtocolVersion) || !e.sessions.valid(r.Header.Get(mcpserver.HeaderKeySessionID)) {
+		return false
+	}
+	if v := r.Header.Get(mcpserver.HeaderKeyProtocolVersion); v != "" && !mcp.IsValidProtocolVersion(v) {
 		return false
 	}
 	list, err := e.tools.ToolListJSON()
