@@ -50,6 +50,19 @@ type Server struct {
 	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
 	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
 	ShutdownTimeout Duration `mapstructure:"shutdownTimeout"`
+	// AllowedHosts lists the Host header values vmcp answers besides the
+	// loopback names (localhost, 127.0.0.0/8, ::1), which are always
+	// allowed; anything else gets 403 (DNS-rebinding protection). An entry
+	// is a host name or IP, matching any port, or host:port ([v6]:port),
+	// matching that port only; "*" allows any Host. Empty (the default): a
+	// request that arrives over a loopback connection must use a loopback
+	// name, one that arrives on a non-loopback address may use any Host.
+	AllowedHosts []string `mapstructure:"allowedHosts"`
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
+	// may call vmcp besides those whose host AllowedHosts allows; "*" allows
+	// any. A request with an Origin header that is allowed by neither gets
+	// 403. A request without Origin (a non-browser client) is not checked.
+	AllowedOrigins []string `mapstructure:"allowedOrigins"`
 }
 
 // Transport names how vmcp talks to a backend.

@@ -12,7 +12,8 @@ import (
 // name is a scalar key path in upper case with "_" between levels:
 // VMCP_SERVER_PORT sets server.port, VMCP_SERVER_MAXBODYBYTES sets
 // server.maxBodyBytes and VMCP_REDIS_ADDRESS sets redis.address (creating
-// the redis section if the file has none).
+// the redis section if the file has none). A list of strings is written
+// comma-separated: VMCP_SERVER_ALLOWEDHOSTS=vmcp.example.com,10.0.0.5:4483.
 const EnvPrefix = "VMCP_"
 
 // envKey is one scalar key an environment variable may override.
@@ -22,9 +23,9 @@ type envKey struct {
 	typ  reflect.Type
 }
 
-// envKeys lists the scalar keys under struct type t. Structs and pointers
-// to structs are entered; lists and maps are not, since their elements
-// have no fixed key.
+// envKeys lists the scalar keys and the lists of strings under struct type
+// t. Structs and pointers to structs are entered; lists of structs and maps
+// are not, since their elements have no fixed key.
 func envKeys(t reflect.Type, path string) []envKey {
 	var keys []envKey
 	for i := range t.NumField() {
@@ -36,7 +37,8 @@ func envKeys(t reflect.Type, path string) []envKey {
 		}
 		switch {
 		case ft == durationType, ft.Kind() == reflect.String, ft.Kind() == reflect.Bool,
-			ft.Kind() >= reflect.Int && ft.Kind() <= reflect.Int64:
+			ft.Kind() >= reflect.Int && ft.Kind() <= reflect.Int64,
+			ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.String:
 			env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
 			keys = append(keys, envKey{path: p, env: env, typ: ft})
 		case ft.Kind() == reflect.Struct:
@@ -85,6 +87,14 @@ func envValue(text string, t reflect.Type) (any, error) {
 		return b, nil
 	case t.Kind() == reflect.String:
 		return text, nil
+	case t.Kind() == reflect.Slice:
+		var list []string
+		for _, item := range strings.Split(text, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+		return list, nil
 	}
 	n, err := strconv.ParseInt(text, 10, t.Bits())
 	if err != nil {

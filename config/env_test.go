@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,4 +97,23 @@ func TestParseEnvErrors(t *testing.T) {
 			checkProblems(t, err, tt.want)
 		})
 	}
+}
+
+// TestParseEnvLists: a list of strings is overridden by a comma-separated
+// variable, which replaces the file's list and is validated like it.
+func TestParseEnvLists(t *testing.T) {
+	t.Parallel()
+	file := oneBackend + "server: {allowedHosts: [file.example.com]}\n"
+	cfg := mustParse(t, file, map[string]string{
+		"VMCP_SERVER_ALLOWEDHOSTS":   " vmcp.example.com, 10.0.0.5:4483,,",
+		"VMCP_SERVER_ALLOWEDORIGINS": "https://app.example.com",
+	})
+	if got := strings.Join(cfg.Server.AllowedHosts, " "); got != "vmcp.example.com 10.0.0.5:4483" {
+		t.Errorf("server.allowedHosts = %q, want the variable's two entries", cfg.Server.AllowedHosts)
+	}
+	if got := strings.Join(cfg.Server.AllowedOrigins, " "); got != "https://app.example.com" {
+		t.Errorf("server.allowedOrigins = %q", cfg.Server.AllowedOrigins)
+	}
+	_, err := Parse([]byte(oneBackend), envOf(map[string]string{"VMCP_SERVER_ALLOWEDHOSTS": "ok.example.com,http://x"}))
+	checkProblems(t, err, []string{"server.allowedHosts[1]: must be a host name or host:port, not a URL"})
 }

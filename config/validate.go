@@ -60,7 +60,57 @@ func (s Server) validate() error {
 	if s.ShutdownTimeout < 0 {
 		p.addf("shutdownTimeout", "must not be negative, got %s", s.ShutdownTimeout)
 	}
+	for i, h := range s.AllowedHosts {
+		p.add(fmt.Sprintf("allowedHosts[%d]", i), checkAllowedHost(h))
+	}
+	for i, o := range s.AllowedOrigins {
+		p.add(fmt.Sprintf("allowedOrigins[%d]", i), checkAllowedOrigin(o))
+	}
 	return p.err()
+}
+
+// hostName is the shape of a DNS name in server.allowedHosts.
+var hostName = regexp.MustCompile(`^[a-zA-Z0-9_]([a-zA-Z0-9_.-]*[a-zA-Z0-9_])?$`)
+
+// checkAllowedHost accepts "*", a host name or IP, or host:port ([v6]:port).
+func checkAllowedHost(h string) error {
+	if h == "*" {
+		return nil
+	}
+	if h == "" {
+		return invalidf("must not be empty")
+	}
+	if strings.Contains(h, "/") {
+		return invalidf("must be a host name or host:port, not a URL, got %q", h)
+	}
+	host, port := h, ""
+	if hp, pp, err := net.SplitHostPort(h); err == nil {
+		host, port = hp, pp
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		host = h[1 : len(h)-1]
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return invalidf("port must be between 1 and 65535, got %q", h)
+		}
+	}
+	if net.ParseIP(host) == nil && !hostName.MatchString(host) {
+		return invalidf("must be a host name, an IP address or host:port, got %q", h)
+	}
+	return nil
+}
+
+// checkAllowedOrigin accepts "*" or an http(s) origin: scheme://host[:port].
+func checkAllowedOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return invalidf(`must be an origin such as "https://app.example.com" or "http://localhost:6274" (scheme://host[:port], nothing after), got %q`, o)
+	}
+	return checkAllowedHost(u.Host)
 }
 
 func validateBackends(bs []Backend) error {

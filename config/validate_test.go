@@ -88,3 +88,43 @@ func TestValidateErrorsAreSeparate(t *testing.T) {
 		}
 	}
 }
+
+// TestServerAllowedHostsAndOrigins: server.allowedHosts takes host names,
+// IPs and host:port, server.allowedOrigins takes scheme://host[:port]; both
+// take "*"; a mistake names its list index.
+func TestServerAllowedHostsAndOrigins(t *testing.T) {
+	t.Parallel()
+	good := `server:
+  allowedHosts: ["*", vmcp.example.com, "vmcp.example.com:4483", 10.0.0.5, "::1", "[::1]:4483", "[fe80::1]", my_host.internal]
+  allowedOrigins: ["*", "https://app.example.com", "http://localhost:6274", "https://app.example.com/", "http://[::1]:3000"]
+`
+	cfg := mustParse(t, oneBackend+good, nil)
+	if len(cfg.Server.AllowedHosts) != 8 || len(cfg.Server.AllowedOrigins) != 5 {
+		t.Fatalf("server = %+v, want 8 hosts and 5 origins", cfg.Server)
+	}
+	if cfg := mustParse(t, oneBackend, nil); cfg.Server.AllowedHosts != nil || cfg.Server.AllowedOrigins != nil {
+		t.Fatalf("defaults: allowedHosts %q, allowedOrigins %q; want both empty (the rules for empty lists apply)", cfg.Server.AllowedHosts, cfg.Server.AllowedOrigins)
+	}
+
+	_, err := Parse([]byte(oneBackend+`server:
+  allowedHosts: ["", "https://vmcp.example.com", "vmcp.example.com:0", "vmcp.example.com:http", "bad host", "-x.example.com", "a/b"]
+  allowedOrigins: [vmcp.example.com, "ftp://x.example.com", "https://x.example.com/path", "https://x.example.com?q", "https://user@x.example.com", "null", "https://x.example.com:99999", ""]
+`), nil)
+	checkProblems(t, err, []string{
+		"server.allowedHosts[0]: must not be empty",
+		`server.allowedHosts[1]: must be a host name or host:port, not a URL, got "https://vmcp.example.com"`,
+		`server.allowedHosts[2]: port must be between 1 and 65535`,
+		`server.allowedHosts[3]: port must be between 1 and 65535`,
+		`server.allowedHosts[4]: must be a host name, an IP address or host:port, got "bad host"`,
+		`server.allowedHosts[5]: must be a host name`,
+		`server.allowedHosts[6]: must be a host name or host:port, not a URL`,
+		`server.allowedOrigins[0]: must be an origin such as`,
+		`server.allowedOrigins[1]: must be an origin such as`,
+		`server.allowedOrigins[2]: must be an origin such as`,
+		`server.allowedOrigins[3]: must be an origin such as`,
+		`server.allowedOrigins[4]: must be an origin such as`,
+		`server.allowedOrigins[5]: must be an origin such as`,
+		`server.allowedOrigins[6]: port must be between 1 and 65535`,
+		`server.allowedOrigins[7]: must be an origin such as`,
+	})
+}

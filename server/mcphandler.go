@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -103,11 +102,15 @@ func (e *mcpEndpoint) knownSession(w http.ResponseWriter, r *http.Request) bool 
 
 // servedToolList answers tools/list from the encoded tool list when the
 // answer is exactly what mcp-go would give: a request (not a batch) with no
-// cursor, on a live session of a session-based protocol revision. Anything
-// else is left to mcp-go.
+// cursor, on a live session of a session-based protocol revision, with no
+// MCP-Protocol-Version header or a supported one (mcp-go answers an
+// unsupported one with 400). Anything else is left to mcp-go.
 func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, r *http.Request, p *parse.Parsed) bool {
 	if p.Method != string(mcp.MethodToolsList) || p.Batch || p.ID == nil || p.Cursor != "" ||
 		mcp.IsModernProtocol(p.ProtocolVersion) || !e.sessions.valid(r.Header.Get(mcpserver.HeaderKeySessionID)) {
+		return false
+	}
+	if v := r.Header.Get(mcpserver.HeaderKeyProtocolVersion); v != "" && !mcp.IsValidProtocolVersion(v) {
 		return false
 	}
 	list, err := e.tools.ToolListJSON()
@@ -139,23 +142,8 @@ func (s streamingWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
 func (s streamingWriter) Flush()                      { _ = s.rc.Flush() }
 func (s streamingWriter) CanStream() bool             { return true }
 
-// rejectDNSRebinding refuses a request that reached a loopback listener with
-// a Host that is not loopback: a web page that rebinds its own name to
-// 127.0.0.1 must not drive a local vmcp from a browser.
-func rejectDNSRebinding(w http.ResponseWriter, r *http.Request) bool {
-	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok || local == nil {
-		return false
-	}
-	if isLoopback(local.String()) && !isLoopback(r.Host) {
-		jsonrpc.WriteError(w, http.StatusForbidden, nil, jsonrpc.Error{
-			Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("Host %q is not a loopback name", r.Host),
-		})
-		return true
-	}
-	return false
-}
-
+// isLoopback reports whether hostport (host, host:port or [v6]:port) is a
+// loopback name: localhost or a loopback IP.
 func isLoopback(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {

@@ -293,12 +293,12 @@ func (s *Server) Addr() net.Addr {
 	return s.listener.Addr()
 }
 
-// ServeHTTP serves the MCP endpoint, /healthz, /readyz and /metrics. A request that
-// reached a loopback listener under a Host name that is not loopback is
-// refused first (DNS rebinding: a web page must not drive or read a local
-// vmcp from a browser).
+// ServeHTTP serves the MCP endpoint, /healthz, /readyz and /metrics. A request whose
+// Host or Origin is not allowed (server.allowedHosts, server.allowedOrigins; by
+// default a loopback connection needs a loopback name) is refused first (DNS
+// rebinding: a web page must not drive or read a local vmcp from a browser).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rejectDNSRebinding(w, r) {
+	if s.rejectDNSRebinding(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
