@@ -9,6 +9,7 @@
 //	go run ./bench -cpuprofile cpu.out  # profile vmcp's tools/call phase
 //	go run ./bench -catalogue 10000     # tools/list latency and RSS with a big catalogue
 //	go run ./bench -ratelimit           # tools/call through vmcp, rate limits off vs on
+//	go run ./bench -observability       # tools/call through vmcp, audit file + metrics off vs on
 //
 // Everything listens on 127.0.0.1. The backend is a child process built
 // from ./examples/backends/demo; the proxy, vmcp and the load generator
@@ -61,6 +62,7 @@ type options struct {
 	catalogueN int
 	cpuProfile string
 	rateLimit  bool
+	observe    bool
 	rounds     int
 	tree       string // commit of the tree at start-up (what go run built)
 }
@@ -83,6 +85,8 @@ func main() {
 		err = runCatalogue(ctx, opts, os.Stdout)
 	case opts.rateLimit:
 		err = runRateLimit(ctx, opts, os.Stdout)
+	case opts.observe:
+		err = runObservability(ctx, opts, os.Stdout)
 	default:
 		err = runLoad(ctx, opts, os.Stdout)
 	}
@@ -106,7 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.catalogue, "catalogue", 0, "catalogue mode: backend with this many tools; tools/list latency through vmcp and RSS")
 	fs.IntVar(&o.catalogueN, "catalogue-n", 50, "sequential tools/list requests in catalogue mode")
 	fs.BoolVar(&o.rateLimit, "ratelimit", false, "rate-limit mode: tools/call through vmcp with limits off, on (memory store) and on (Redis store, when redis-server is on PATH), -c connections (default 16)")
-	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit mode: interleaved rounds of the off/memory/redis phases")
+	fs.BoolVar(&o.observe, "observability", false, "observability mode: tools/call through vmcp with the audit trail (to a file) and Prometheus metrics off vs on, -c connections (default 16)")
+	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit and observability modes: interleaved rounds of the phases")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -127,13 +132,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		err = errors.New("-catalogue-n must be in [1, 10000]")
 	case o.rounds < 1 || o.rounds > 100:
 		err = errors.New("-rounds must be in [1, 100]")
-	case o.rateLimit && o.catalogue > 0:
-		err = errors.New("-ratelimit and -catalogue are different modes; pick one")
+	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0) > 1:
+		err = errors.New("-ratelimit, -observability and -catalogue are different modes; pick one")
 	}
 	if err == nil {
 		if *c > 0 {
 			o.conns = []int{*c}
-		} else if o.rateLimit {
+		} else if o.rateLimit || o.observe {
 			o.conns = []int{16}
 		} else {
 			o.conns, err = parseConns(*connsFlag)
@@ -146,6 +151,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 	}
 	return o, err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // target is one endpoint under test.

@@ -133,9 +133,10 @@ func TestAuditRoute(t *testing.T) {
 	}
 }
 
-// BenchmarkToolsCallAuditToFile is BenchmarkToolsCall with the audit trail
-// written to a file; compare the two for the cost of auditing.
-func BenchmarkToolsCallAuditToFile(b *testing.B) {
+// BenchmarkToolsCallAuditAndMetrics is BenchmarkToolsCall with the audit
+// trail written to a file and Prometheus metrics on; compare the two for the
+// cost of both.
+func BenchmarkToolsCallAuditAndMetrics(b *testing.B) {
 	s := mcpserver.NewMCPServer("big", "1", mcpserver.WithToolCapabilities(true))
 	s.AddTool(mcp.NewTool("tool_00001", mcp.WithString("id")), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText("ok"), nil
@@ -144,6 +145,7 @@ func BenchmarkToolsCallAuditToFile(b *testing.B) {
 	b.Cleanup(ts.Close)
 	cfg := testConfig(b, config.Backend{Name: "big", Transport: config.TransportStreamableHTTP, URL: ts.URL + "/mcp"})
 	cfg.Audit = config.Audit{Enabled: true, Output: b.TempDir() + "/audit.log"}
+	cfg.Telemetry.Prometheus = true
 	srv, err := New(cfg, Options{Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
