@@ -16,15 +16,6 @@ import (
 	"time"
 )
 
-// observabilityTarget is one vmcp of the observability mode.
-type observabilityTarget struct {
-	name     string // off, on
-	vm       *vmcpTarget
-	sessions []*session
-	total    result // summed over the rounds
-	rounds   []float64
-}
-
 // runObservability measures tools/call through vmcp with the audit trail
 // (to a file) and Prometheus metrics both off and both on, with the same
 // connections, in interleaved rounds, and prints the on/off throughput
@@ -47,32 +38,19 @@ func runObservability(ctx context.Context, opts options, out io.Writer) (err err
 		{"off", "audit: {enabled: false}\ntelemetry: {prometheus: false}\n"},
 		{"on", fmt.Sprintf("audit: {enabled: true, output: %q}\ntelemetry: {prometheus: true}\n", auditFile)},
 	}
-	var targets []*observabilityTarget
+	var targets []*comparedVMCP // off, on
 	defer func() {
 		for _, t := range targets {
-			for _, s := range t.sessions {
-				s.close()
-			}
-			if serr := t.vm.stop(); serr != nil {
-				err = errors.Join(err, fmt.Errorf("vmcp %s shutdown: %w", t.name, serr))
-			}
+			err = errors.Join(err, t.stop())
 		}
 	}()
 	hc := newHTTPClient(n * len(specs))
 	defer hc.CloseIdleConnections()
 	for _, sp := range specs {
-		t := &observabilityTarget{name: sp.name}
-		t.vm, err = startVMCP(ctx, be.url, sp.extra, nil)
-		if err != nil {
-			return fmt.Errorf("vmcp %s: %w", sp.name, err)
-		}
+		t := &comparedVMCP{name: sp.name}
 		targets = append(targets, t)
-		for range n {
-			s, err := openSession(ctx, hc, t.vm.url)
-			if err != nil {
-				return fmt.Errorf("vmcp %s: open session: %w", sp.name, err)
-			}
-			t.sessions = append(t.sessions, s)
+		if err := t.start(ctx, hc, be.url, sp.extra, n, nil); err != nil {
+			return err
 		}
 	}
 
@@ -87,8 +65,7 @@ func runObservability(ctx context.Context, opts options, out io.Writer) (err err
 				before := takeCPU(pid)
 				return func() { use = takeCPU(pid).since(before) }
 			})
-			t.rounds = append(t.rounds, r.throughput())
-			t.total = addResults(t.total, r, use)
+			t.addRound(r, use)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -96,14 +73,9 @@ func runObservability(ctx context.Context, opts options, out io.Writer) (err err
 	}
 	on, off := targets[1], targets[0]
 	// Close the "on" server now, so every queued event is in the file.
-	for _, s := range on.sessions {
-		s.close()
+	if err := on.stop(); err != nil {
+		return err
 	}
-	on.sessions = nil
-	if err := on.vm.stop(); err != nil {
-		return fmt.Errorf("vmcp on shutdown: %w", err)
-	}
-	on.vm = nil
 	events, err := countLines(auditFile)
 	if err != nil {
 		return fmt.Errorf("audit file: %w", err)

@@ -29,14 +29,10 @@ const rateLimitBucket = "{maxTokens: 1000000000, refillPeriod: 1s}"
 
 // rateLimitTarget is one vmcp of the rate-limit mode.
 type rateLimitTarget struct {
-	name     string // off, memory, redis
-	vm       *vmcpTarget
-	failOpen *atomic.Int64 // fail-open warnings vmcp logged
-	sessions []*session
-	total    result        // summed over the rounds
-	redisCPU time.Duration // redis-server's CPU in the measured phases
-	redis    redisStats    // redis-server's counters over the measured phases
-	rounds   []float64
+	comparedVMCP               // named off, memory, redis
+	failOpen     *atomic.Int64 // fail-open warnings vmcp logged
+	redisCPU     time.Duration // redis-server's CPU in the measured phases
+	redis        redisStats    // redis-server's counters over the measured phases
 }
 
 // runRateLimit measures tools/call through vmcp with rate limits off and on
@@ -69,33 +65,20 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 	var targets []*rateLimitTarget
 	defer func() {
 		for _, t := range targets {
-			for _, s := range t.sessions {
-				s.close()
-			}
-			if serr := t.vm.stop(); serr != nil {
-				err = errors.Join(err, fmt.Errorf("vmcp %s shutdown: %w", t.name, serr))
-			}
+			err = errors.Join(err, t.stop())
 		}
 	}()
 	hc := newHTTPClient(n * len(specs))
 	defer hc.CloseIdleConnections()
 	for _, sp := range specs {
-		t := &rateLimitTarget{name: sp.name, failOpen: &atomic.Int64{}}
+		t := &rateLimitTarget{comparedVMCP: comparedVMCP{name: sp.name}, failOpen: &atomic.Int64{}}
 		logger := slog.New(&countingHandler{
 			next:  slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}).WithAttrs([]slog.Attr{slog.String("component", "vmcp-"+sp.name)}),
 			match: "fail open", count: t.failOpen,
 		})
-		t.vm, err = startVMCP(ctx, be.url, sp.extra, logger)
-		if err != nil {
-			return fmt.Errorf("vmcp %s: %w", sp.name, err)
-		}
 		targets = append(targets, t)
-		for range n {
-			s, err := openSession(ctx, hc, t.vm.url)
-			if err != nil {
-				return fmt.Errorf("vmcp %s: open session: %w", sp.name, err)
-			}
-			t.sessions = append(t.sessions, s)
+		if err := t.start(ctx, hc, be.url, sp.extra, n, logger); err != nil {
+			return err
 		}
 	}
 	slog.Info("rate-limit targets up", "targets", len(targets), "conns", n, "rounds", opts.rounds)
@@ -121,8 +104,7 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 			})
 			t.redisCPU += redisUse
 			t.redis = t.redis.add(redisDelta)
-			t.rounds = append(t.rounds, r.throughput())
-			t.total = addResults(t.total, r, use)
+			t.addRound(r, use)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -334,3 +334,52 @@ func (s cpuSample) since(prev cpuSample) cpuUse {
 	}
 	return u
 }
+
+// comparedVMCP is one vmcp of a comparison mode (-ratelimit,
+// -observability): its sessions and what was measured through them.
+type comparedVMCP struct {
+	name     string
+	vm       *vmcpTarget
+	sessions []*session
+	total    result    // summed over the rounds
+	rounds   []float64 // throughput of each round
+}
+
+// start starts the vmcp with extra config in front of backendURL and opens
+// n sessions on it. logger nil: warnings and errors to stderr.
+func (c *comparedVMCP) start(ctx context.Context, hc *http.Client, backendURL, extra string, n int, logger *slog.Logger) error {
+	var err error
+	c.vm, err = startVMCP(ctx, backendURL, extra, logger)
+	if err != nil {
+		return fmt.Errorf("vmcp %s: %w", c.name, err)
+	}
+	for range n {
+		s, err := openSession(ctx, hc, c.vm.url)
+		if err != nil {
+			return fmt.Errorf("vmcp %s: open session: %w", c.name, err)
+		}
+		c.sessions = append(c.sessions, s)
+	}
+	return nil
+}
+
+// stop closes the sessions and shuts the vmcp down; a second call does
+// nothing.
+func (c *comparedVMCP) stop() error {
+	for _, s := range c.sessions {
+		s.close()
+	}
+	c.sessions = nil
+	err := c.vm.stop()
+	c.vm = nil
+	if err != nil {
+		return fmt.Errorf("vmcp %s shutdown: %w", c.name, err)
+	}
+	return nil
+}
+
+// addRound adds one measured round r, which used u.
+func (c *comparedVMCP) addRound(r result, u cpuUse) {
+	c.rounds = append(c.rounds, r.throughput())
+	c.total = addResults(c.total, r, u)
+}
