@@ -50,6 +50,10 @@ type Server struct {
 	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
 	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
 	ShutdownTimeout Duration `mapstructure:"shutdownTimeout"`
+	// MaxBackendSessions bounds the backend sessions vmcp keeps for its
+	// clients (one per client session and HTTP backend it uses); beyond it
+	// the least recently used idle one is closed. Default 1024.
+	MaxBackendSessions int `mapstructure:"maxBackendSessions"`
 }
 
 // Transport names how vmcp talks to a backend.

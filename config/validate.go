@@ -60,6 +60,9 @@ func (s Server) validate() error {
 	if s.ShutdownTimeout < 0 {
 		p.addf("shutdownTimeout", "must not be negative, got %s", s.ShutdownTimeout)
 	}
+	if s.MaxBackendSessions <= 0 {
+		p.addf("maxBackendSessions", "must be positive, got %d", s.MaxBackendSessions)
+	}
 	return p.err()
 }
 
