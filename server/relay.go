@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
@@ -27,6 +29,52 @@ type relay struct {
 	// backend's request that arrives outside its call (on the backend's GET
 	// stream) is sent to the client session it belongs to.
 	sessions sync.Map
+	// notified holds, by client session id, when a notification was last
+	// relayed to it (*atomic.Int64, Unix nanoseconds).
+	notified sync.Map
+}
+
+// flushWait bounds how long a call's handler waits, after the backend
+// answered, for the notifications relayed during the call to be written.
+const flushWait = 20 * time.Millisecond
+
+// flushed wraps a tools/call handler so that the notifications relayed to
+// the client during the call are written to it before the call's response.
+// mcp-go's Streamable HTTP server moves a session's notifications to the
+// response stream in a goroutine that drops one it has taken off the queue
+// when the response is already being written; a backend's last log message
+// or progress, relayed just before its answer, would otherwise be lost now
+// and then. Calls that relayed nothing pay one map lookup.
+func (r *relay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		start := time.Now().UnixNano()
+		res, err := next(ctx, req)
+		s := mcpserver.ClientSessionFromContext(ctx)
+		if s == nil {
+			return res, err
+		}
+		v, ok := r.notified.Load(s.SessionID())
+		if !ok || v.(*atomic.Int64).Load() < start {
+			return res, err
+		}
+		ch := s.NotificationChannel()
+		deadline := time.Now().Add(flushWait)
+		for len(ch) > 0 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		// The forwarder has taken the last one; let it write it.
+		time.Sleep(time.Millisecond)
+		return res, err
+	}
+}
+
+// markNotified records that a notification was just relayed to session id.
+func (r *relay) markNotified(id string) {
+	v, ok := r.notified.Load(id)
+	if !ok {
+		v, _ = r.notified.LoadOrStore(id, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Store(time.Now().UnixNano())
 }
 
 var _ backends.Relay = (*relay)(nil)
@@ -41,6 +89,7 @@ func (r *relay) hooks() *mcpserver.Hooks {
 	h.AddOnUnregisterSession(func(_ context.Context, s mcpserver.ClientSession) {
 		// DELETE, idle expiry or shutdown: the client's backend sessions end.
 		r.sessions.Delete(s.SessionID())
+		r.notified.Delete(s.SessionID())
 		r.backends.CloseClient(s.SessionID())
 	})
 	h.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
@@ -166,8 +215,10 @@ func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification
 	}
 	var err error
 	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
+		r.markNotified(s.SessionID())
 		err = r.mcp.SendNotificationToClient(ctx, n.Method, params)
 	} else if id != "" {
+		r.markNotified(id)
 		err = r.mcp.SendNotificationToSpecificClient(id, n.Method, params)
 	} else {
 		err = errNoClient

@@ -153,9 +153,9 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	)
 	mcp.EnableSampling()
 	rel.mcp = mcp
-	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, log: s.log}
+	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: rel.flushed(rt.CallTool), log: s.log}
 	if cfg.Optimizer.Enabled {
-		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, rt.CallTool))
+		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
 	}
 	s.sessions = newSessionIDs()
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
