@@ -29,9 +29,15 @@ type relay struct {
 	// backend's request that arrives outside its call (on the backend's GET
 	// stream) is sent to the client session it belongs to.
 	sessions sync.Map
-	// notified holds, by client session id, when a notification was last
-	// relayed to it (*atomic.Int64, Unix nanoseconds).
+	// notified holds a *relayed for each client session a notification
+	// was relayed to.
 	notified sync.Map
+}
+
+// relayed orders the notifications relayed to one client session.
+type relayed struct {
+	mu   sync.Mutex
+	last atomic.Int64 // when the last one was queued, Unix nanoseconds
 }
 
 // flushWait bounds how long a call's handler waits, after the backend
@@ -54,27 +60,44 @@ func (r *relay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFun
 			return res, err
 		}
 		v, ok := r.notified.Load(s.SessionID())
-		if !ok || v.(*atomic.Int64).Load() < start {
+		if !ok || v.(*relayed).last.Load() < start {
 			return res, err
 		}
-		ch := s.NotificationChannel()
-		deadline := time.Now().Add(flushWait)
-		for len(ch) > 0 && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Microsecond)
-		}
-		// The forwarder has taken the last one; let it write it.
-		time.Sleep(time.Millisecond)
+		drain(s.NotificationChannel())
 		return res, err
 	}
 }
 
-// markNotified records that a notification was just relayed to session id.
-func (r *relay) markNotified(id string) {
-	v, ok := r.notified.Load(id)
-	if !ok {
-		v, _ = r.notified.LoadOrStore(id, new(atomic.Int64))
+// drain waits, at most flushWait, until mcp-go has taken every queued
+// notification off ch, and then a moment for the taker to write it.
+func drain(ch chan<- mcp.JSONRPCNotification) {
+	deadline := time.Now().Add(flushWait)
+	for len(ch) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
 	}
-	v.(*atomic.Int64).Store(time.Now().UnixNano())
+	time.Sleep(200 * time.Microsecond)
+}
+
+// send queues a notification for client session s, in order: mcp-go's
+// Streamable HTTP server hands a session's notifications to whichever of
+// its streams (the call's response, the GET stream) takes them first, so
+// two queued together may reach the client out of order (progress must
+// increase). A notification that follows another within a few
+// milliseconds waits until the previous one is written.
+func (r *relay) send(s mcpserver.ClientSession, do func() error) error {
+	v, ok := r.notified.Load(s.SessionID())
+	if !ok {
+		v, _ = r.notified.LoadOrStore(s.SessionID(), &relayed{})
+	}
+	st := v.(*relayed)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if time.Now().UnixNano()-st.last.Load() < int64(2*time.Millisecond) {
+		drain(s.NotificationChannel())
+	}
+	err := do()
+	st.last.Store(time.Now().UnixNano())
+	return err
 }
 
 var _ backends.Relay = (*relay)(nil)
@@ -215,11 +238,9 @@ func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification
 	}
 	var err error
 	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
-		r.markNotified(s.SessionID())
-		err = r.mcp.SendNotificationToClient(ctx, n.Method, params)
-	} else if id != "" {
-		r.markNotified(id)
-		err = r.mcp.SendNotificationToSpecificClient(id, n.Method, params)
+		err = r.send(s, func() error { return r.mcp.SendNotificationToClient(ctx, n.Method, params) })
+	} else if v, ok := r.sessions.Load(id); ok && id != "" {
+		err = r.send(v.(mcpserver.ClientSession), func() error { return r.mcp.SendNotificationToSpecificClient(id, n.Method, params) })
 	} else {
 		err = errNoClient
 	}
