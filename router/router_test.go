@@ -482,3 +482,21 @@ func textOf(res *mcp.CallToolResult) string {
 	}
 	return ""
 }
+
+func TestResourceBackend(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, tc := range []struct {
+		uri, want string
+		ok        bool
+	}{
+		{"repo://vmcp/readme", "github", true},
+		{"jira://issue/ABC-1", "jira", true},
+		{"jira://other/ABC-1", "", false},
+	} {
+		got, ok := f.router.ResourceBackend(tc.uri)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ResourceBackend(%q) = %q, %v; want %q, %v", tc.uri, got, ok, tc.want, tc.ok)
+		}
+	}
+}
