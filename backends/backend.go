@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -224,12 +225,20 @@ func (b *backend) connect(ctx context.Context) error {
 	// connect timeout ends them only while this attempt is still running.
 	live, endLive := context.WithCancel(ctx)
 	stopTimeout := context.AfterFunc(cctx, endLive)
-	c, err := dial(live, b.cfg, b.headers, b.m.opts.HTTPClient, b.log)
+	h := sharedHandlers{relay: b.m.opts.Relay, calls: &callTable{}}
+	var opts []client.ClientOption
+	if h.relay != nil && !perClient(b.cfg.Transport) {
+		// Every client shares this process, so it may ask for what any of
+		// them can do; the relay refuses what the attributed client cannot.
+		opts = append(opts, client.WithSamplingHandler(h), client.WithElicitationHandler(h), client.WithRootsHandler(h))
+	}
+	c, err := dial(live, b.cfg, b.headers, b.m.opts.HTTPClient, b.log, opts...)
 	if err != nil {
 		endLive()
 		return err
 	}
 	c.endLive = endLive
+	c.calls, c.subs = h.calls, &subscriptions{}
 	c.client.OnNotification(func(n mcp.JSONRPCNotification) {
 		switch n.Method {
 		case mcp.MethodNotificationToolsListChanged,
@@ -239,14 +248,15 @@ func (b *backend) connect(ctx context.Context) error {
 			case b.changed <- struct{}{}:
 			default: // a change is already pending; one rediscovery covers both
 			}
+		default:
+			if h.relay != nil && !h.notify(live, c.subs, n) {
+				b.log.Debug("notification on the shared connection not relayed: no client to attribute it to", "method", n.Method)
+			}
 		}
 	})
 	c.client.OnConnectionLost(func(err error) { b.reportLost(lossReport{conn: c, err: err, definitive: true}) })
 
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = protocolVersion
-	init.Params.ClientInfo = mcp.Implementation{Name: "vmcp", Version: "1"}
-	if _, err := c.client.Initialize(cctx, init); err != nil {
+	if _, err := c.client.Initialize(cctx, initializeRequest()); err != nil {
 		// Close first: once a stdio child is reaped its stderr is complete.
 		if cerr := c.close(); cerr != nil {
 			b.log.Debug("close after failed initialize", "error", cerr)
@@ -395,6 +405,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // conn is one live client connection and whatever it started.
 type conn struct {
 	client *client.Client
+	// ids numbers the requests vmcp sends itself, so it can cancel them.
+	ids atomic.Uint64
+	// calls and subs are set on a shared connection only: the calls in
+	// flight and the resource subscriptions of its clients.
+	calls *callTable
+	subs  *subscriptions
 	// kill terminates stdio children that outlive the client's own close
 	// (grandchildren of npx, for example). nil for HTTP transports.
 	kill func()

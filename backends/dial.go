@@ -18,9 +18,10 @@ import (
 	"github.com/vmcp/vmcp/config"
 )
 
-// dial starts a client for cfg. live bounds the connection's lifetime (the
-// SSE and GET streams, the stdio child); it must outlive the connect timeout.
-func dial(live context.Context, cfg config.Backend, headers map[string]string, hc *http.Client, log *slog.Logger) (*conn, error) {
+// dial starts a client for cfg with opts. live bounds the connection's
+// lifetime (the SSE and GET streams, the stdio child); it must outlive the
+// connect timeout.
+func dial(live context.Context, cfg config.Backend, headers map[string]string, hc *http.Client, log *slog.Logger, opts ...client.ClientOption) (*conn, error) {
 	var (
 		t   transport.Interface
 		c   = &conn{}
@@ -47,7 +48,7 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 	if err != nil {
 		return nil, fmt.Errorf("%s transport: %w", cfg.Transport, err)
 	}
-	c.client = client.NewClient(t)
+	c.client = client.NewClient(t, opts...)
 	if err := c.client.Start(live); err != nil {
 		// Close first: once a stdio child is reaped its stderr is complete.
 		if cerr := c.close(); cerr != nil {

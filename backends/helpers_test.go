@@ -61,7 +61,7 @@ const rawInputSchema = `{"type":"object","oneOf":[{"required":["a"]},{"required"
 const rawOutputSchema = `{"type":"object","anyOf":[{"$ref":"#/$defs/ok"}],"$defs":{"ok":{"type":"object"}}}`
 
 // testTools are the tools of testServer, in no particular order.
-var testTools = []string{"echo", "fail", "raw", "add_tool", "meta", "env", "cwd", "pgid", "spawn"}
+var testTools = []string{"echo", "fail", "raw", "add_tool", "meta", "env", "cwd", "pgid", "spawn", "sample", "progress"}
 
 // completer completes every prompt argument with "<backend>:<prompt>:<value>".
 type completer string
@@ -132,6 +132,36 @@ func testServer(name string) *server.MCPServer {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
 		return text(strconv.Itoa(cmd.Process.Pid))
+	})
+	// sample asks the client's model and returns its answer as JSON.
+	s.AddTool(mcp.NewTool("sample"), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		req := mcp.CreateMessageRequest{}
+		req.Messages = []mcp.SamplingMessage{{Role: mcp.RoleUser, Content: mcp.NewTextContent("hi")}}
+		req.MaxTokens = 10
+		res, err := s.RequestSampling(ctx, req)
+		if err != nil {
+			return mcp.NewToolResultError("sampling: " + err.Error()), nil
+		}
+		b, _ := json.Marshal(res.Content)
+		return text(string(b))
+	})
+	// progress sends n progress notifications for the call's token, then
+	// holds the call for holdMs or until it is cancelled.
+	s.AddTool(mcp.NewTool("progress", mcp.WithNumber("n"), mcp.WithNumber("holdMs")), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
+			n := req.GetInt("n", 1)
+			for i := 1; i <= n; i++ {
+				_ = s.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
+					"progressToken": req.Params.Meta.ProgressToken, "progress": i, "total": n,
+				})
+			}
+		}
+		select {
+		case <-time.After(time.Duration(req.GetInt("holdMs", 0)) * time.Millisecond):
+			return text("done")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	})
 	for i := range 3 {
 		uri := fmt.Sprintf("test://%s/doc%d", name, i)
@@ -305,7 +335,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func session(t *testing.T, m *backends.Manager, name string) *backends.Session {
 	t.Helper()
-	s, err := m.Session("", name)
+	s, err := m.Session(context.Background(), backends.Client{}, name)
 	if err != nil {
 		t.Fatalf("Session(%q): %v", name, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/vmcp/vmcp/config"
 )
 
@@ -55,6 +57,15 @@ type Options struct {
 	// possibly concurrently for one backend; read the state with Status.
 	// It must return quickly. nil: no calls.
 	OnHealthChange func(backend string)
+	// Relay carries what backends send for a client (server-to-client
+	// requests, progress, log messages, resource updates) to that client.
+	// nil: nothing is relayed, and backend sessions declare no sampling,
+	// elicitation or roots capability.
+	Relay Relay
+	// MaxClientSessions bounds the per-client sessions to HTTP backends,
+	// over all backends; beyond it the least recently used one without a
+	// call in flight is closed. Zero: 1024.
+	MaxClientSessions int
 	// now is the breakers' clock; nil: time.Now. Tests set it.
 	now func() time.Time
 }
@@ -66,8 +77,12 @@ type Manager struct {
 	opts     Options
 	log      *slog.Logger
 
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	// runCtx lives until Close; connections and supervisors run on it.
+	runCtx context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	// clients holds the per-client sessions to HTTP backends.
+	clients *clientConns
 	// pool is the transport New made when Options.HTTPClient was nil;
 	// Close closes its idle connections. nil when the caller's client is used.
 	pool *http.Transport
@@ -94,7 +109,12 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	if opts.PingTimeout <= 0 {
 		opts.PingTimeout = 5 * time.Second
 	}
+	if opts.MaxClientSessions <= 0 {
+		opts.MaxClientSessions = 1024
+	}
 	m := &Manager{backends: make(map[string]*backend, len(cfgs)), opts: opts, log: opts.Logger, pool: pool}
+	m.runCtx, m.stop = context.WithCancel(context.Background())
+	m.clients = newClientConns(m, opts.MaxClientSessions)
 	for _, c := range cfgs {
 		headers, err := outgoingHeaders(auth.Backends[c.Name], opts.Getenv)
 		if err != nil {
@@ -111,8 +131,7 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 // when ctx ends. Backends that failed keep retrying in the background with
 // capped backoff until Close.
 func (m *Manager) Start(ctx context.Context) {
-	runCtx, cancel := context.WithCancel(context.Background())
-	m.stop = cancel
+	runCtx := m.runCtx
 	first := make(chan struct{}, len(m.order))
 	for _, name := range m.order {
 		b := m.backends[name]
@@ -134,10 +153,9 @@ func (m *Manager) Start(ctx context.Context) {
 // Close stops every supervisor and closes every connection, terminating
 // stdio children. It returns when all of them are gone.
 func (m *Manager) Close() error {
-	if m.stop != nil {
-		m.stop()
-	}
+	m.stop()
 	m.wg.Wait()
+	m.clients.closeAll()
 	// In parallel: each stdio child may take its grace period to exit.
 	errs := make([]error, len(m.order))
 	var wg sync.WaitGroup
@@ -162,21 +180,83 @@ func (m *Manager) Close() error {
 // Names returns the configured backend names in config order.
 func (m *Manager) Names() []string { return m.order }
 
-// Session returns the session of client session clientSession to backend
-// name. Every client currently shares the backend's one connection.
-func (m *Manager) Session(clientSession, name string) (*Session, error) {
+// Session returns the session of client c to backend name.
+//
+// A client with an MCP session gets its own session to each HTTP backend,
+// opened on its first use (ctx bounds the wait, the backend's connect
+// timeout the open) and kept until CloseClient, until its connection is
+// lost, or until the bound of Options.MaxClientSessions evicts it. A
+// stdio backend is one process every client shares; so is the connection
+// a client without an MCP session (c.Session "") uses, which is also the
+// one discovery and health checks use.
+func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session, error) {
 	b, ok := m.backends[name]
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
 	}
-	return b.session()
+	if c.Session == "" || !perClient(b.cfg.Transport) {
+		s, err := b.session()
+		if s != nil {
+			s.client = c.Session
+		}
+		return s, err
+	}
+	cc, err := m.clients.get(ctx, c, b)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session}, nil
+}
+
+// CloseClient closes every backend session of the client with MCP session
+// id session and forgets its subscriptions on shared connections. It
+// returns when the sessions are closed.
+func (m *Manager) CloseClient(session string) {
+	if session == "" {
+		return
+	}
+	n := m.clients.closeClient(session)
+	for _, name := range m.order {
+		if c := m.backends[name].current(); c != nil {
+			c.subs.dropSession(session)
+		}
+	}
+	if n > 0 {
+		m.log.Debug("closed the backend sessions of a client", "client_session_prefix", prefix(session), "sessions", n)
+	}
+}
+
+// SetLevel forwards a client's logging/setLevel to its open backend
+// sessions that declare logging, and to those it opens later. Shared
+// connections keep their own level: one client must not change another's.
+func (m *Manager) SetLevel(ctx context.Context, session string, level mcp.LoggingLevel) {
+	if session == "" {
+		return
+	}
+	for _, cc := range m.clients.setLevel(session, level) {
+		select {
+		case <-cc.ready:
+		default:
+			continue // still opening: it reads the level when it is done
+		}
+		if cc.conn == nil || cc.conn.client.GetServerCapabilities().Logging == nil {
+			continue
+		}
+		req := mcp.SetLevelRequest{}
+		req.Params.Level = level
+		if err := cc.conn.client.SetLevel(ctx, req); err != nil {
+			cc.b.log.Warn("forward logging/setLevel", "error", err)
+		}
+	}
 }
 
 // Status reports the state of every backend, in config order.
 func (m *Manager) Status() []Status {
 	out := make([]Status, 0, len(m.order))
 	for _, name := range m.order {
-		out = append(out, m.backends[name].status())
+		st := m.backends[name].status()
+		st.ClientSessions = m.clients.count(name)
+		out = append(out, st)
 	}
 	return out
 }
@@ -197,6 +277,8 @@ type Status struct {
 	Failures int         `json:"consecutiveFailures"`
 	// Breaker is the circuit breaker's state, "" when it is disabled.
 	Breaker BreakerState `json:"breaker,omitempty"`
+	// ClientSessions is the number of open per-client sessions.
+	ClientSessions int `json:"clientSessions"`
 }
 
 // State is where a backend connection is in its life.

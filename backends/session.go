@@ -16,6 +16,10 @@ import (
 type Session struct {
 	backend *backend
 	conn    *conn
+	// owner is the per-client session this is, nil on a shared connection.
+	owner *clientConn
+	// client is the MCP session id of the client, "" for none.
+	client string
 }
 
 // Backend returns the name of the backend this session talks to.
@@ -25,10 +29,57 @@ func (s *Session) Backend() string { return s.backend.cfg.Name }
 // fails reports it in the result (IsError); err is for protocol and
 // transport failures. Nothing of the client's HTTP request is forwarded:
 // req.Header is dropped, and so are the client's protocol-level _meta keys.
+//
+// The request goes to the backend as it is (mcp-go's CallTool would run
+// its own multi-round-trip loop over it), under an id of vmcp's, so that a
+// call whose ctx ends is cancelled at the backend with
+// notifications/cancelled. On a shared connection the client's progress
+// token is replaced by one unique on the connection and mapped back.
 func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	req.Header = nil
-	req.Params.Meta = outboundMeta(req.Params.Meta)
-	return send(ctx, s, func(ctx context.Context) (*mcp.CallToolResult, error) { return s.conn.client.CallTool(ctx, req) })
+	params := req.Params
+	params.Meta = outboundMeta(params.Meta)
+	if s.conn.calls != nil {
+		var end func()
+		params.Meta, end = s.conn.calls.start(ctx, s.client, params.Meta)
+		defer end()
+	}
+	return send(ctx, s, func(ctx context.Context) (*mcp.CallToolResult, error) {
+		res, err := s.conn.request(ctx, string(mcp.MethodToolsCall), params)
+		if err != nil {
+			return nil, err
+		}
+		return mcp.ParseCallToolResult(res)
+	})
+}
+
+// Subscribe subscribes the client to updates of the resource at uri. On a
+// shared connection the backend is subscribed once, for its first
+// subscriber. A backend that does not offer subscriptions is not asked.
+func (s *Session) Subscribe(ctx context.Context, uri string) error {
+	if !s.canSubscribe() || (s.owner == nil && !s.conn.subs.add(uri, s.client)) {
+		return nil
+	}
+	req := mcp.SubscribeRequest{}
+	req.Params.URI = uri
+	_, err := send(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.conn.client.Subscribe(ctx, req) })
+	return err
+}
+
+// Unsubscribe ends the client's subscription to uri; on a shared
+// connection the backend is unsubscribed after the last subscriber.
+func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
+	if !s.canSubscribe() || (s.owner == nil && !s.conn.subs.remove(uri, s.client)) {
+		return nil
+	}
+	req := mcp.UnsubscribeRequest{}
+	req.Params.URI = uri
+	_, err := send(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.conn.client.Unsubscribe(ctx, req) })
+	return err
+}
+
+func (s *Session) canSubscribe() bool {
+	r := s.conn.client.GetServerCapabilities().Resources
+	return r != nil && r.Subscribe
 }
 
 // ReadResource reads a resource by its URI.
@@ -63,6 +114,10 @@ func send[R any](ctx context.Context, s *Session, do func(context.Context) (R, e
 	if !ok {
 		var zero R
 		return zero, &circuitOpenError{backend: s.backend.cfg.Name}
+	}
+	if s.owner != nil {
+		s.owner.active.Add(1)
+		defer s.owner.active.Add(-1)
 	}
 	callCtx, cancel := s.withTimeout(ctx)
 	defer cancel()
@@ -193,7 +248,13 @@ func (s *Session) wrap(ctx context.Context, err error) error {
 		return nil
 	}
 	if isTransportFailure(ctx, err) {
-		s.backend.reportLost(lossReport{conn: s.conn, err: err})
+		if s.owner != nil {
+			// A client's own session: drop it, the next call opens a new
+			// one. The shared connection's supervisor watches the backend.
+			s.backend.m.clients.drop(s.owner, err)
+		} else {
+			s.backend.reportLost(lossReport{conn: s.conn, err: err})
+		}
 	}
 	return fmt.Errorf("backend %q: %w", s.backend.cfg.Name, err)
 }

@@ -63,6 +63,10 @@ type Server struct {
 	// any. A request with an Origin header that is allowed by neither gets
 	// 403. A request without Origin (a non-browser client) is not checked.
 	AllowedOrigins []string `mapstructure:"allowedOrigins"`
+	// MaxBackendSessions bounds the backend sessions vmcp keeps for its
+	// clients (one per client session and HTTP backend it uses); beyond it
+	// the least recently used idle one is closed. Default 1024.
+	MaxBackendSessions int `mapstructure:"maxBackendSessions"`
 }
 
 // Transport names how vmcp talks to a backend.

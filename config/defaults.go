@@ -9,27 +9,28 @@ import (
 
 // Default values filled by ApplyDefaults.
 const (
-	defaultName             = "vmcp"
-	defaultHost             = "127.0.0.1"
-	defaultPort             = 4483
-	defaultPath             = "/mcp"
-	defaultMaxBodyBytes     = 1 << 20
-	defaultShutdownTimeout  = Duration(15 * time.Second)
-	defaultHTTPConnect      = Duration(10 * time.Second)
-	defaultStdioConnect     = Duration(60 * time.Second)
-	defaultRequestTimeout   = Duration(60 * time.Second)
-	defaultPrefixFormat     = "{backend}_"
-	defaultMaxToolsToReturn = 8
-	defaultAuditOutput      = "stdout"
-	defaultCheckTimeout     = Duration(50 * time.Millisecond)
-	defaultClockSkew        = Duration(30 * time.Second)
-	sessionProviderRedis    = "redis"
-	defaultHealthInterval   = Duration(10 * time.Second)
-	defaultHealthTimeout    = Duration(5 * time.Second)
-	defaultDegradedAfter    = 1
-	defaultUnhealthyAfter   = 3
-	defaultBreakerFailures  = 5
-	defaultBreakerOpenFor   = Duration(30 * time.Second)
+	defaultName               = "vmcp"
+	defaultHost               = "127.0.0.1"
+	defaultPort               = 4483
+	defaultPath               = "/mcp"
+	defaultMaxBodyBytes       = 1 << 20
+	defaultShutdownTimeout    = Duration(15 * time.Second)
+	defaultMaxBackendSessions = 1024
+	defaultHTTPConnect        = Duration(10 * time.Second)
+	defaultStdioConnect       = Duration(60 * time.Second)
+	defaultRequestTimeout     = Duration(60 * time.Second)
+	defaultPrefixFormat       = "{backend}_"
+	defaultMaxToolsToReturn   = 8
+	defaultAuditOutput        = "stdout"
+	defaultCheckTimeout       = Duration(50 * time.Millisecond)
+	defaultClockSkew          = Duration(30 * time.Second)
+	sessionProviderRedis      = "redis"
+	defaultHealthInterval     = Duration(10 * time.Second)
+	defaultHealthTimeout      = Duration(5 * time.Second)
+	defaultDegradedAfter      = 1
+	defaultUnhealthyAfter     = 3
+	defaultBreakerFailures    = 5
+	defaultBreakerOpenFor     = Duration(30 * time.Second)
 )
 
 // ApplyDefaults fills every field that has a default and is unset (zero);
@@ -50,6 +51,7 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&s.Path, defaultPath)
 	setDefault(&s.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(&s.ShutdownTimeout, defaultShutdownTimeout)
+	setDefault(&s.MaxBackendSessions, defaultMaxBackendSessions)
 
 	for i := range c.Backends {
 		b := &c.Backends[i]

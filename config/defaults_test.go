@@ -12,7 +12,7 @@ func TestParseFillsDefaults(t *testing.T) {
 	want := &Config{
 		Name: "vmcp",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
-			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second)},
+			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024},
 		Backends: []Backend{
 			{Name: "a", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
 				ConnectTimeout: Duration(10 * time.Second), RequestTimeout: Duration(time.Minute)},
@@ -43,7 +43,7 @@ func TestApplyDefaultsKeepsValues(t *testing.T) {
 	t.Parallel()
 	cfg := Config{
 		Name:         "n",
-		Server:       Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1},
+		Server:       Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1, MaxBackendSessions: 7},
 		Backends:     []Backend{{Transport: TransportStdio, ConnectTimeout: 2, RequestTimeout: 3}},
 		IncomingAuth: IncomingAuth{Type: AuthOIDC, OIDC: &OIDC{ClockSkew: 4}},
 		Aggregation: Aggregation{ConflictResolution: ConflictManual,

@@ -63,6 +63,8 @@ func TestParseErrors(t *testing.T) {
 		{"path without slash", "server: {path: mcp}\n" + oneBackend, []string{`server.path: must start with "/"`}},
 		{"negative body limit", "server: {maxBodyBytes: -1}\n" + oneBackend,
 			[]string{"server.maxBodyBytes: must be positive"}},
+		{"negative backend sessions", "server: {maxBackendSessions: -1}\n" + oneBackend,
+			[]string{"server.maxBackendSessions: must be positive, got -1"}},
 		{"negative shutdown timeout", "server: {shutdownTimeout: -1s}\n" + oneBackend,
 			[]string{"server.shutdownTimeout: must not be negative"}},
 

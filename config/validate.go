@@ -66,6 +66,9 @@ func (s Server) validate() error {
 	for i, o := range s.AllowedOrigins {
 		p.add(fmt.Sprintf("allowedOrigins[%d]", i), checkAllowedOrigin(o))
 	}
+	if s.MaxBackendSessions <= 0 {
+		p.addf("maxBackendSessions", "must be positive, got %d", s.MaxBackendSessions)
+	}
 	return p.err()
 }
 

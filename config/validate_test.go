@@ -47,6 +47,7 @@ func TestValidateZeroConfig(t *testing.T) {
 		"name: required",
 		`server.path: must start with "/"`,
 		"server.maxBodyBytes: must be positive",
+		"server.maxBackendSessions: must be positive",
 		"backends: at least one backend is required",
 		"incomingAuth.type: required",
 		"aggregation.conflictResolution: required",

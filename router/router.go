@@ -9,7 +9,6 @@ import (
 	"fmt"
 
 	"github.com/mark3labs/mcp-go/mcp"
-	mcpserver "github.com/mark3labs/mcp-go/server"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 
 	"github.com/vmcp/vmcp/aggregator"
@@ -23,9 +22,9 @@ type Backend interface {
 	Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.CompleteResult, error)
 }
 
-// OpenFunc returns the session of client session clientSession to
-// backend. clientSession is "" when the request has no MCP session.
-type OpenFunc func(clientSession, backend string) (Backend, error)
+// OpenFunc returns the session to backend of the client whose request ctx
+// is (mcp-go puts the client's session on it).
+type OpenFunc func(ctx context.Context, backend string) (Backend, error)
 
 // ErrNotFound is wrapped when a name is not in the catalogue.
 var ErrNotFound = errors.New("not found")
@@ -43,13 +42,6 @@ func New(catalogue func() *aggregator.Catalogue, open OpenFunc) *Router {
 	return &Router{catalogue: catalogue, open: open}
 }
 
-func clientSession(ctx context.Context) string {
-	if s := mcpserver.ClientSessionFromContext(ctx); s != nil {
-		return s.SessionID()
-	}
-	return ""
-}
-
 // CallTool calls the tool behind req.Params.Name. A backend's tool error is
 // returned as the result it gave (IsError set); a transport or protocol
 // failure is returned as an error naming the backend.
@@ -58,7 +50,7 @@ func (r *Router) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 	if !ok {
 		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, ErrNotFound)
 	}
-	b, err := r.open(clientSession(ctx), route.Backend)
+	b, err := r.open(ctx, route.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +73,7 @@ func (r *Router) ReadResource(ctx context.Context, templateKey string, req mcp.R
 	if !ok {
 		return nil, fmt.Errorf("resource %q: %w", req.Params.URI, ErrNotFound)
 	}
-	b, err := r.open(clientSession(ctx), route.Backend)
+	b, err := r.open(ctx, route.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -98,13 +90,31 @@ func (r *Router) ReadResource(ctx context.Context, templateKey string, req mcp.R
 	return res.Contents, nil
 }
 
+// ResourceBackend returns the backend that serves the resource at uri:
+// the one that listed it, or the one whose resource template matches it.
+func (r *Router) ResourceBackend(uri string) (string, bool) {
+	c := r.catalogue()
+	if route, ok := c.Resource(uri); ok {
+		return route.Backend, true
+	}
+	for _, t := range c.ResourceTemplates {
+		if t.URITemplate == nil || t.URITemplate.Template == nil || !t.URITemplate.Regexp().MatchString(uri) {
+			continue
+		}
+		if route, ok := c.Template(t.URITemplate.Raw()); ok {
+			return route.Backend, true
+		}
+	}
+	return "", false
+}
+
 // GetPrompt renders the prompt behind req.Params.Name.
 func (r *Router) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 	route, ok := r.catalogue().Prompt(req.Params.Name)
 	if !ok {
 		return nil, fmt.Errorf("prompt %q: %w", req.Params.Name, ErrNotFound)
 	}
-	b, err := r.open(clientSession(ctx), route.Backend)
+	b, err := r.open(ctx, route.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +150,7 @@ func (r *Router) CompleteResourceArgument(ctx context.Context, uri string, arg m
 }
 
 func (r *Router) complete(ctx context.Context, backend string, ref any, arg mcp.CompleteArgument, cc mcp.CompleteContext) (*mcp.Completion, error) {
-	b, err := r.open(clientSession(ctx), backend)
+	b, err := r.open(ctx, backend)
 	if err != nil {
 		return nil, err
 	}

@@ -113,7 +113,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{github: &fakeBackend{name: "github"}, jira: &fakeBackend{name: "jira"}}
 	backends := map[string]*fakeBackend{"github": f.github, "jira": f.jira}
-	f.router = router.New(func() *aggregator.Catalogue { return cat }, func(clientSession, backend string) (router.Backend, error) {
+	f.router = router.New(func() *aggregator.Catalogue { return cat }, func(ctx context.Context, backend string) (router.Backend, error) {
+		clientSession := ""
+		if s := mcpserver.ClientSessionFromContext(ctx); s != nil {
+			clientSession = s.SessionID()
+		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.opened = append(f.opened, clientSession+"/"+backend)
@@ -455,7 +459,7 @@ func TestRouterReadsTheCurrentCatalogue(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	agg := aggregator.New(config.Aggregation{}, []string{"a"}, log)
 	b := &fakeBackend{name: "a"}
-	r := router.New(agg.Catalogue, func(string, string) (router.Backend, error) { return b, nil })
+	r := router.New(agg.Catalogue, func(context.Context, string) (router.Backend, error) { return b, nil })
 
 	if _, err := r.CallTool(context.Background(), callReq("a_echo", nil)); !errors.Is(err, router.ErrNotFound) {
 		t.Fatalf("before discovery: error = %v, want ErrNotFound", err)
@@ -477,4 +481,22 @@ func textOf(res *mcp.CallToolResult) string {
 		return tc.Text
 	}
 	return ""
+}
+
+func TestResourceBackend(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, tc := range []struct {
+		uri, want string
+		ok        bool
+	}{
+		{"repo://vmcp/readme", "github", true},
+		{"jira://issue/ABC-1", "jira", true},
+		{"jira://other/ABC-1", "", false},
+	} {
+		got, ok := f.router.ResourceBackend(tc.uri)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ResourceBackend(%q) = %q, %v; want %q, %v", tc.uri, got, ok, tc.want, tc.ok)
+		}
+	}
 }

@@ -27,9 +27,12 @@ import (
 // optimizer on, the tool list is find_tool and call_tool, installed once,
 // and a changed catalogue re-indexes the optimizer instead.
 type catalogueSync struct {
-	agg       *aggregator.Aggregator
-	mcp       *mcpserver.MCPServer
-	router    *router.Router
+	agg    *aggregator.Aggregator
+	mcp    *mcpserver.MCPServer
+	router *router.Router
+	// callTool handles tools/call of catalogue tools: the router's, as the
+	// relay wraps it.
+	callTool  mcpserver.ToolHandlerFunc
 	optimizer *optimizer.Tools // nil when the optimizer is off
 	log       *slog.Logger
 
@@ -135,7 +138,7 @@ func (s *catalogueSync) installOptimizer(o *optimizer.Tools) {
 func (s *catalogueSync) routed(tools []mcp.Tool) []mcpserver.ServerTool {
 	st := make([]mcpserver.ServerTool, len(tools))
 	for i, t := range tools {
-		st[i] = mcpserver.ServerTool{Tool: t, Handler: s.router.CallTool}
+		st[i] = mcpserver.ServerTool{Tool: t, Handler: s.callTool}
 	}
 	return st
 }

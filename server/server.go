@@ -108,6 +108,8 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		names[i] = b.Name
 	}
 	s.agg = aggregator.New(cfg.Aggregation, names, s.log)
+	// The relay is filled in below, before anything is served.
+	rel := &relay{log: s.log}
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
 		HTTPClient: s.backendHTTPClient(),
 		Logger:     s.log,
@@ -120,31 +122,42 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		UnhealthyAfter: cfg.Health.UnhealthyAfter,
 		Breaker:        breakerConfig(cfg.Health.Breaker),
 		OnHealthChange: s.backendHealthChanged,
+		// relay: see relay.go
+		Relay:             rel,
+		MaxClientSessions: cfg.Server.MaxBackendSessions,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.backends.Close)
 
-	rt := router.New(s.agg.Catalogue, func(clientSession, backend string) (router.Backend, error) {
-		sess, err := s.backends.Session(clientSession, backend)
+	rt := router.New(s.agg.Catalogue, func(ctx context.Context, backend string) (router.Backend, error) {
+		sess, err := s.backends.Session(ctx, clientOf(ctx), backend)
 		if err != nil {
 			return nil, err
 		}
 		return sess, nil
 	})
+	rel.backends, rel.router = s.backends, rt
 	mcp := mcpserver.NewMCPServer(cfg.Name, opts.Version,
 		mcpserver.WithToolCapabilities(true),
-		mcpserver.WithResourceCapabilities(false, true),
+		mcpserver.WithResourceCapabilities(true, true),
 		mcpserver.WithPromptCapabilities(true),
 		mcpserver.WithCompletions(),
 		mcpserver.WithPromptCompletionProvider(rt),
 		mcpserver.WithResourceCompletionProvider(rt),
+		// What backends ask of clients and send them is relayed.
+		mcpserver.WithLogging(),
+		mcpserver.WithElicitation(),
+		mcpserver.WithRoots(),
+		mcpserver.WithHooks(rel.hooks()),
 		mcpserver.WithRecovery(),
 	)
-	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, log: s.log}
+	mcp.EnableSampling()
+	rel.mcp = mcp
+	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: rel.flushed(rt.CallTool), log: s.log}
 	if cfg.Optimizer.Enabled {
-		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, rt.CallTool))
+		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
 	}
 	s.sessions = newSessionIDs()
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
@@ -221,7 +234,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 // supervisor reconnect and try again with backoff, while the catalogue
 // keeps the backend's previous capabilities.
 func (s *Server) backendChanged(ctx context.Context, name string) error {
-	sess, err := s.backends.Session("", name)
+	sess, err := s.backends.Session(ctx, backends.Client{}, name)
 	if err != nil {
 		return err
 	}

@@ -296,6 +296,9 @@ type clientOpts struct {
 	onNotification func(mcp.JSONRPCNotification)
 	// hc carries the client's requests; nil: a new client closed with t.
 	hc *http.Client
+	// mcp are options of mcp-go's client: sampling and elicitation
+	// handlers, for example.
+	mcp []client.ClientOption
 }
 
 // newClient connects mcp-go's Streamable HTTP client to url and
@@ -324,10 +327,11 @@ func newClient(t *testing.T, url string, o clientOpts) *client.Client {
 	if o.listen {
 		opts = append(opts, transport.WithContinuousListening())
 	}
-	c, err := client.NewStreamableHttpClient(url, opts...)
+	tr, err := transport.NewStreamableHTTP(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := client.NewClient(tr, o.mcp...)
 	t.Cleanup(func() {
 		_ = c.Close()
 		hc.CloseIdleConnections()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -31,6 +32,10 @@ type backend struct {
 	toolsMu sync.Mutex
 	// notes is the in-memory note store of the notes flavor; nil otherwise.
 	notes *noteStore
+	// stats counts sessions and cancellations and tracks subscriptions.
+	stats sessionStats
+	// counter is the value of the counter resource.
+	counter atomic.Int64
 }
 
 // newServer builds the demo MCP server described by cfg: the common tools,
@@ -45,20 +50,23 @@ func newServer(cfg config) (*server.MCPServer, error) {
 	}
 
 	b := &backend{name: cfg.name, flavor: cfg.flavor}
+	b.stats.subs = map[string]map[string]struct{}{}
 	b.srv = server.NewMCPServer(cfg.name, version,
 		server.WithTitle(fmt.Sprintf("vmcp demo backend %q (%s)", cfg.name, cfg.flavor)),
 		server.WithInstructions(fmt.Sprintf(
 			"Demo backend %s with the %s tool set; it also offers echo, add, fail, sleep, whoami, add_tool and remove_tool.",
 			cfg.name, cfg.flavor)),
 		server.WithToolCapabilities(true),
-		server.WithResourceCapabilities(false, true),
+		server.WithResourceCapabilities(true, true),
 		server.WithPromptCapabilities(true),
 		server.WithCompletions(),
 		server.WithPromptCompletionProvider(greetCompletions{}),
+		server.WithLogging(),
+		server.WithHooks(b.stats.hooks()),
 		server.WithRecovery(),
 	)
 
-	tools := b.commonTools()
+	tools := append(b.commonTools(), b.relayTools()...)
 	switch cfg.flavor {
 	case flavorWeather:
 		tools = append(tools, b.weatherTools()...)
@@ -70,6 +78,7 @@ func newServer(cfg config) (*server.MCPServer, error) {
 	b.srv.AddTools(tools...)
 
 	b.addResources()
+	b.addCounter()
 	b.addPrompts()
 	return b.srv, nil
 }
@@ -158,7 +167,8 @@ func (b *backend) readme() string {
 	}
 	sb.WriteString("- `echo`, `add`, `fail`, `sleep`, `whoami`: test helpers\n")
 	sb.WriteString("- `add_tool`, `remove_tool`: change the tool list at runtime\n")
-	fmt.Fprintf(&sb, "\n## Resources\n\n- `%s`: this page\n- `%s{id}`: one line per item\n", b.readmeURI(), b.itemsPrefix())
+	sb.WriteString("- `sample`, `elicit`, `progress`, `log`, `touch`, `stats`: talk back to the client (sampling, elicitation, progress, log messages, resource updates)\n")
+	fmt.Fprintf(&sb, "\n## Resources\n\n- `%s`: this page\n- `%s`: a number `touch` increments (subscribable)\n- `%s{id}`: one line per item\n", b.readmeURI(), b.counterURI(), b.itemsPrefix())
 	sb.WriteString("\n## Prompts\n\n- `greet`: says hello to `who` (with completions)\n")
 	return sb.String()
 }

@@ -1,0 +1,396 @@
+package backends
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// ErrTooManySessions is returned when a client needs a new backend session,
+// MaxClientSessions are open and every one of them has a call in flight.
+var ErrTooManySessions = errors.New("too many backend sessions")
+
+// Client is the MCP client a backend session serves.
+type Client struct {
+	// Session is the client's MCP session id. "" (a request without a
+	// session, as in protocol revision 2026-07-28) uses the backend's
+	// shared connection.
+	Session string
+	// Capabilities are what the client declared in initialize. A per-client
+	// backend session declares the same sampling, elicitation and roots
+	// capabilities, and answers only those requests.
+	Capabilities mcp.ClientCapabilities
+}
+
+// Relay carries what a backend sends for a client back to that client. ctx
+// is the context of the client's call that caused it when vmcp knows it
+// (mcp-go puts the client's session on it), otherwise a context without
+// that session; clientSession is the client's MCP session id, "" when
+// unknown.
+type Relay interface {
+	// Sample, Elicit and ListRoots forward a backend's server-to-client
+	// request and return the client's answer.
+	Sample(ctx context.Context, clientSession string, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error)
+	Elicit(ctx context.Context, clientSession string, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error)
+	ListRoots(ctx context.Context, clientSession string, req mcp.ListRootsRequest) (*mcp.ListRootsResult, error)
+	// Notify forwards a notification (progress, log message, resource
+	// updated). It must not block.
+	Notify(ctx context.Context, clientSession string, n mcp.JSONRPCNotification)
+}
+
+// perClient reports whether a backend gets one session per client session:
+// every HTTP transport does; a stdio backend is one process all clients
+// share.
+func perClient(t config.Transport) bool { return t != config.TransportStdio }
+
+// clientConns holds the per-client backend sessions of every HTTP backend,
+// at most max of them; beyond that the least recently used one without a
+// call in flight is closed.
+type clientConns struct {
+	m   *Manager
+	max int
+
+	mu       sync.Mutex
+	byKey    map[connKey]*clientConn
+	byClient map[string]*clientState
+	lru      list.List // of *clientConn, most recently used first
+}
+
+type connKey struct{ client, backend string }
+
+// clientState is what vmcp keeps for one client across its backends.
+type clientState struct {
+	conns map[string]*clientConn // by backend
+	level mcp.LoggingLevel       // "" until the client sets one
+}
+
+// clientConn is one client's session to one backend.
+type clientConn struct {
+	key  connKey
+	b    *backend
+	elem *list.Element
+	// ready is closed once conn or err is set.
+	ready chan struct{}
+	conn  *conn
+	err   error
+	// active counts calls in flight; an active session is not evicted.
+	active atomic.Int32
+	// closed is set by close; connClosed once conn itself is closed.
+	closed, connClosed atomic.Bool
+}
+
+func newClientConns(m *Manager, max int) *clientConns {
+	return &clientConns{m: m, max: max, byKey: make(map[connKey]*clientConn), byClient: make(map[string]*clientState)}
+}
+
+// get returns the open session of client c to backend b, opening it on
+// first use. Concurrent first uses share one open.
+func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientConn, error) {
+	k := connKey{c.Session, b.cfg.Name}
+	p.mu.Lock()
+	cc, ok := p.byKey[k]
+	if ok {
+		p.lru.MoveToFront(cc.elem)
+		p.mu.Unlock()
+		select {
+		case <-cc.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if cc.err != nil {
+			return nil, cc.err
+		}
+		return cc, nil
+	}
+	var evicted *clientConn
+	if len(p.byKey) >= p.max {
+		if evicted = p.oldestIdle(); evicted == nil {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("backend %q: %w (server.maxBackendSessions is %d)", b.cfg.Name, ErrTooManySessions, p.max)
+		}
+		p.removeLocked(evicted)
+	}
+	cc = &clientConn{key: k, b: b, ready: make(chan struct{})}
+	cc.elem = p.lru.PushFront(cc)
+	p.byKey[k] = cc
+	st := p.byClient[c.Session]
+	if st == nil {
+		st = &clientState{conns: make(map[string]*clientConn, 1)}
+		p.byClient[c.Session] = st
+	}
+	st.conns[b.cfg.Name] = cc
+	p.mu.Unlock()
+
+	if evicted != nil {
+		b.log.Info("closing the least recently used backend session", "client_session_prefix", prefix(evicted.key.client), "evicted_backend", evicted.key.backend, "max", p.max)
+		evicted.close()
+	}
+	// Shared by every caller waiting for it: not cancelled by this one's
+	// request, bounded by the connect timeout instead.
+	cc.conn, cc.err = b.dialClient(context.WithoutCancel(ctx), c, cc)
+	if cc.err != nil {
+		p.remove(cc)
+	}
+	close(cc.ready)
+	if cc.err != nil {
+		return nil, cc.err
+	}
+	if cc.closed.Load() {
+		// Closed while opening (the client ended, or the connection was
+		// lost at once): close() left the connection to us.
+		cc.closeConn()
+		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
+	}
+	return cc, nil
+}
+
+// oldestIdle returns the least recently used open session without a call
+// in flight, or nil. p.mu is held.
+func (p *clientConns) oldestIdle() *clientConn {
+	for e := p.lru.Back(); e != nil; e = e.Prev() {
+		cc := e.Value.(*clientConn)
+		select {
+		case <-cc.ready:
+		default:
+			continue // still opening
+		}
+		if cc.active.Load() == 0 {
+			return cc
+		}
+	}
+	return nil
+}
+
+// remove forgets cc if it is still the session for its key.
+func (p *clientConns) remove(cc *clientConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byKey[cc.key] != cc {
+		return false
+	}
+	p.removeLocked(cc)
+	return true
+}
+
+func (p *clientConns) removeLocked(cc *clientConn) {
+	delete(p.byKey, cc.key)
+	p.lru.Remove(cc.elem)
+	if st := p.byClient[cc.key.client]; st != nil && st.conns[cc.key.backend] == cc {
+		delete(st.conns, cc.key.backend)
+	}
+}
+
+// drop closes cc after its connection failed; the client's next call opens
+// a new one.
+func (p *clientConns) drop(cc *clientConn, err error) {
+	if p.remove(cc) {
+		cc.b.log.Info("backend session of a client lost; the next call opens a new one", "client_session_prefix", prefix(cc.key.client), "error", err)
+		cc.close()
+	}
+}
+
+// closeClient closes every backend session of one client and forgets it.
+func (p *clientConns) closeClient(session string) int {
+	p.mu.Lock()
+	st := p.byClient[session]
+	delete(p.byClient, session)
+	var ccs []*clientConn
+	if st != nil {
+		for _, cc := range st.conns {
+			p.removeLocked(cc)
+			ccs = append(ccs, cc)
+		}
+	}
+	p.mu.Unlock()
+	closeAll(ccs)
+	return len(ccs)
+}
+
+// closeAll closes every session; Manager.Close calls it.
+func (p *clientConns) closeAll() {
+	p.mu.Lock()
+	ccs := make([]*clientConn, 0, len(p.byKey))
+	for _, cc := range p.byKey {
+		ccs = append(ccs, cc)
+	}
+	clear(p.byKey)
+	clear(p.byClient)
+	p.lru.Init()
+	p.mu.Unlock()
+	closeAll(ccs)
+}
+
+func closeAll(ccs []*clientConn) {
+	var wg sync.WaitGroup
+	for _, cc := range ccs {
+		wg.Go(cc.close)
+	}
+	wg.Wait()
+}
+
+// setLevel records a client's log level for the sessions it opens later and
+// returns the ones open now.
+func (p *clientConns) setLevel(session string, level mcp.LoggingLevel) []*clientConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.byClient[session]
+	if st == nil {
+		st = &clientState{conns: make(map[string]*clientConn)}
+		p.byClient[session] = st
+	}
+	st.level = level
+	out := make([]*clientConn, 0, len(st.conns))
+	for _, cc := range st.conns {
+		out = append(out, cc)
+	}
+	return out
+}
+
+// level returns the log level a client set, or "".
+func (p *clientConns) level(session string) mcp.LoggingLevel {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.byClient[session]; st != nil {
+		return st.level
+	}
+	return ""
+}
+
+// count returns the number of open per-client sessions of backend name.
+func (p *clientConns) count(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for k := range p.byKey {
+		if k.backend == name {
+			n++
+		}
+	}
+	return n
+}
+
+// close closes the session. It never waits for one still opening: the
+// opener closes that when the open completes. Safe to call more than once.
+func (cc *clientConn) close() {
+	cc.closed.Store(true)
+	select {
+	case <-cc.ready:
+		cc.closeConn()
+	default:
+	}
+}
+
+func (cc *clientConn) closeConn() {
+	if cc.conn == nil || !cc.connClosed.CompareAndSwap(false, true) {
+		return
+	}
+	if err := cc.conn.close(); err != nil {
+		cc.b.log.Debug("close backend session of a client", "error", err)
+	}
+}
+
+// dialClient opens the session of client c to b: the client's sampling,
+// elicitation and roots capabilities, only the matching handlers, and its
+// log level if it set one.
+func (b *backend) dialClient(ctx context.Context, c Client, cc *clientConn) (*conn, error) {
+	if b.current() == nil {
+		// The backend is down: fail fast, the supervisor is on it.
+		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
+	}
+	timeout := b.cfg.ConnectTimeout.D()
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	h := clientHandlers{relay: b.m.opts.Relay, session: c.Session}
+	caps := mcp.ClientCapabilities{Sampling: c.Capabilities.Sampling, Elicitation: c.Capabilities.Elicitation, Roots: c.Capabilities.Roots}
+	opts := []client.ClientOption{client.WithClientCapabilities(caps)}
+	if h.relay != nil {
+		if caps.Sampling != nil {
+			opts = append(opts, client.WithSamplingHandler(h))
+		}
+		if caps.Elicitation != nil {
+			opts = append(opts, client.WithElicitationHandler(h))
+		}
+		if caps.Roots != nil {
+			opts = append(opts, client.WithRootsHandler(h))
+		}
+	}
+	live, endLive := context.WithCancel(b.m.runCtx)
+	conn, err := dial(live, b.cfg, b.headers, b.m.opts.HTTPClient, b.log, opts...)
+	if err != nil {
+		endLive()
+		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, err)
+	}
+	conn.endLive = endLive
+	conn.client.OnNotification(func(n mcp.JSONRPCNotification) {
+		switch n.Method {
+		case string(mcp.MethodNotificationProgress), string(mcp.MethodNotificationMessage), mcp.MethodNotificationResourceUpdated:
+			if h.relay != nil {
+				h.relay.Notify(live, c.Session, n)
+			}
+		}
+	})
+	conn.client.OnConnectionLost(func(err error) { b.m.clients.drop(cc, err) })
+	if _, err := conn.client.Initialize(cctx, initializeRequest()); err != nil {
+		if cerr := conn.close(); cerr != nil {
+			b.log.Debug("close after failed initialize", "error", cerr)
+		}
+		return nil, fmt.Errorf("backend %q: initialize: %w", b.cfg.Name, err)
+	}
+	// Read after initialize: a setLevel meanwhile skipped this session.
+	if level := b.m.clients.level(c.Session); level != "" && conn.client.GetServerCapabilities().Logging != nil {
+		req := mcp.SetLevelRequest{}
+		req.Params.Level = level
+		if err := conn.client.SetLevel(cctx, req); err != nil {
+			b.log.Debug("set log level of a new backend session", "error", err)
+		}
+	}
+	return conn, nil
+}
+
+// clientHandlers answers a backend's requests on a client's session by
+// asking that client.
+type clientHandlers struct {
+	relay   Relay
+	session string
+}
+
+func (h clientHandlers) CreateMessage(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	return h.relay.Sample(ctx, h.session, req)
+}
+
+func (h clientHandlers) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	return h.relay.Elicit(ctx, h.session, req)
+}
+
+func (h clientHandlers) ListRoots(ctx context.Context, req mcp.ListRootsRequest) (*mcp.ListRootsResult, error) {
+	return h.relay.ListRoots(ctx, h.session, req)
+}
+
+var (
+	_ client.SamplingHandler    = clientHandlers{}
+	_ client.ElicitationHandler = clientHandlers{}
+	_ client.RootsHandler       = clientHandlers{}
+)
+
+func initializeRequest() mcp.InitializeRequest {
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = protocolVersion
+	init.Params.ClientInfo = mcp.Implementation{Name: "vmcp", Version: "1"}
+	return init
+}
+
+// prefix shortens a session id for logs.
+func prefix(id string) string { return id[:min(len(id), 20)] }

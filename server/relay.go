@@ -1,0 +1,250 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/router"
+)
+
+// relay carries what backends send for a client to that client through
+// mcp-go's server (backends.Relay), and what a client asks of its backend
+// sessions (logging/setLevel, resource subscriptions, its end) to them
+// through mcp-go's hooks.
+type relay struct {
+	mcp      *mcpserver.MCPServer
+	backends *backends.Manager
+	router   *router.Router
+	log      *slog.Logger
+	// sessions holds the live client sessions mcp-go registered, by id: a
+	// backend's request that arrives outside its call (on the backend's GET
+	// stream) is sent to the client session it belongs to.
+	sessions sync.Map
+	// notified holds a *relayed for each client session a notification
+	// was relayed to.
+	notified sync.Map
+}
+
+// relayed orders the notifications relayed to one client session.
+type relayed struct {
+	mu   sync.Mutex
+	last atomic.Int64 // when the last one was queued, Unix nanoseconds
+}
+
+// flushWait bounds how long a call's handler waits, after the backend
+// answered, for the notifications relayed during the call to be written.
+const flushWait = 20 * time.Millisecond
+
+// flushed wraps a tools/call handler so that the notifications relayed to
+// the client during the call are written to it before the call's response.
+// mcp-go's Streamable HTTP server moves a session's notifications to the
+// response stream in a goroutine that drops one it has taken off the queue
+// when the response is already being written; a backend's last log message
+// or progress, relayed just before its answer, would otherwise be lost now
+// and then. Calls that relayed nothing pay one map lookup.
+func (r *relay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		start := time.Now().UnixNano()
+		res, err := next(ctx, req)
+		s := mcpserver.ClientSessionFromContext(ctx)
+		if s == nil {
+			return res, err
+		}
+		v, ok := r.notified.Load(s.SessionID())
+		if !ok || v.(*relayed).last.Load() < start {
+			return res, err
+		}
+		drain(s.NotificationChannel())
+		return res, err
+	}
+}
+
+// drain waits, at most flushWait, until mcp-go has taken every queued
+// notification off ch, and then a moment for the taker to write it.
+func drain(ch chan<- mcp.JSONRPCNotification) {
+	deadline := time.Now().Add(flushWait)
+	for len(ch) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	time.Sleep(200 * time.Microsecond)
+}
+
+// send queues a notification for client session s, in order: mcp-go's
+// Streamable HTTP server hands a session's notifications to whichever of
+// its streams (the call's response, the GET stream) takes them first, so
+// two queued together may reach the client out of order (progress must
+// increase). A notification that follows another within a few
+// milliseconds waits until the previous one is written.
+func (r *relay) send(s mcpserver.ClientSession, do func() error) error {
+	v, ok := r.notified.Load(s.SessionID())
+	if !ok {
+		v, _ = r.notified.LoadOrStore(s.SessionID(), &relayed{})
+	}
+	st := v.(*relayed)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if time.Now().UnixNano()-st.last.Load() < int64(2*time.Millisecond) {
+		drain(s.NotificationChannel())
+	}
+	err := do()
+	st.last.Store(time.Now().UnixNano())
+	return err
+}
+
+var _ backends.Relay = (*relay)(nil)
+
+// errNoClient answers a backend's request that has no client to go to.
+var errNoClient = errors.New("no client session to relay the request to")
+
+// hooks returns the mcp-go hooks the relay needs.
+func (r *relay) hooks() *mcpserver.Hooks {
+	h := &mcpserver.Hooks{}
+	h.AddOnRegisterSession(func(_ context.Context, s mcpserver.ClientSession) { r.sessions.Store(s.SessionID(), s) })
+	h.AddOnUnregisterSession(func(_ context.Context, s mcpserver.ClientSession) {
+		// DELETE, idle expiry or shutdown: the client's backend sessions end.
+		r.sessions.Delete(s.SessionID())
+		r.notified.Delete(s.SessionID())
+		r.backends.CloseClient(s.SessionID())
+	})
+	h.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
+		if c := clientOf(ctx); c.Session != "" {
+			r.backends.SetLevel(ctx, c.Session, req.Params.Level)
+		}
+	})
+	h.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
+		r.subscription(ctx, req.Params.URI, (*backends.Session).Subscribe)
+	})
+	h.AddAfterUnsubscribe(func(ctx context.Context, _ any, req *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
+		r.subscription(ctx, req.Params.URI, (*backends.Session).Unsubscribe)
+	})
+	return h
+}
+
+// subscription forwards a resources/subscribe or /unsubscribe to the
+// client's session of the backend that serves uri. mcp-go has already
+// answered the client; a failure is logged.
+func (r *relay) subscription(ctx context.Context, uri string, do func(*backends.Session, context.Context, string) error) {
+	name, ok := r.router.ResourceBackend(uri)
+	if !ok {
+		r.log.Info("resource subscription for a URI no backend serves", "uri", uri)
+		return
+	}
+	s, err := r.backends.Session(ctx, clientOf(ctx), name)
+	if err == nil {
+		err = do(s, ctx, uri)
+	}
+	if err != nil {
+		r.log.Warn("forward resource subscription", "backend", name, "uri", uri, "error", err)
+	}
+}
+
+// clientOf describes the client behind a request context for the backends:
+// its MCP session and declared capabilities. A request of the stateless
+// revision (2026-07-28), or one without a session, has no session.
+func clientOf(ctx context.Context) backends.Client {
+	s := mcpserver.ClientSessionFromContext(ctx)
+	if s == nil {
+		return backends.Client{}
+	}
+	if info := mcpserver.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		return backends.Client{}
+	}
+	c := backends.Client{Session: s.SessionID()}
+	if ci, ok := s.(mcpserver.SessionWithClientInfo); ok {
+		c.Capabilities = ci.GetClientCapabilities()
+	}
+	return c
+}
+
+// clientCtx returns the context to send a request to client session id
+// with: ctx itself when it carries that client's session (the request came
+// on the stream of the call that caused it), otherwise ctx with the live
+// session of that id.
+func (r *relay) clientCtx(ctx context.Context, id string) (context.Context, mcpserver.ClientSession, error) {
+	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
+		return ctx, s, nil
+	}
+	if id == "" {
+		return nil, nil, errNoClient
+	}
+	v, ok := r.sessions.Load(id)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: session ended", errNoClient)
+	}
+	s := v.(mcpserver.ClientSession)
+	return r.mcp.WithContext(ctx, s), s, nil
+}
+
+// declared returns the capabilities the client of s declared.
+func declared(s mcpserver.ClientSession) mcp.ClientCapabilities {
+	if ci, ok := s.(mcpserver.SessionWithClientInfo); ok {
+		return ci.GetClientCapabilities()
+	}
+	return mcp.ClientCapabilities{}
+}
+
+func (r *relay) Sample(ctx context.Context, id string, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	ctx, s, err := r.clientCtx(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if declared(s).Sampling == nil {
+		return nil, errors.New("the client does not support sampling")
+	}
+	return r.mcp.RequestSampling(ctx, req)
+}
+
+func (r *relay) Elicit(ctx context.Context, id string, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	ctx, s, err := r.clientCtx(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if declared(s).Elicitation == nil {
+		return nil, errors.New("the client does not support elicitation")
+	}
+	return r.mcp.RequestElicitation(ctx, req)
+}
+
+func (r *relay) ListRoots(ctx context.Context, id string, req mcp.ListRootsRequest) (*mcp.ListRootsResult, error) {
+	ctx, s, err := r.clientCtx(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if declared(s).Roots == nil {
+		return nil, errors.New("the client does not support roots")
+	}
+	return r.mcp.RequestRoots(ctx, req)
+}
+
+// Notify sends n to the client: on the stream of the call that caused it
+// when ctx is that call's, otherwise to the client's session.
+func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification) {
+	params := n.Params.AdditionalFields
+	if n.Params.Meta != nil {
+		params = make(map[string]any, len(n.Params.AdditionalFields)+1)
+		for k, v := range n.Params.AdditionalFields {
+			params[k] = v
+		}
+		params["_meta"] = n.Params.Meta
+	}
+	var err error
+	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
+		err = r.send(s, func() error { return r.mcp.SendNotificationToClient(ctx, n.Method, params) })
+	} else if v, ok := r.sessions.Load(id); ok && id != "" {
+		err = r.send(v.(mcpserver.ClientSession), func() error { return r.mcp.SendNotificationToSpecificClient(id, n.Method, params) })
+	} else {
+		err = errNoClient
+	}
+	if err != nil {
+		r.log.Debug("relay notification", "method", n.Method, "error", err)
+	}
+}

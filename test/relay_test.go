@@ -1,0 +1,360 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// relayFleet is vmcp in front of a demo backend over streamable HTTP
+// ("remote": a backend session per client session) and one over stdio
+// ("local": one process every client shares).
+type relayFleet struct {
+	Remote *demoBackend
+	Local  string
+	V      *vmcp
+}
+
+func startRelayFleet(t *testing.T, extra string) *relayFleet {
+	t.Helper()
+	f := &relayFleet{Remote: startDemo(t, "remote", "notes", "streamable-http", ""), Local: uniqueName("local")}
+	f.V = startVMCP(t, fmt.Sprintf(`name: relay
+server: {host: 127.0.0.1, port: 0%s}
+backends:
+  - {name: remote, transport: streamable-http, url: %q, requestTimeout: 20s}
+  - {name: local, transport: stdio, command: %q, args: [--name, %q], requestTimeout: 20s}
+aggregation:
+  conflictResolution: prefix
+`, extra, f.Remote.URL, demoBin, f.Local), nil)
+	return f
+}
+
+// model is a sampling handler that answers every request with its text,
+// after all the handlers of its barrier have been entered.
+type model struct {
+	answer  string
+	barrier *sync.WaitGroup
+}
+
+func (m model) CreateMessage(_ context.Context, _ mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	if m.barrier != nil {
+		m.barrier.Done()
+		m.barrier.Wait()
+	}
+	return &mcp.CreateMessageResult{
+		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent(m.answer)},
+		Model:           "test-model",
+	}, nil
+}
+
+// notes collects one client's notifications.
+type notes struct {
+	mu   sync.Mutex
+	list []mcp.JSONRPCNotification
+}
+
+func (n *notes) add(x mcp.JSONRPCNotification) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.list = append(n.list, x)
+}
+
+func (n *notes) of(method string) []mcp.JSONRPCNotification {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []mcp.JSONRPCNotification
+	for _, x := range n.list {
+		if x.Method == method {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (n *notes) count(method string) int { return len(n.of(method)) }
+
+// listener is a client with an open GET stream that records notifications.
+func listener(t *testing.T, url string, mcpOpts ...client.ClientOption) (*client.Client, *notes) {
+	n := &notes{}
+	return newClient(t, url, clientOpts{listen: true, onNotification: n.add, mcp: mcpOpts}), n
+}
+
+// TestRelaySamplingPerClient: two clients call the same sampling tool at
+// the same time and each gets its own model's answer.
+func TestRelaySamplingPerClient(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	var barrier sync.WaitGroup
+	barrier.Add(2)
+	a, _ := listener(t, f.V.URL, client.WithSamplingHandler(model{answer: "answer for A", barrier: &barrier}))
+	b, _ := listener(t, f.V.URL, client.WithSamplingHandler(model{answer: "answer for B", barrier: &barrier}))
+
+	var wg sync.WaitGroup
+	for _, tc := range []struct {
+		c    *client.Client
+		want string
+	}{{a, "answer for A"}, {b, "answer for B"}} {
+		wg.Go(func() {
+			if got := callText(t, tc.c, "remote_sample", map[string]any{"prompt": "who are you?"}); got != tc.want {
+				t.Errorf("remote_sample = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	wg.Wait()
+
+	// The stdio backend is shared: a call is attributed to its client
+	// while it is the only client with a call in flight.
+	for _, tc := range []struct {
+		c    *client.Client
+		want string
+	}{{a, "answer for A"}, {b, "answer for B"}} {
+		barrier.Add(1) // the barrier passes at once
+		if got := callText(t, tc.c, "local_sample", map[string]any{"prompt": "who are you?"}); got != tc.want {
+			t.Errorf("local_sample = %q, want %q", got, tc.want)
+		}
+	}
+
+	// A client that declares no sampling gets the backend's error.
+	c := newClient(t, f.V.URL, clientOpts{listen: true})
+	res, err := tryCall(t, c, "remote_sample", map[string]any{"prompt": "x"})
+	if err != nil || !res.IsError || !strings.Contains(resultText(res), "sampling failed") {
+		t.Errorf("remote_sample without sampling = %+v, %v; want the backend's sampling failure", res, err)
+	}
+}
+
+// TestRelayElicitation: a backend's elicitation reaches the client and its
+// answer goes back.
+func TestRelayElicitation(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	var asked string
+	c, _ := listener(t, f.V.URL, client.WithElicitationHandler(elicitor(func(req mcp.ElicitationRequest) {
+		asked = req.Params.Message
+	})))
+	got := callText(t, c, "remote_elicit", map[string]any{"message": "Your name?"})
+	if asked != "Your name?" || !strings.Contains(got, `"action":"accept"`) || !strings.Contains(got, `"name":"Ada"`) {
+		t.Errorf("remote_elicit = %q (asked %q), want the accepted answer", got, asked)
+	}
+}
+
+type elicitor func(mcp.ElicitationRequest)
+
+func (e elicitor) Elicit(_ context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	e(req)
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"name": "Ada"}}}, nil
+}
+
+// TestRelayProgressAndCancel: a long call streams progress to its client
+// only, under the client's token, and notifications/cancelled from the
+// client stops it at the backend.
+func TestRelayProgressAndCancel(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a, aNotes := listener(t, f.V.URL)
+	b, bNotes := listener(t, f.V.URL)
+	const progress = string(mcp.MethodNotificationProgress)
+
+	// A raw request, so the test knows its id and can cancel it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		params := map[string]any{"name": "remote_progress", "arguments": map[string]any{"steps": 1000, "intervalMs": 20},
+			"_meta": map[string]any{"progressToken": "token-A"}}
+		_, err := a.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId("call-A"), Method: "tools/call", Params: params})
+		done <- err
+	}()
+	eventually(t, 10*time.Second, "three progress notifications at A", func() error {
+		if n := aNotes.count(progress); n < 3 {
+			return fmt.Errorf("%d so far", n)
+		}
+		return nil
+	})
+	for _, n := range aNotes.of(progress) {
+		if tok := n.Params.AdditionalFields["progressToken"]; tok != "token-A" {
+			t.Fatalf("progress token at A = %#v, want token-A", tok)
+		}
+	}
+	err := a.GetTransport().SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{
+		Method: string(mcp.MethodNotificationCancelled),
+		Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": "call-A", "reason": "test"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the backend reporting the cancellation", func() error {
+		if s := remoteStats(t, b); s.Cancelled != 1 {
+			return fmt.Errorf("cancelled = %d", s.Cancelled)
+		}
+		return nil
+	})
+	n := aNotes.count(progress)
+	time.Sleep(200 * time.Millisecond)
+	if m := aNotes.count(progress); m > n+1 {
+		t.Errorf("progress kept coming after the cancellation: %d, then %d", n, m)
+	}
+	if n := bNotes.count(progress); n != 0 {
+		t.Errorf("B got %d progress notifications of A's call", n)
+	}
+	cancel()
+	<-done
+
+	// Over the shared stdio backend both clients use the same token at
+	// once; each gets its own progress back under it.
+	var wg sync.WaitGroup
+	for _, c := range []*client.Client{a, b} {
+		wg.Go(func() {
+			req := mcp.CallToolRequest{}
+			req.Params.Name = "local_progress"
+			req.Params.Arguments = map[string]any{"steps": 5, "intervalMs": 10}
+			req.Params.Meta = &mcp.Meta{ProgressToken: "same"}
+			if _, err := c.CallTool(ctxT(t, 20*time.Second), req); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	before := bNotes.count(progress)
+	eventually(t, 10*time.Second, "five progress notifications each from the stdio backend", func() error {
+		if a, b := aNotes.count(progress)-n, bNotes.count(progress); a < 5 || b < 5 {
+			return fmt.Errorf("A %d, B %d", a, b)
+		}
+		return nil
+	})
+	if got := bNotes.count(progress); got != 5 || before > 5 {
+		t.Errorf("B got %d progress notifications from its stdio call, want 5", got)
+	}
+}
+
+func remoteStats(t *testing.T, c *client.Client) (s struct{ Sessions, Cancelled int }) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(callText(t, c, "remote_stats", nil)), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestRelayResourceUpdated: a resource update reaches only the clients
+// subscribed to it, for a per-client and a shared backend.
+func TestRelayResourceUpdated(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a, aNotes := listener(t, f.V.URL)
+	b, bNotes := listener(t, f.V.URL)
+	const updated = mcp.MethodNotificationResourceUpdated
+	for _, tc := range []struct{ backend, name string }{{"remote", f.Remote.Name}, {"local", f.Local}} {
+		uri := "demo://" + tc.name + "/counter"
+		sub := mcp.SubscribeRequest{}
+		sub.Params.URI = uri
+		if err := a.Subscribe(ctxT(t, 10*time.Second), sub); err != nil {
+			t.Fatal(err)
+		}
+		a0, b0 := aNotes.count(updated), bNotes.count(updated)
+		callText(t, b, tc.backend+"_touch", nil)
+		eventually(t, 10*time.Second, tc.backend+": resources/updated at the subscriber", func() error {
+			if aNotes.count(updated) == a0 {
+				return errors.New("none yet")
+			}
+			return nil
+		})
+		if got := aNotes.of(updated)[a0].Params.AdditionalFields["uri"]; got != uri {
+			t.Errorf("%s: updated uri = %v, want %s", tc.backend, got, uri)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if bNotes.count(updated) != b0 {
+			t.Errorf("%s: the client that did not subscribe got resources/updated", tc.backend)
+		}
+
+		// After unsubscribing, nobody hears of the next update.
+		unsub := mcp.UnsubscribeRequest{}
+		unsub.Params.URI = uri
+		if err := a.Unsubscribe(ctxT(t, 10*time.Second), unsub); err != nil {
+			t.Fatal(err)
+		}
+		a1 := aNotes.count(updated)
+		callText(t, b, tc.backend+"_touch", nil)
+		time.Sleep(300 * time.Millisecond)
+		if aNotes.count(updated) != a1 {
+			t.Errorf("%s: resources/updated after unsubscribe", tc.backend)
+		}
+	}
+}
+
+// TestRelayLogging: logging/setLevel reaches the client's own backend
+// session, and log messages reach the client whose call sent them.
+func TestRelayLogging(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a, aNotes := listener(t, f.V.URL)
+	b, bNotes := listener(t, f.V.URL)
+	level := mcp.SetLevelRequest{}
+	level.Params.Level = mcp.LoggingLevelDebug
+	if err := a.SetLevel(ctxT(t, 10*time.Second), level); err != nil {
+		t.Fatal(err)
+	}
+	const message = string(mcp.MethodNotificationMessage)
+	callText(t, a, "remote_log", map[string]any{"text": "from A"})
+	callText(t, b, "remote_log", map[string]any{"text": "from B"})
+	eventually(t, 10*time.Second, "log messages", func() error {
+		if a, b := aNotes.count(message), bNotes.count(message); a < 4 || b < 1 {
+			return fmt.Errorf("A has %d of 4, B %d of 1", a, b)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	check := func(who string, n *notes, want int, text string) {
+		got := n.of(message)
+		if len(got) != want {
+			t.Errorf("%s got %d log messages, want %d", who, len(got), want)
+		}
+		for _, m := range got {
+			if data, _ := m.Params.AdditionalFields["data"].(string); !strings.HasPrefix(data, text) {
+				t.Errorf("%s got a log message of another client: %v", who, m.Params.AdditionalFields)
+			}
+		}
+	}
+	check("A (debug)", aNotes, 4, "from A")
+	check("B (the backend's default, error)", bNotes, 1, "from B")
+}
+
+// TestRelayBackendSessions: a client's backend sessions end with its
+// session, and their number is bounded by server.maxBackendSessions.
+func TestRelayBackendSessions(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, ", maxBackendSessions: 2")
+	a := newClient(t, f.V.URL, clientOpts{})
+	b := newClient(t, f.V.URL, clientOpts{})
+	// The backend's own count includes vmcp's shared connection.
+	if s := remoteStats(t, a); s.Sessions != 2 {
+		t.Errorf("backend sessions with one client = %d, want 2", s.Sessions)
+	}
+	if s := remoteStats(t, b); s.Sessions != 3 {
+		t.Errorf("backend sessions with two clients = %d, want 3", s.Sessions)
+	}
+	c := newClient(t, f.V.URL, clientOpts{})
+	if s := remoteStats(t, c); s.Sessions != 3 {
+		t.Errorf("backend sessions with three clients and a bound of 2 = %d, want 3", s.Sessions)
+	}
+	if err := b.Close(); err != nil { // DELETE
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the backend session of the deleted client closed", func() error {
+		if s := remoteStats(t, c); s.Sessions != 2 {
+			return fmt.Errorf("%d backend sessions", s.Sessions)
+		}
+		return nil
+	})
+	// The evicted client gets a new backend session on its next call.
+	if s := remoteStats(t, a); s.Sessions != 3 {
+		t.Errorf("backend sessions after the evicted client came back = %d, want 3", s.Sessions)
+	}
+}
