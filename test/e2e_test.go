@@ -570,8 +570,8 @@ func TestHTTPEndpoints(t *testing.T) {
 			if b.State != "connected" || b.LastError != "" {
 				t.Errorf("/readyz backend %q: state %q lastError %q, want connected and no error", b.Name, b.State, b.LastError)
 			}
-			if b.Tools != 9 {
-				t.Errorf("/readyz backend %q: %d tools, want the demo's 9", b.Name, b.Tools)
+			if b.Tools != demoToolCount {
+				t.Errorf("/readyz backend %q: %d tools, want the demo's %d", b.Name, b.Tools, demoToolCount)
 			}
 		}
 	})

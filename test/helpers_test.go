@@ -244,6 +244,10 @@ func (d *demoBackend) Stop() {
 	}
 }
 
+// demoToolCount is how many tools a demo backend of either flavor offers
+// (common, relay and flavor tools) before add_tool.
+const demoToolCount = 15
+
 // vmcp is an in-process vmcp server.
 type vmcp struct {
 	Srv  *server.Server

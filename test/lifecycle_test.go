@@ -271,7 +271,7 @@ backends:
 		t.Errorf("late_whoami: %q", got)
 	}
 	status, r = getReadyz(t, v.Base)
-	if status != http.StatusOK || !r.Ready || r.Backends[0].State != "connected" || r.Backends[0].Tools != 9 {
+	if status != http.StatusOK || !r.Ready || r.Backends[0].State != "connected" || r.Backends[0].Tools != demoToolCount {
 		t.Errorf("/readyz after the backend came up: status %d %+v", status, r)
 	}
 }

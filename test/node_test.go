@@ -193,10 +193,12 @@ backends:
 			n++
 		}
 	}
-	// The pinned server-everything (test/js/package-lock.json) offers 13
-	// tools to a client without sampling, roots or elicitation, as vmcp is.
-	if n != 13 {
-		t.Errorf("%d server-everything tools listed, want its 13: %v", n, names)
+	// The pinned server-everything (test/js/package-lock.json) offers 16
+	// tools to a client with sampling, roots and elicitation, which vmcp's
+	// shared stdio connection declares (it relays those requests to the
+	// calling client); 13 to a client without.
+	if n != 16 {
+		t.Errorf("%d server-everything tools listed, want its 16: %v", n, names)
 	}
 	if got := callText(t, c, "everything_echo", map[string]any{"message": "hi from go"}); got != "Echo: hi from go" {
 		t.Errorf("everything_echo: %q", got)
