@@ -9,12 +9,11 @@ package test
 // the tools module test/conformance/tools (its go.mod and go.sum), which the
 // test builds. See README, "Conformance suite".
 //
-// GATED: the test runs only with VMCP_CONFORMANCE=1 while the relay of issue
-// 7 (per-client backend sessions, sampling, elicitation, progress, logging,
-// subscriptions, input_required passthrough) is not merged, because several
-// scenarios fail through vmcp until then. When the relay lands the gate goes
-// away and the test becomes unconditional; it is strict either way: no
-// expected-failures list, any failing scored check fails the test.
+// 2025-06-18 and 2025-11-25 run unconditionally. 2026-07-28 runs only with
+// VMCP_CONFORMANCE=1 until the 2026-07-28 request path (input_required
+// passthrough, backend error codes, progress on the request's stream) is
+// merged. The test is strict either way: no expected-failures list, any
+// failing scored check fails the test.
 
 import (
 	"context"
@@ -33,8 +32,8 @@ import (
 	"time"
 )
 
-// conformanceGate is the environment variable that turns the conformance
-// test on (value "1") until the relay is merged.
+// conformanceGate is the environment variable that turns the gated
+// revisions on (value "1").
 const conformanceGate = "VMCP_CONFORMANCE"
 
 // everythingServerPkg is the Go SDK's conformance server, required (at
@@ -55,25 +54,27 @@ var conformanceRevisions = []struct {
 	name string
 	// stateful starts the backend with -stateless=false.
 	stateful bool
+	// gated runs only with conformanceGate set.
+	gated bool
 	// selection is how the suite picks the scenarios: --spec-version runs
 	// the active (non-pending, non-draft) scenarios that apply to a dated
 	// revision; --requirements runs the frozen requirement set of 2026-07-28
 	// (plus not-scored extensions, which do not affect the exit code).
 	selection []string
 }{
-	{"2025-06-18", true, []string{"--spec-version", "2025-06-18"}},
-	{"2025-11-25", true, []string{"--spec-version", "2025-11-25"}},
-	{"2026-07-28", false, []string{"--requirements", "2026-07-28"}},
+	{"2025-06-18", true, false, []string{"--spec-version", "2025-06-18"}},
+	{"2025-11-25", true, false, []string{"--spec-version", "2025-11-25"}},
+	{"2026-07-28", false, true, []string{"--requirements", "2026-07-28"}},
 }
 
 func TestConformance(t *testing.T) {
-	if os.Getenv(conformanceGate) != "1" {
-		t.Skipf("skipping the MCP conformance suite: set %s=1 to run it (gated until the issue 7 relay is merged; then it runs unconditionally)", conformanceGate)
-	}
 	node, suite := conformanceSuite(t)
 	es := buildEverythingServer(t)
 	for _, rev := range conformanceRevisions {
 		t.Run(rev.name, func(t *testing.T) {
+			if rev.gated && os.Getenv(conformanceGate) != "1" {
+				t.Skipf("skipping the MCP conformance suite at %s: set %s=1 to run it (gated until the 2026-07-28 request path is merged)", rev.name, conformanceGate)
+			}
 			backend := startEverythingServer(t, es, rev.stateful)
 			v := startVMCP(t, fmt.Sprintf(`
 name: conformance
