@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -58,8 +59,9 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 			return err
 		}
 		defer rs.stop()
-		specs = append(specs, spec{"redis", limits + fmt.Sprintf("redis: {address: %q}\n", rs.addr)})
-		redisNote = fmt.Sprintf("redis: %s on %s (persistence off), started by the bench", rs.version, rs.addr)
+		specs = append(specs, spec{"redis", limits + fmt.Sprintf("redis: {address: %q}\n", rs.addr)},
+			spec{"redis-unix", limits + fmt.Sprintf("redis: {address: %q}\n", "unix://"+rs.sock)})
+		redisNote = fmt.Sprintf("redis: %s on %s and unix socket %s (persistence off), started by the bench", rs.version, rs.addr, rs.sock)
 	}
 
 	var targets []*rateLimitTarget
@@ -117,14 +119,16 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 	// reads Redis processed are its round trips (a pipeline is one).
 	redisKeyNote := ""
 	var unchecked error // reported after the table, after a fail-open (which explains it)
-	if rs != nil {
-		rt := targets[len(targets)-1]
+	for _, rt := range targets {
+		if rs == nil || !strings.HasPrefix(rt.name, "redis") {
+			continue
+		}
 		st, measured := rt.redis, rt.total.count
 		if st.err != nil || st.scripts < int64(measured) {
-			unchecked = fmt.Errorf("redis ran the script %d times for %d measured calls (%v): the limits were not checked", st.scripts, measured, st.err)
+			unchecked = errors.Join(unchecked, fmt.Errorf("%s: redis ran the script %d times for %d measured calls (%v): the limits were not checked", rt.name, st.scripts, measured, st.err))
 		}
-		redisKeyNote = fmt.Sprintf("redis, measured phases only: %d script runs (EVALSHA+EVAL) for %d calls (%.3f per call), %d reads processed (%.3f per call, %.2f scripts per read), script time %.2fµs per run (INFO commandstats)",
-			st.scripts, measured, float64(st.scripts)/float64(max(measured, 1)),
+		redisKeyNote += fmt.Sprintf("%s, measured phases only: %d script runs (EVALSHA+EVAL) for %d calls (%.3f per call), %d reads processed (%.3f per call, %.2f scripts per read), script time %.2fµs per run (INFO commandstats)\n",
+			rt.name, st.scripts, measured, float64(st.scripts)/float64(max(measured, 1)),
 			st.reads, float64(st.reads)/float64(max(measured, 1)), float64(st.scripts)/float64(max(st.reads, 1)),
 			float64(st.scriptUsec)/float64(max(st.scripts, 1)))
 	}
@@ -157,9 +161,7 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 			r.errors, t.failOpen.Load(), perReq(r.cpu.harness), perReq(r.cpu.backend), redisCPU, 100*r.cpu.busy)
 	}
 	tw.Flush()
-	if redisKeyNote != "" {
-		fmt.Fprintln(out, redisKeyNote)
-	}
+	fmt.Fprint(out, redisKeyNote)
 	fmt.Fprintln(out, "(harness CPU = this process: load client + vmcp, including the stage and its Redis client; redis CPU = the redis-server process.",
 		"On a small machine throughput is bounded by CPU: every CPU-µs the check adds, in vmcp or in redis-server, is taken from the rest.)")
 	fmt.Fprintln(out, "\ntools/call throughput, limits on / limits off (target >= 0.85):")
@@ -272,6 +274,7 @@ func (h *countingHandler) WithGroup(name string) slog.Handler {
 // redisProc is a redis-server child of the bench.
 type redisProc struct {
 	addr    string
+	sock    string // its Unix socket, in a directory of its own
 	version string
 	client  *redis.Client
 	cmd     *exec.Cmd
@@ -301,13 +304,20 @@ func tryStartRedisProc(ctx context.Context, bin string) (*redisProc, error) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	var logs lockedBuffer
+	dir, err := os.MkdirTemp("", "vmcp-bench-redis-")
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "redis.sock")
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--unixsocket", sock, "--unixsocketperm", "700",
 		"--save", "", "--appendonly", "no", "--databases", "1")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
-	p := &redisProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, done: make(chan struct{})}
+	p := &redisProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), sock: sock, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.done)
@@ -324,6 +334,7 @@ func tryStartRedisProc(ctx context.Context, bin string) (*redisProc, error) {
 		select {
 		case <-p.done:
 			p.client.Close()
+			os.RemoveAll(dir)
 			return nil, fmt.Errorf("redis-server exited: %s", logs.String())
 		default:
 		}
@@ -427,6 +438,7 @@ func (p *redisProc) stop() {
 		p.client.Close()
 		_ = p.cmd.Process.Kill()
 		<-p.done
+		os.RemoveAll(filepath.Dir(p.sock))
 	})
 }
 

@@ -190,12 +190,17 @@ type ToolOverride struct {
 
 // Redis locates the Redis server used for rate limits.
 type Redis struct {
+	// Address is host:port, or unix:///path/to/redis.sock for a Redis on
+	// the same host (a Unix socket costs less per check than loopback TCP).
 	Address     string `mapstructure:"address"`
 	Username    string `mapstructure:"username"`
 	PasswordEnv string `mapstructure:"passwordEnv"`
 	DB          int    `mapstructure:"db"`
 	TLS         bool   `mapstructure:"tls"`
 }
+
+// UnixSocketScheme prefixes a Redis address that is a Unix socket path.
+const UnixSocketScheme = "unix://"
 
 // SessionStorage is the other vMCP servers' spelling of Redis.
 type SessionStorage struct {

@@ -212,6 +212,8 @@ func TestParseErrors(t *testing.T) {
 		{"redis address shape", oneBackend + "redis: {address: localhost}\n",
 			[]string{`redis.address: must be host:port, got "localhost"`}},
 		{"redis port", oneBackend + "redis: {address: \"localhost:x\"}\n", []string{"redis.address: invalid port"}},
+		{"redis relative socket", oneBackend + "redis: {address: \"unix://redis.sock\"}\n",
+			[]string{`redis.address: a unix socket address must be unix:// and an absolute path, got "unix://redis.sock"`}},
 		{"redis db", oneBackend + "redis: {address: \"localhost:6379\", db: -1}\n", []string{"redis.db: must not be negative"}},
 		{"session storage provider", oneBackend + "sessionStorage: {provider: memory}\n",
 			[]string{`sessionStorage.provider: must be redis, got "memory"`}},

@@ -299,10 +299,17 @@ func (a BackendAuth) validate() error {
 	return p.err()
 }
 
-// validateAddress checks a host:port address.
+// validateAddress checks a Redis address: host:port, or unix:// and an
+// absolute socket path.
 func validateAddress(addr string) error {
 	if addr == "" {
 		return invalidf("required (host:port)")
+	}
+	if path, ok := strings.CutPrefix(addr, UnixSocketScheme); ok {
+		if !strings.HasPrefix(path, "/") {
+			return invalidf("a unix socket address must be unix:// and an absolute path, got %q", addr)
+		}
+		return nil
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/ratelimit"
 )
 
@@ -32,6 +34,9 @@ func (s *Server) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
 		// The limiter fails open on its own deadline; the client must not
 		// retry behind its back.
 		MaxRetries: -1,
+	}
+	if path, ok := strings.CutPrefix(r.Address, config.UnixSocketScheme); ok {
+		opts.Network, opts.Addr = "unix", path
 	}
 	if r.PasswordEnv != "" {
 		getenv := s.opts.Getenv
