@@ -202,8 +202,8 @@ func firstMessage(resp *http.Response) ([]byte, error) {
 // It returns ErrNotModern (and sends nothing) when the backend does not
 // serve version (see Supports), the circuit breaker's error when the
 // backend's circuit is open, and an error naming the backend when the
-// request failed. A response counts as a success for the backend's health
-// and circuit breaker, a failure to get one as a failure.
+// request failed. For the backend's health and circuit breaker a response
+// counts as a success, a 5xx response or none at all as a failure.
 func (x *Modern) Post(ctx context.Context, backend, version string, body []byte, header http.Header) (*http.Response, error) {
 	if !x.Supports(ctx, backend, version) {
 		return nil, ErrNotModern
@@ -219,17 +219,26 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 	}
 	callCtx, cancel := context.WithTimeout(ctx, d)
 	resp, err := x.post(callCtx, b, body, header)
-	observed, failed := callOutcome(ctx, callCtx, err)
-	done(observed, failed)
+	// Any answer is the backend answering, but a 5xx one (a proxy's 502, a
+	// crashed handler) says the call failed; no answer is a failure unless
+	// the caller gave up first.
+	var failure error
+	switch {
+	case err != nil:
+		err = fmt.Errorf("backend %q: %w", backend, err)
+		failure = err
+	case resp.StatusCode >= 500:
+		failure = fmt.Errorf("backend %q: HTTP %s", backend, resp.Status)
+	}
+	observed := failure == nil || ctx.Err() == nil
+	done(observed, failure != nil)
+	if observed {
+		b.observe(failure)
+	}
 	if err != nil {
 		cancel()
-		err = fmt.Errorf("backend %q: %w", backend, err)
-		if observed {
-			b.observe(err)
-		}
 		return nil, err
 	}
-	b.observe(nil)
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
 }
