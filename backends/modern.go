@@ -201,8 +201,9 @@ func firstMessage(resp *http.Response) ([]byte, error) {
 //
 // It returns ErrNotModern (and sends nothing) when the backend does not
 // serve version (see Supports), the circuit breaker's error when the
-// backend's circuit is open, and an error naming the backend when the
-// request failed. For the backend's health and circuit breaker a response
+// backend's circuit is open, and ErrUnavailable naming the backend when
+// the request got no answer (the cause is logged, not returned: it may
+// hold an internal URL). For the backend's health and circuit breaker a response
 // counts as a success, a 5xx response or none at all as a failure.
 func (x *Modern) Post(ctx context.Context, backend, version string, body []byte, header http.Header) (*http.Response, error) {
 	if !x.Supports(ctx, backend, version) {
@@ -225,8 +226,12 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 	var failure error
 	switch {
 	case err != nil:
-		err = fmt.Errorf("backend %q: %w", backend, err)
 		failure = err
+		if ctx.Err() == nil {
+			b.log.Warn("stateless request failed", "error", err)
+		}
+		// The cause (an internal URL, a dial error) stays in the log.
+		err = fmt.Errorf("backend %q: %w", backend, ErrUnavailable)
 	case resp.StatusCode >= 500:
 		failure = fmt.Errorf("backend %q: HTTP %s", backend, resp.Status)
 	}

@@ -171,8 +171,8 @@ func TestModernPostFailureCounts(t *testing.T) {
 	}
 	b.Close()
 	_, err := x.Post(context.Background(), "b", "2026-07-28", []byte(`{}`), nil)
-	if err == nil || !strings.Contains(err.Error(), `backend "b"`) {
-		t.Fatalf("Post to a closed backend = %v, want an error naming the backend", err)
+	if !errors.Is(err, backends.ErrUnavailable) || !strings.Contains(err.Error(), `backend "b"`) || strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("Post to a closed backend = %v, want ErrUnavailable naming the backend and not its address", err)
 	}
 	if _, err := x.Post(context.Background(), "b", "2026-07-28", []byte(`{}`), nil); !errors.Is(err, backends.ErrCircuitOpen) {
 		t.Fatalf("second Post = %v, want the open circuit", err)

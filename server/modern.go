@@ -58,14 +58,11 @@ func (m *modernRelay) served(w http.ResponseWriter, r *http.Request, p *parse.Pa
 		Params json.RawMessage `json:"params"`
 	}
 	var meta struct {
-		Params struct {
-			Meta struct {
-				Version string `json:"io.modelcontextprotocol/protocolVersion"`
-			} `json:"_meta"`
-		} `json:"params"`
+		Meta struct {
+			Version string `json:"io.modelcontextprotocol/protocolVersion"`
+		} `json:"_meta"`
 	}
-	if json.Unmarshal(p.Body, &msg) != nil || json.Unmarshal(p.Body, &meta) != nil ||
-		meta.Params.Meta.Version != version ||
+	if json.Unmarshal(p.Body, &msg) != nil || json.Unmarshal(msg.Params, &meta) != nil || meta.Meta.Version != version ||
 		mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MCPMethod(p.Method), msg.Params) != nil {
 		return false
 	}

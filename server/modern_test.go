@@ -134,9 +134,12 @@ func (b *modernBackend) requests() []seenRequest {
 
 // startModernVMCP serves b as backend "m" (tools prefixed "m_") with the
 // outgoing auth header X-Api-Key: secret, and returns the MCP endpoint.
-func startModernVMCP(t *testing.T, url string) string {
+func startModernVMCP(t *testing.T, url string, edit ...func(*config.Config)) string {
 	t.Helper()
 	cfg := testConfig(t, config.Backend{Name: "m", Transport: config.TransportStreamableHTTP, URL: url})
+	for _, f := range edit {
+		f(&cfg)
+	}
 	cfg.OutgoingAuth.Backends = map[string]config.BackendAuth{
 		"m": {Type: config.AuthHeaderInjection, HeaderName: "X-Api-Key", HeaderValueEnv: "M_KEY"},
 	}
@@ -358,5 +361,31 @@ func TestModernRelayBackendFailure(t *testing.T) {
 	}
 	if err := json.Unmarshal(got, &msg); err != nil || msg.ID != 7 || msg.Error.Code != -32603 || strings.Contains(string(got), "<html>") {
 		t.Fatalf("answer = %d %s, want a JSON-RPC internal error for id 7", resp.StatusCode, got)
+	}
+}
+
+// TestModernRelayIsAudited: relayed calls are in the audit trail with their
+// backend, original name and outcome, streamed ones included.
+func TestModernRelayIsAudited(t *testing.T) {
+	t.Parallel()
+	b := newModernBackend(t)
+	close(b.release)
+	path := t.TempDir() + "/audit.log"
+	url := startModernVMCP(t, b.URL, func(c *config.Config) { c.Audit = config.Audit{Enabled: true, Output: path} })
+	for _, tool := range []string{"m_echo", "m_needs_sampling", "m_progress"} {
+		resp, err := http.DefaultClient.Do(modernRequest(context.Background(), t, url, tool))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	waitEvents(t, path, 3)
+	want := map[string]string{"m_echo": "success", "m_needs_sampling": "bad_request", "m_progress": "success"}
+	for _, e := range auditEvents(t, path) {
+		name, _ := e["name"].(string)
+		if e["outcome"] != want[name] || e["backend"] != "m" || e["originalName"] != strings.TrimPrefix(name, "m_") || e["requestId"] != 7.0 {
+			t.Errorf("event %v, want outcome %s", e, want[name])
+		}
 	}
 }
