@@ -27,6 +27,7 @@ type mcpEndpoint struct {
 	sessions *sessionIDs
 	tools    *catalogueSync
 	hidden   *hiddenTools // nil: none
+	modern   *modernRelay // nil: stateless requests go to mcp-go too
 	log      *slog.Logger
 	// inflight counts requests other than the long-lived GET streams, so
 	// Shutdown can drain them before it ends the sessions.
@@ -43,7 +44,7 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := &mcpserver.HTTPRequest{Method: r.Method, URL: r.URL, Header: r.Header, Context: r.Context()}
 	if p, ok := parse.FromContext(r.Context()); ok {
-		if e.servedToolList(w, r, p) || e.answeredHidden(w, p) {
+		if e.servedToolList(w, r, p) || e.answeredHidden(w, p) || e.modern.served(w, r, p) {
 			return
 		}
 		req.Body = p.Body

@@ -220,6 +220,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		discovery: discovery.New(s.sync),
 	}
 	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, log: s.log, inflight: &s.inflight}
+	endpoint.modern = &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log} // modern.go
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
