@@ -9,11 +9,9 @@ package test
 // the tools module test/conformance/tools (its go.mod and go.sum), which the
 // test builds. See README, "Conformance suite".
 //
-// 2025-06-18 and 2025-11-25 run unconditionally. 2026-07-28 runs only with
-// VMCP_CONFORMANCE=1 until the 2026-07-28 request path (input_required
-// passthrough, backend error codes, progress on the request's stream) is
-// merged. The test is strict either way: no expected-failures list, any
-// failing scored check fails the test.
+// Strict: no expected-failures list; any failing scored check fails the
+// test. It skips (saying why) only when `npm ci` has not installed the
+// pinned suite and Node.js.
 
 import (
 	"context"
@@ -31,10 +29,6 @@ import (
 	"testing"
 	"time"
 )
-
-// conformanceGate is the environment variable that turns the gated
-// revisions on (value "1").
-const conformanceGate = "VMCP_CONFORMANCE"
 
 // everythingServerPkg is the Go SDK's conformance server, required (at
 // v1.8.0) by the tools module test/conformance/tools.
@@ -54,17 +48,15 @@ var conformanceRevisions = []struct {
 	name string
 	// stateful starts the backend with -stateless=false.
 	stateful bool
-	// gated runs only with conformanceGate set.
-	gated bool
 	// selection is how the suite picks the scenarios: --spec-version runs
 	// the active (non-pending, non-draft) scenarios that apply to a dated
 	// revision; --requirements runs the frozen requirement set of 2026-07-28
 	// (plus not-scored extensions, which do not affect the exit code).
 	selection []string
 }{
-	{"2025-06-18", true, false, []string{"--spec-version", "2025-06-18"}},
-	{"2025-11-25", true, false, []string{"--spec-version", "2025-11-25"}},
-	{"2026-07-28", false, true, []string{"--requirements", "2026-07-28"}},
+	{"2025-06-18", true, []string{"--spec-version", "2025-06-18"}},
+	{"2025-11-25", true, []string{"--spec-version", "2025-11-25"}},
+	{"2026-07-28", false, []string{"--requirements", "2026-07-28"}},
 }
 
 func TestConformance(t *testing.T) {
@@ -72,9 +64,6 @@ func TestConformance(t *testing.T) {
 	es := buildEverythingServer(t)
 	for _, rev := range conformanceRevisions {
 		t.Run(rev.name, func(t *testing.T) {
-			if rev.gated && os.Getenv(conformanceGate) != "1" {
-				t.Skipf("skipping the MCP conformance suite at %s: set %s=1 to run it (gated until the 2026-07-28 request path is merged)", rev.name, conformanceGate)
-			}
 			backend := startEverythingServer(t, es, rev.stateful)
 			v := startVMCP(t, fmt.Sprintf(`
 name: conformance
