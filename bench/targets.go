@@ -170,9 +170,28 @@ func startProxy(backendURL string, maxConns int) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Full duplex: the Transport reads the inbound request body while the
+	// response is already streaming back. With a Content-Length body it
+	// writes the body and then reads once more to check for EOF; by default
+	// the server consumes and closes an HTTP/1 request body when the
+	// handler first writes the response header, so if the backend answered
+	// before that last read (the headers go out before the body, so it
+	// can), the read fails with "invalid Read on closed Body", the
+	// Transport treats it as a failed request write and closes the upstream
+	// connection under the response still being copied. Responses larger
+	// than the Transport's 4 KiB read buffer (tools/list with the demo's
+	// catalogue) were then cut short; smaller ones arrived whole but the
+	// upstream connection was lost and redialled.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, "proxy: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
 	p := &proxy{
 		url: "http://" + ln.Addr().String() + target.Path,
-		srv: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second},
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 		tr:  tr,
 	}
 	go func() { _ = p.srv.Serve(ln) }()
