@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,8 +25,11 @@ import (
 // "unknown" (refused before the body was read); tool and backend come from
 // the catalogue, "unknown" for a name that is not in it. Record also names
 // the request's server span "{method} {tool}" and sets mcp.method.name,
-// gen_ai.tool.name, vmcp.backend and vmcp.outcome on it, and error.type
-// (the outcome) with an error status for every outcome but success.
+// gen_ai.tool.name, vmcp.backend and vmcp.outcome on it, vmcp.via for a
+// call through the optimizer's call_tool, jsonrpc.request.id, mcp.session.id
+// when the stage has not set it from the request header (initialize: the
+// session starts with the response), and error.type (the outcome) with an
+// error status for every outcome but success.
 type Metrics struct {
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
@@ -86,8 +90,14 @@ func (m *Metrics) Record(ctx context.Context, e audit.Event) {
 	if !span.IsRecording() {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs := make([]attribute.KeyValue, 0, 9)
 	attrs = append(attrs, attribute.String("vmcp.outcome", outcome))
+	if id, ok := requestID(e.RequestID); ok {
+		attrs = append(attrs, semconv.JSONRPCRequestID(id))
+	}
+	if e.SessionID != "" && !hasAttr(span, semconv.McpSessionIDKey) {
+		attrs = append(attrs, semconv.McpSessionID(e.SessionID))
+	}
 	if e.Method != "" {
 		attrs = append(attrs, semconv.McpMethodNameKey.String(method))
 		span.SetName(method)
@@ -105,6 +115,41 @@ func (m *Metrics) Record(ctx context.Context, e audit.Event) {
 		span.SetStatus(codes.Error, e.Reason)
 	}
 	span.SetAttributes(attrs...)
+}
+
+// maxRequestID bounds the JSON-RPC id put on a span: the id is client
+// input, and a longer one is no use for finding a request.
+const maxRequestID = 256
+
+// requestID is the jsonrpc.request.id of raw, the id's JSON text: a
+// string's value without quotes, a number as sent. ok is false for no id,
+// null, or one longer than maxRequestID.
+func requestID(raw string) (id string, ok bool) {
+	if raw == "" || raw == "null" || len(raw) > maxRequestID {
+		return "", false
+	}
+	if raw[0] != '"' {
+		return raw, true
+	}
+	if err := json.Unmarshal([]byte(raw), &id); err != nil {
+		return "", false
+	}
+	return id, true
+}
+
+// hasAttr reports whether span already has an attribute under key. A span
+// that cannot tell (not the SDK's) is taken not to have it.
+func hasAttr(span trace.Span, key attribute.Key) bool {
+	ro, ok := span.(interface{ Attributes() []attribute.KeyValue })
+	if !ok {
+		return false
+	}
+	for _, kv := range ro.Attributes() {
+		if kv.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // refused reports whether outcome is a refusal before the call was

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/config"
 )
@@ -124,5 +127,76 @@ func TestServersDoNotShareMetrics(t *testing.T) {
 	}
 	if strings.Contains(scrape(t, tels[1]), "vmcp_requests_total") {
 		t.Error("the second server shows the first one's series")
+	}
+}
+
+// TestMetricsSpanIDs: Record puts the JSON-RPC id (a string id without its
+// quotes), the session of an initialize (which the request header cannot
+// carry) and the optimizer's call_tool on the server span, and leaves the
+// mcp.session.id the stage took from the header alone.
+func TestMetricsSpanIDs(t *testing.T) {
+	t.Parallel()
+	tel, rec := traced(t, false)
+	m, err := NewMetrics(tel, func(name string) (string, bool) { return "weather", name == "weather_forecast" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(header string, e audit.Event) sdktrace.ReadOnlySpan {
+		t.Helper()
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m.Record(r.Context(), e)
+		})
+		req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader("{}"))
+		if header != "" {
+			req.Header.Set("Mcp-Session-Id", header)
+		}
+		before := len(rec.Ended())
+		New(tel)(next).ServeHTTP(httptest.NewRecorder(), req)
+		spans := rec.Ended()
+		if len(spans) != before+1 {
+			t.Fatalf("%d spans ended, want 1", len(spans)-before)
+		}
+		return spans[len(spans)-1]
+	}
+	attrs := func(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+		got := map[attribute.Key]attribute.Value{}
+		for _, kv := range s.Attributes() {
+			got[kv.Key] = kv.Value
+		}
+		return got
+	}
+
+	// initialize: no header, the session comes with the response.
+	s := serve("", audit.Event{Method: "initialize", RequestID: "1", SessionID: "s-new", Outcome: audit.OutcomeSuccess})
+	checkAttrs(t, s.Attributes(), map[attribute.Key]attribute.Value{
+		"jsonrpc.request.id": attribute.StringValue("1"),
+		"mcp.session.id":     attribute.StringValue("s-new"),
+		"mcp.method.name":    attribute.StringValue("initialize"),
+	})
+	if _, ok := attrs(s)["vmcp.via"]; ok {
+		t.Error("vmcp.via set on a request that did not come through call_tool")
+	}
+
+	// A call through call_tool with a string id; the header's session stays.
+	s = serve("s-1", audit.Event{Method: "tools/call", Name: "weather_forecast", Via: "call_tool",
+		RequestID: `"req-7"`, SessionID: "s-other", Outcome: audit.OutcomeSuccess, Duration: time.Millisecond})
+	if s.Name() != "tools/call weather_forecast" {
+		t.Errorf("span name %q, want %q", s.Name(), "tools/call weather_forecast")
+	}
+	checkAttrs(t, s.Attributes(), map[attribute.Key]attribute.Value{
+		"jsonrpc.request.id": attribute.StringValue("req-7"),
+		"mcp.session.id":     attribute.StringValue("s-1"),
+		"vmcp.via":           attribute.StringValue("call_tool"),
+		"gen_ai.tool.name":   attribute.StringValue("weather_forecast"),
+		"vmcp.backend":       attribute.StringValue("weather"),
+	})
+
+	// No id (a notification), a null one, or one too long to be useful:
+	// no jsonrpc.request.id.
+	for _, id := range []string{"", "null", `"` + strings.Repeat("x", maxRequestID) + `"`} {
+		s = serve("s-1", audit.Event{Method: "ping", RequestID: id, SessionID: "s-1", Outcome: audit.OutcomeSuccess})
+		if v, ok := attrs(s)["jsonrpc.request.id"]; ok {
+			t.Errorf("id %.20q: jsonrpc.request.id = %v, want none", id, v.Emit())
+		}
 	}
 }
