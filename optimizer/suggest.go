@@ -7,22 +7,32 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
+// maxSuggestedName bounds the length of a name closestNames looks for
+// neighbours of: tool names are short, and the edit distance of a
+// megabyte-long name against every tool would cost the server far more than
+// the caller's request.
+const maxSuggestedName = 256
+
 // closestNames returns up to n tool names closest to name by edit distance
 // (case-insensitive), nearest first, leaving out names so far away that
 // they would be noise rather than a suggestion. A name containing the asked
 // name, or contained in it, counts as close: "create_issue" suggests
-// "github_create_issue".
+// "github_create_issue". A name longer than maxSuggestedName gets none.
 func closestNames(tools []mcp.Tool, name string, n int) []string {
 	type near struct {
 		name string
 		dist int
 	}
+	if len(name) > maxSuggestedName {
+		return nil
+	}
 	want := strings.ToLower(name)
-	limit := max(2, len([]rune(want))/2)
+	wantRunes := []rune(want)
+	limit := max(2, len(wantRunes)/2)
 	var found []near
 	for i := range tools {
 		cand := strings.ToLower(tools[i].Name)
-		d := editDistance(want, cand, limit)
+		d := editDistance(wantRunes, []rune(cand), limit)
 		if strings.Contains(cand, want) || strings.Contains(want, cand) {
 			d = min(d, 1)
 		}
@@ -43,10 +53,9 @@ func closestNames(tools []mcp.Tool, name string, n int) []string {
 	return out
 }
 
-// editDistance is the Levenshtein distance of a and b, or limit+1 once it
-// is certain to exceed limit.
-func editDistance(a, b string, limit int) int {
-	ra, rb := []rune(a), []rune(b)
+// editDistance is the Levenshtein distance of ra and rb, or limit+1 once
+// it is certain to exceed limit.
+func editDistance(ra, rb []rune, limit int) int {
 	if d := len(ra) - len(rb); d > limit || -d > limit {
 		return limit + 1
 	}
