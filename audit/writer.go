@@ -43,12 +43,17 @@ type WriterOptions struct {
 // Writer is a Recorder that writes one JSON line per event to stdout,
 // stderr or an appended file, from its own goroutine: Record never blocks.
 type Writer struct {
-	path    string // "" for stdout and stderr
-	log     *slog.Logger
-	queue   chan Event
-	dropped atomic.Int64
-	done    chan struct{}
-	metric  metric.Registration
+	path  string // "" for stdout and stderr
+	log   *slog.Logger
+	queue chan Event
+	// accepting guards the queue's closing: Record holds it for reading
+	// while it sends, Close for writing while it stops accepting, so a
+	// request that ends after shutdown began never sends on a closed queue.
+	accepting sync.RWMutex
+	stopped   bool // Close has begun; guarded by accepting
+	dropped   atomic.Int64
+	done      chan struct{}
+	metric    metric.Registration
 
 	mu      sync.Mutex // guards out, file, closed and failing
 	out     io.Writer
@@ -112,8 +117,15 @@ func (w *Writer) register(m metric.Meter) error {
 	return err
 }
 
-// Record queues e; when the queue is full it drops e and counts it.
+// Record queues e; when the queue is full, or the writer is closed, it
+// drops e and counts it.
 func (w *Writer) Record(_ context.Context, e Event) {
+	w.accepting.RLock()
+	defer w.accepting.RUnlock()
+	if w.stopped {
+		w.dropped.Add(1)
+		return
+	}
 	select {
 	case w.queue <- e:
 	default:
@@ -242,11 +254,14 @@ func (w *Writer) write(b []byte) {
 }
 
 // Close stops accepting events, writes the queued ones and closes the file.
-// Record must not be called after Close; calling Close again returns the
-// first result.
+// Events recorded after Close are dropped and counted; calling Close again
+// returns the first result.
 func (w *Writer) Close() error {
 	w.once.Do(func() {
+		w.accepting.Lock()
+		w.stopped = true
 		close(w.queue)
+		w.accepting.Unlock()
 		<-w.done
 		var errs []error
 		if w.metric != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,4 +222,35 @@ func droppedMetric(t *testing.T, reader *sdkmetric.ManualReader) int64 {
 		}
 	}
 	return -1
+}
+
+// TestWriterRecordAfterClose: a request that finishes after shutdown closed
+// the writer (the drain timed out) loses its event, counted, instead of
+// panicking on the closed queue; racing Records and Close are safe.
+func TestWriterRecordAfterClose(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	w, err := NewWriter(config.Audit{Enabled: true, Output: path}, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				w.Record(context.Background(), Event{Outcome: OutcomeSuccess})
+			}
+		}()
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	before := w.Dropped()
+	w.Record(context.Background(), Event{Outcome: OutcomeSuccess})
+	if got := w.Dropped(); got != before+1 {
+		t.Errorf("Dropped after a Record on the closed writer = %d, want %d", got, before+1)
+	}
 }
