@@ -129,6 +129,27 @@ func (r *relay) hooks() *mcpserver.Hooks {
 	return h
 }
 
+// rootsListChanged is the client's notification that its roots changed.
+const rootsListChanged = mcp.MethodNotificationRootsListChanged
+
+// rootsTimeout bounds forwarding a client's roots/list_changed.
+const rootsTimeout = 10 * time.Second
+
+// rootsChanged forwards a client's notifications/roots/list_changed to its
+// backend sessions (and the shared stdio connections), without holding up
+// the client's POST.
+func (r *relay) rootsChanged(ctx context.Context, _ mcp.JSONRPCNotification) {
+	c := clientOf(ctx)
+	if c.Session == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rootsTimeout)
+		defer cancel()
+		r.backends.RootsChanged(ctx, c.Session)
+	}()
+}
+
 // subscription forwards a resources/subscribe or /unsubscribe to the
 // client's session of the backend that serves uri. mcp-go has already
 // answered the client; a failure is logged.

@@ -154,6 +154,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		mcpserver.WithRecovery(),
 	)
 	mcp.EnableSampling()
+	mcp.AddNotificationHandler(rootsListChanged, rel.rootsChanged)
 	rel.mcp = mcp
 	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: rel.flushed(rt.CallTool), log: s.log}
 	if cfg.Optimizer.Enabled {
