@@ -576,3 +576,25 @@ func TestRelayCancelReadAndPrompt(t *testing.T) {
 		t.Errorf("local_greet = %#v", pres.Messages[0].Content)
 	}
 }
+
+// TestRelaySubscribeError: a backend's error for resources/subscribe
+// reaches the client, which is then not subscribed.
+func TestRelaySubscribeError(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a := newClient(t, f.V.URL, clientOpts{})
+	for _, name := range []string{f.Remote.Name, f.Local} {
+		req := mcp.SubscribeRequest{}
+		req.Params.URI = "demo://" + name + "/items/refused-1"
+		err := a.Subscribe(ctxT(t, 10*time.Second), req)
+		if err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("subscribe to a refused item of %s: %v, want the backend's error", name, err)
+		}
+	}
+	// The refused subscription was not recorded: a later one is made.
+	uri := "demo://" + f.Local + "/counter"
+	subscribe(t, a, uri)
+	if s := statsOf(t, a, "local"); s.Subscribers[uri] != 1 {
+		t.Errorf("subscribers = %d, want 1", s.Subscribers[uri])
+	}
+}
