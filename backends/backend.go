@@ -36,6 +36,10 @@ type backend struct {
 
 	health  *health
 	breaker *breaker // nil: disabled
+	// subs are the clients' resource subscriptions on the shared
+	// connection; they outlive a connection, so that the next one
+	// subscribes to the same URIs.
+	subs *subscriptions
 
 	mu        sync.RWMutex
 	conn      *conn
@@ -55,6 +59,7 @@ func newBackend(c config.Backend, headers map[string]string, m *Manager) *backen
 		lost:    make(chan lossReport, 1),
 		health:  newHealth(m.opts.DegradedAfter, m.opts.UnhealthyAfter),
 		breaker: newBreaker(m.opts.Breaker, m.opts.now),
+		subs:    &subscriptions{},
 		state:   StateConnecting,
 		since:   time.Now(),
 	}
@@ -99,6 +104,7 @@ func (b *backend) supervise(ctx context.Context, first chan<- struct{}) {
 		}
 		connected := time.Now()
 		b.log.Info("backend connected", "transport", b.cfg.Transport)
+		b.resubscribe(ctx)
 		err = b.notifyChange(ctx)
 		if err == nil {
 			b.observe(nil)
@@ -238,7 +244,7 @@ func (b *backend) connect(ctx context.Context) error {
 		return err
 	}
 	c.endLive = endLive
-	c.calls, c.subs = h.calls, &subscriptions{}
+	c.calls = h.calls
 	c.client.OnNotification(func(n mcp.JSONRPCNotification) {
 		switch n.Method {
 		case mcp.MethodNotificationToolsListChanged,
@@ -249,7 +255,7 @@ func (b *backend) connect(ctx context.Context) error {
 			default: // a change is already pending; one rediscovery covers both
 			}
 		default:
-			if h.relay != nil && !h.notify(live, c.subs, n) {
+			if h.relay != nil && !h.notify(live, b.subs, n) {
 				b.log.Debug("notification on the shared connection not relayed: no client to attribute it to", "method", n.Method)
 			}
 		}
@@ -407,10 +413,8 @@ type conn struct {
 	client *client.Client
 	// ids numbers the requests vmcp sends itself, so it can cancel them.
 	ids atomic.Uint64
-	// calls and subs are set on a shared connection only: the calls in
-	// flight and the resource subscriptions of its clients.
+	// calls is set on a shared connection only: the calls in flight.
 	calls *callTable
-	subs  *subscriptions
 	// kill terminates stdio children that outlive the client's own close
 	// (grandchildren of npx, for example). nil for HTTP transports.
 	kill func()

@@ -71,6 +71,10 @@ type connKey struct{ client, backend string }
 type clientState struct {
 	conns map[string]*clientConn // by backend
 	level mcp.LoggingLevel       // "" until the client sets one
+	// subs are the URIs the client subscribed to, by backend: a session
+	// that is reopened (after an eviction or a lost connection) subscribes
+	// to them again.
+	subs map[string]map[string]struct{}
 }
 
 // clientConn is one client's session to one backend.
@@ -78,6 +82,8 @@ type clientConn struct {
 	key  connKey
 	b    *backend
 	elem *list.Element
+	// roots is set when the client declared roots, and so the session.
+	roots bool
 	// ready is closed once conn or err is set.
 	ready chan struct{}
 	conn  *conn
@@ -119,7 +125,7 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 		}
 		p.removeLocked(evicted)
 	}
-	cc = &clientConn{key: k, b: b, ready: make(chan struct{})}
+	cc = &clientConn{key: k, b: b, ready: make(chan struct{}), roots: c.Capabilities.Roots != nil}
 	cc.elem = p.lru.PushFront(cc)
 	p.byKey[k] = cc
 	st := p.byClient[c.Session]
@@ -265,6 +271,72 @@ func (p *clientConns) level(session string) mcp.LoggingLevel {
 	return ""
 }
 
+// open returns the client's sessions that are open now.
+func (p *clientConns) open(session string) []*clientConn {
+	p.mu.Lock()
+	var out []*clientConn
+	if st := p.byClient[session]; st != nil {
+		for _, cc := range st.conns {
+			out = append(out, cc)
+		}
+	}
+	p.mu.Unlock()
+	n := 0
+	for _, cc := range out {
+		select {
+		case <-cc.ready:
+			if cc.conn != nil && !cc.closed.Load() {
+				out[n] = cc
+				n++
+			}
+		default: // still opening: it starts from the client's current state
+		}
+	}
+	return out[:n]
+}
+
+// addSub records that client session subscribed to uri on backend, unless
+// the client has ended meanwhile.
+func (p *clientConns) addSub(session, backend, uri string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.byClient[session]
+	if st == nil {
+		return
+	}
+	if st.subs == nil {
+		st.subs = make(map[string]map[string]struct{}, 1)
+	}
+	if st.subs[backend] == nil {
+		st.subs[backend] = make(map[string]struct{}, 1)
+	}
+	st.subs[backend][uri] = struct{}{}
+}
+
+// removeSub forgets a subscription addSub recorded.
+func (p *clientConns) removeSub(session, backend, uri string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.byClient[session]; st != nil {
+		delete(st.subs[backend], uri)
+	}
+}
+
+// subsOf returns the URIs client session subscribed to on backend.
+func (p *clientConns) subsOf(session, backend string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.byClient[session]
+	if st == nil {
+		return nil
+	}
+	out := make([]string, 0, len(st.subs[backend]))
+	for uri := range st.subs[backend] {
+		out = append(out, uri)
+	}
+	return out
+}
+
 // count returns the number of open per-client sessions of backend name.
 func (p *clientConns) count(name string) int {
 	p.mu.Lock()
@@ -355,6 +427,20 @@ func (b *backend) dialClient(ctx context.Context, c Client, cc *clientConn) (*co
 		req.Params.Level = level
 		if err := conn.client.SetLevel(cctx, req); err != nil {
 			b.log.Debug("set log level of a new backend session", "error", err)
+		}
+	}
+	// A session reopened after an eviction or a lost connection: the
+	// backend forgot the client's subscriptions with the old one.
+	if uris := b.m.clients.subsOf(c.Session, b.cfg.Name); len(uris) > 0 {
+		if r := conn.client.GetServerCapabilities().Resources; r != nil && r.Subscribe {
+			for _, uri := range uris {
+				req := mcp.SubscribeRequest{}
+				req.Params.URI = uri
+				if err := conn.client.Subscribe(cctx, req); err != nil {
+					b.log.Warn("subscribe a reopened backend session again", "uri", uri, "error", err)
+				}
+			}
+			b.log.Debug("subscribed a reopened backend session again", "client_session_prefix", prefix(c.Session), "subscriptions", len(uris))
 		}
 	}
 	return conn, nil

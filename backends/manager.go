@@ -209,20 +209,51 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 }
 
 // CloseClient closes every backend session of the client with MCP session
-// id session and forgets its subscriptions on shared connections. It
-// returns when the sessions are closed.
+// id session and forgets its subscriptions on shared connections,
+// unsubscribing a backend from a URI whose last subscriber it was. It
+// returns when that is done.
 func (m *Manager) CloseClient(session string) {
 	if session == "" {
 		return
 	}
 	n := m.clients.closeClient(session)
 	for _, name := range m.order {
-		if c := m.backends[name].current(); c != nil {
-			c.subs.dropSession(session)
-		}
+		m.backends[name].dropSubscriber(session)
 	}
 	if n > 0 {
 		m.log.Debug("closed the backend sessions of a client", "client_session_prefix", prefix(session), "sessions", n)
+	}
+}
+
+// RootsChanged forwards a client's notifications/roots/list_changed to its
+// open backend sessions that declared roots (a session opened later asks
+// afresh) and to every shared stdio connection, which may have asked any
+// client (the backend's next roots/list is attributed as usual).
+func (m *Manager) RootsChanged(ctx context.Context, session string) {
+	if session == "" {
+		return
+	}
+	for _, cc := range m.clients.open(session) {
+		if !cc.roots {
+			continue
+		}
+		if err := cc.conn.client.RootListChanges(ctx); err != nil {
+			cc.b.log.Debug("forward notifications/roots/list_changed", "error", err)
+		}
+	}
+	if m.opts.Relay == nil {
+		return // shared connections declare no roots
+	}
+	for _, name := range m.order {
+		b := m.backends[name]
+		if perClient(b.cfg.Transport) {
+			continue
+		}
+		if c := b.current(); c != nil {
+			if err := c.client.RootListChanges(ctx); err != nil {
+				b.log.Debug("forward notifications/roots/list_changed", "error", err)
+			}
+		}
 	}
 }
 

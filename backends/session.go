@@ -2,6 +2,7 @@ package backends
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -37,40 +38,66 @@ func (s *Session) Backend() string { return s.backend.cfg.Name }
 // token is replaced by one unique on the connection and mapped back.
 func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	params := req.Params
-	params.Meta = outboundMeta(params.Meta)
-	if s.conn.calls != nil {
-		var end func()
-		params.Meta, end = s.conn.calls.start(ctx, s.client, params.Meta)
-		defer end()
-	}
-	return send(ctx, s, func(ctx context.Context) (*mcp.CallToolResult, error) {
-		res, err := s.conn.request(ctx, string(mcp.MethodToolsCall), params)
-		if err != nil {
-			return nil, err
-		}
-		return mcp.ParseCallToolResult(res)
-	})
+	return relayRequest(ctx, s, string(mcp.MethodToolsCall), &params, &params.Meta, mcp.ParseCallToolResult)
 }
 
 // Subscribe subscribes the client to updates of the resource at uri. On a
 // shared connection the backend is subscribed once, for its first
-// subscriber. A backend that does not offer subscriptions is not asked.
+// subscriber; vmcp keeps the subscription and makes it again on the next
+// connection. A client's own session remembers it the same way for the
+// session that replaces it. A backend that does not offer subscriptions is
+// not asked. An error means the client is not subscribed.
 func (s *Session) Subscribe(ctx context.Context, uri string) error {
-	if !s.canSubscribe() || (s.owner == nil && !s.conn.subs.add(uri, s.client)) {
+	if !s.canSubscribe() {
 		return nil
 	}
+	if s.owner != nil {
+		if err := s.subscribe(ctx, uri); err != nil {
+			return err
+		}
+		s.backend.m.clients.addSub(s.client, s.backend.cfg.Name, uri)
+		return nil
+	}
+	subs := s.backend.subs
+	subs.wire.Lock()
+	defer subs.wire.Unlock()
+	if !subs.add(uri, s.client) {
+		return nil
+	}
+	if err := s.subscribe(ctx, uri); err != nil {
+		subs.remove(uri, s.client)
+		return err
+	}
+	return nil
+}
+
+// Unsubscribe ends the client's subscription to uri; on a shared
+// connection the backend is unsubscribed after the last subscriber.
+func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
+	if !s.canSubscribe() {
+		return nil
+	}
+	if s.owner != nil {
+		s.backend.m.clients.removeSub(s.client, s.backend.cfg.Name, uri)
+		return s.unsubscribe(ctx, uri)
+	}
+	subs := s.backend.subs
+	subs.wire.Lock()
+	defer subs.wire.Unlock()
+	if !subs.remove(uri, s.client) {
+		return nil
+	}
+	return s.unsubscribe(ctx, uri)
+}
+
+func (s *Session) subscribe(ctx context.Context, uri string) error {
 	req := mcp.SubscribeRequest{}
 	req.Params.URI = uri
 	_, err := send(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.conn.client.Subscribe(ctx, req) })
 	return err
 }
 
-// Unsubscribe ends the client's subscription to uri; on a shared
-// connection the backend is unsubscribed after the last subscriber.
-func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
-	if !s.canSubscribe() || (s.owner == nil && !s.conn.subs.remove(uri, s.client)) {
-		return nil
-	}
+func (s *Session) unsubscribe(ctx context.Context, uri string) error {
 	req := mcp.UnsubscribeRequest{}
 	req.Params.URI = uri
 	_, err := send(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.conn.client.Unsubscribe(ctx, req) })
@@ -82,20 +109,90 @@ func (s *Session) canSubscribe() bool {
 	return r != nil && r.Subscribe
 }
 
-// ReadResource reads a resource by its URI.
-func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-	req.Header = nil
-	req.Params.Meta = outboundMeta(req.Params.Meta)
-	return send(ctx, s, func(ctx context.Context) (*mcp.ReadResourceResult, error) {
-		return s.conn.client.ReadResource(ctx, req)
-	})
+// resubscribe makes the shared connection's subscriptions again on a new
+// connection: the backend (a restarted process, a new HTTP session) has
+// forgotten them.
+func (b *backend) resubscribe(ctx context.Context) {
+	if len(b.subs.uris()) == 0 {
+		return
+	}
+	s, err := b.session()
+	if err != nil || !s.canSubscribe() {
+		return
+	}
+	b.subs.wire.Lock()
+	defer b.subs.wire.Unlock()
+	uris := b.subs.uris()
+	for _, uri := range uris {
+		if err := s.subscribe(ctx, uri); err != nil {
+			b.log.Warn("subscribe again after reconnecting", "uri", uri, "error", err)
+		}
+	}
+	b.log.Info("subscribed again after reconnecting", "subscriptions", len(uris))
 }
 
-// GetPrompt renders a prompt.
+// unsubscribeTimeout bounds unsubscribing an ended client's last
+// subscriptions; the client is gone and nobody waits for the answer.
+const unsubscribeTimeout = 5 * time.Second
+
+// dropSubscriber forgets the shared-connection subscriptions of an ended
+// client session and unsubscribes the backend from the URIs it was the
+// last subscriber of.
+func (b *backend) dropSubscriber(session string) {
+	if !b.subs.has(session) {
+		return
+	}
+	b.subs.wire.Lock()
+	defer b.subs.wire.Unlock()
+	last := b.subs.dropSession(session)
+	if len(last) == 0 {
+		return
+	}
+	s, err := b.session()
+	if err != nil || !s.canSubscribe() {
+		return // the next connection starts without them
+	}
+	ctx, cancel := context.WithTimeout(b.m.runCtx, unsubscribeTimeout)
+	defer cancel()
+	for _, uri := range last {
+		if err := s.unsubscribe(ctx, uri); err != nil {
+			b.log.Warn("unsubscribe after the last subscriber ended", "uri", uri, "error", err)
+		}
+	}
+}
+
+// ReadResource reads a resource by its URI. Like CallTool it is sent under
+// vmcp's own request id, so that a read whose ctx ends is cancelled at the
+// backend, and on a shared connection its progress token is mapped.
+func (s *Session) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	params := req.Params
+	return relayRequest(ctx, s, string(mcp.MethodResourcesRead), &params, &params.Meta, mcp.ParseReadResourceResult)
+}
+
+// GetPrompt renders a prompt, sent like ReadResource.
 func (s *Session) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-	req.Header = nil
-	req.Params.Meta = outboundMeta(req.Params.Meta)
-	return send(ctx, s, func(ctx context.Context) (*mcp.GetPromptResult, error) { return s.conn.client.GetPrompt(ctx, req) })
+	params := req.Params
+	return relayRequest(ctx, s, string(mcp.MethodPromptsGet), &params, &params.Meta, mcp.ParseGetPromptResult)
+}
+
+// relayRequest sends a client's request with params (whose _meta meta
+// points to) through the transport under vmcp's own id, without the
+// client's protocol-level _meta, and parses the result.
+func relayRequest[R any](ctx context.Context, s *Session, method string, params any, meta **mcp.Meta, parse func(*json.RawMessage) (R, error)) (R, error) {
+	*meta = outboundMeta(*meta)
+	if s.conn.calls != nil {
+		var end func()
+		*meta, end = s.conn.calls.start(ctx, s.client, *meta)
+		defer end()
+	}
+	return send(ctx, s, func(ctx context.Context) (R, error) {
+		res, err := s.conn.request(ctx, method, params)
+		if err != nil {
+			var zero R
+			return zero, err
+		}
+		return parse(res)
+	})
 }
 
 // Complete asks for argument completions of a prompt or resource template.

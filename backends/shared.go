@@ -190,6 +190,9 @@ func (h sharedHandlers) notify(live context.Context, subs *subscriptions, n mcp.
 // connection: the backend is subscribed once, on the first, and
 // unsubscribed after the last.
 type subscriptions struct {
+	// wire is held while a change is sent to the backend, so that the
+	// backend's subscriptions follow the counts in order.
+	wire  sync.Mutex
 	mu    sync.Mutex
 	byURI map[string]map[string]struct{}
 }
@@ -229,16 +232,46 @@ func (s *subscriptions) remove(uri, session string) bool {
 	return false
 }
 
-// dropSession forgets every subscription of session.
-func (s *subscriptions) dropSession(session string) {
+// dropSession forgets every subscription of session and returns the URIs
+// it was the last subscriber of.
+func (s *subscriptions) dropSession(session string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var last []string
 	for uri, set := range s.byURI {
+		if _, ok := set[session]; !ok {
+			continue
+		}
 		delete(set, session)
 		if len(set) == 0 {
 			delete(s.byURI, uri)
+			last = append(last, uri)
 		}
 	}
+	return last
+}
+
+// has reports whether session is subscribed to anything.
+func (s *subscriptions) has(session string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, set := range s.byURI {
+		if _, ok := set[session]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// uris returns every URI with a subscriber.
+func (s *subscriptions) uris() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.byURI))
+	for uri := range s.byURI {
+		out = append(out, uri)
+	}
+	return out
 }
 
 func (s *subscriptions) of(uri string) []string {

@@ -28,7 +28,10 @@ type mcpEndpoint struct {
 	tools    *catalogueSync
 	hidden   *hiddenTools // nil: none
 	modern   *modernRelay // nil: stateless requests go to mcp-go too
-	log      *slog.Logger
+	// relay forwards resources/(un)subscribe before mcp-go answers them;
+	// nil: mcp-go's after-hooks do.
+	relay *relay
+	log   *slog.Logger
 	// inflight counts requests other than the long-lived GET streams, so
 	// Shutdown can drain them before it ends the sessions.
 	inflight *atomic.Int64
@@ -46,6 +49,15 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p, ok := parse.FromContext(r.Context()); ok {
 		if e.servedToolList(w, r, p) || e.answeredHidden(w, p) || e.modern.served(w, r, p) {
 			return
+		}
+		if e.relay != nil {
+			ctx, answered := e.relay.forwardSubscription(w, r, p)
+			if answered {
+				return
+			}
+			if ctx != nil {
+				req.Context = ctx
+			}
 		}
 		req.Body = p.Body
 	}

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,8 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/router"
 )
 
@@ -120,13 +124,118 @@ func (r *relay) hooks() *mcpserver.Hooks {
 			r.backends.SetLevel(ctx, c.Session, req.Params.Level)
 		}
 	})
+	// Normally forwardSubscription has forwarded these already; the hooks
+	// cover what it leaves to mcp-go (a batch, for one).
 	h.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
-		r.subscription(ctx, req.Params.URI, (*backends.Session).Subscribe)
+		if ctx.Value(forwardedKey{}) == nil {
+			r.subscription(ctx, req.Params.URI, (*backends.Session).Subscribe)
+		}
 	})
 	h.AddAfterUnsubscribe(func(ctx context.Context, _ any, req *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
-		r.subscription(ctx, req.Params.URI, (*backends.Session).Unsubscribe)
+		if ctx.Value(forwardedKey{}) == nil {
+			r.subscription(ctx, req.Params.URI, (*backends.Session).Unsubscribe)
+		}
 	})
 	return h
+}
+
+// rootsListChanged is the client's notification that its roots changed.
+const rootsListChanged = mcp.MethodNotificationRootsListChanged
+
+// rootsTimeout bounds forwarding a client's roots/list_changed.
+const rootsTimeout = 10 * time.Second
+
+// rootsChanged forwards a client's notifications/roots/list_changed to its
+// backend sessions (and the shared stdio connections), without holding up
+// the client's POST.
+func (r *relay) rootsChanged(ctx context.Context, _ mcp.JSONRPCNotification) {
+	c := clientOf(ctx)
+	if c.Session == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rootsTimeout)
+		defer cancel()
+		r.backends.RootsChanged(ctx, c.Session)
+	}()
+}
+
+// forwardedKey marks the context of a resources/(un)subscribe that
+// forwardSubscription has forwarded: mcp-go's after-hook leaves it alone.
+type forwardedKey struct{}
+
+// forwardSubscription forwards a resources/subscribe or /unsubscribe on a
+// live session of a session-based revision to the backend that serves its
+// URI before mcp-go sees it. The backend's error is the client's answer
+// (answered is true); on success mcp-go answers as usual (its session
+// records the subscription) with ctx, which tells the after-hook that the
+// backend has it. Anything else (a batch, no URI, a URI no backend serves,
+// no session) gets ctx nil and goes to mcp-go and the hooks unchanged.
+func (r *relay) forwardSubscription(w http.ResponseWriter, req *http.Request, p *parse.Parsed) (ctx context.Context, answered bool) {
+	var do func(*backends.Session, context.Context, string) error
+	switch p.Method {
+	case string(mcp.MethodResourcesSubscribe):
+		do = (*backends.Session).Subscribe
+	case string(mcp.MethodResourcesUnsubscribe):
+		do = (*backends.Session).Unsubscribe
+	default:
+		return nil, false
+	}
+	if p.Batch || len(p.ID) == 0 || mcp.IsModernProtocol(p.ProtocolVersion) {
+		return nil, false
+	}
+	if v := req.Header.Get(mcpserver.HeaderKeyProtocolVersion); v != "" && !mcp.IsValidProtocolVersion(v) {
+		return nil, false
+	}
+	id := req.Header.Get(mcpserver.HeaderKeySessionID)
+	v, ok := r.sessions.Load(id)
+	if id == "" || !ok {
+		return nil, false
+	}
+	var body struct {
+		Params struct {
+			URI string `json:"uri"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(p.Body, &body) != nil || body.Params.URI == "" {
+		return nil, false
+	}
+	uri := body.Params.URI
+	name, ok := r.router.ResourceBackend(uri)
+	if !ok {
+		return nil, false
+	}
+	c := backends.Client{Session: id, Capabilities: declared(v.(mcpserver.ClientSession))}
+	s, err := r.backends.Session(req.Context(), c, name)
+	if err == nil {
+		err = do(s, req.Context(), uri)
+	}
+	if err != nil {
+		r.log.Info("backend refused a resource subscription", "method", p.Method, "backend", name, "uri", uri, "error", err)
+		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: errorCode(err), Message: err.Error()})
+		return nil, true
+	}
+	return context.WithValue(req.Context(), forwardedKey{}, true), false
+}
+
+// errorCode returns the JSON-RPC code of a backend's error as mcp-go's
+// client reports it; anything else (the backend unavailable, a transport
+// failure) is an internal error.
+func errorCode(err error) int {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{mcp.ErrInvalidRequest, mcp.INVALID_REQUEST},
+		{mcp.ErrMethodNotFound, mcp.METHOD_NOT_FOUND},
+		{mcp.ErrInvalidParams, mcp.INVALID_PARAMS},
+		{mcp.ErrResourceNotFound, mcp.RESOURCE_NOT_FOUND},
+	} {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return mcp.INTERNAL_ERROR
 }
 
 // subscription forwards a resources/subscribe or /unsubscribe to the

@@ -58,6 +58,7 @@ type Server struct {
 	opts Options
 
 	backends *backends.Manager
+	relay    *relay
 	agg      *aggregator.Aggregator
 	sync     *catalogueSync
 	sessions *sessionIDs
@@ -154,7 +155,9 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		mcpserver.WithRecovery(),
 	)
 	mcp.EnableSampling()
+	mcp.AddNotificationHandler(rootsListChanged, rel.rootsChanged)
 	rel.mcp = mcp
+	s.relay = rel
 	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: rel.flushed(rt.CallTool), log: s.log}
 	if cfg.Optimizer.Enabled {
 		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
@@ -219,7 +222,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, log: s.log, inflight: &s.inflight}
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, relay: s.relay, log: s.log, inflight: &s.inflight}
 	endpoint.modern = &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log} // modern.go
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)

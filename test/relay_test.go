@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,9 +236,19 @@ func TestRelayProgressAndCancel(t *testing.T) {
 	}
 }
 
-func remoteStats(t *testing.T, c *client.Client) (s struct{ Sessions, Cancelled int }) {
+func remoteStats(t *testing.T, c *client.Client) demoStats { return statsOf(t, c, "remote") }
+
+// demoStats is what a demo backend's stats tool reports.
+type demoStats struct {
+	Sessions, Cancelled, CancelNotices, RootsChanged int
+	Roots                                            []string
+	Subscribers                                      map[string]int
+}
+
+// statsOf calls the stats tool of the demo backend vmcp names backend.
+func statsOf(t *testing.T, c *client.Client, backend string) (s demoStats) {
 	t.Helper()
-	if err := json.Unmarshal([]byte(callText(t, c, "remote_stats", nil)), &s); err != nil {
+	if err := json.Unmarshal([]byte(callText(t, c, backend+"_stats", nil)), &s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -356,5 +367,234 @@ func TestRelayBackendSessions(t *testing.T) {
 	// The evicted client gets a new backend session on its next call.
 	if s := remoteStats(t, a); s.Sessions != 3 {
 		t.Errorf("backend sessions after the evicted client came back = %d, want 3", s.Sessions)
+	}
+}
+
+// roots is a roots handler that answers with one root.
+type roots string
+
+func (r roots) ListRoots(context.Context, mcp.ListRootsRequest) (*mcp.ListRootsResult, error) {
+	return &mcp.ListRootsResult{Roots: []mcp.Root{{URI: string(r), Name: "test"}}}, nil
+}
+
+// TestRelayRootsListChanged: a client's notifications/roots/list_changed
+// reaches its own backend session, whose backend then asks that client for
+// its roots again, and the shared stdio backend.
+func TestRelayRootsListChanged(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a, _ := listener(t, f.V.URL, client.WithRootsHandler(roots("file:///home/a")))
+	b, _ := listener(t, f.V.URL, client.WithRootsHandler(roots("file:///home/b")))
+	for _, c := range []*client.Client{a, b} {
+		statsOf(t, c, "remote") // opens the client's backend session
+	}
+	if err := a.RootListChanges(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the remote backend asking A for its roots again", func() error {
+		if s := statsOf(t, a, "remote"); s.RootsChanged != 1 || len(s.Roots) != 1 || s.Roots[0] != "file:///home/a" {
+			return fmt.Errorf("roots/list_changed %d, roots %v", s.RootsChanged, s.Roots)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "the stdio backend told", func() error {
+		if s := statsOf(t, a, "local"); s.RootsChanged != 1 {
+			return fmt.Errorf("roots/list_changed %d", s.RootsChanged)
+		}
+		return nil
+	})
+}
+
+// subscribe subscribes c to uri through vmcp.
+func subscribe(t *testing.T, c *client.Client, uri string) {
+	t.Helper()
+	req := mcp.SubscribeRequest{}
+	req.Params.URI = uri
+	if err := c.Subscribe(ctxT(t, 10*time.Second), req); err != nil {
+		t.Fatalf("subscribe %s: %v", uri, err)
+	}
+}
+
+// expectUpdate touches the counter of backend through toucher and waits
+// until n has one more resources/updated for it.
+func expectUpdate(t *testing.T, toucher *client.Client, backend string, n *notes, what string) {
+	t.Helper()
+	const updated = mcp.MethodNotificationResourceUpdated
+	before := n.count(updated)
+	callText(t, toucher, backend+"_touch", nil)
+	eventually(t, 10*time.Second, what, func() error {
+		if n.count(updated) == before {
+			return errors.New("no resources/updated yet")
+		}
+		return nil
+	})
+}
+
+// TestRelayResubscribeEvicted: a client whose backend session was evicted
+// is subscribed again on the session that replaces it.
+func TestRelayResubscribeEvicted(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, ", maxBackendSessions: 2")
+	uri := "demo://" + f.Remote.Name + "/counter"
+	a, aNotes := listener(t, f.V.URL)
+	subscribe(t, a, uri)
+	b := newClient(t, f.V.URL, clientOpts{})
+	c := newClient(t, f.V.URL, clientOpts{})
+	statsOf(t, b, "remote")
+	statsOf(t, c, "remote") // evicts A's backend session
+	if s := statsOf(t, c, "remote"); s.Subscribers[uri] != 0 {
+		t.Fatalf("subscribers after A's session was evicted = %d, want 0", s.Subscribers[uri])
+	}
+	// A's next call opens a new session (evicting B's): subscribed again.
+	if s := statsOf(t, a, "remote"); s.Subscribers[uri] != 1 {
+		t.Errorf("subscribers after A's session was reopened = %d, want 1", s.Subscribers[uri])
+	}
+	expectUpdate(t, c, "remote", aNotes, "resources/updated at A after its session was reopened")
+}
+
+// TestRelayResubscribeRestarted: the shared connection's subscriptions are
+// made again after the stdio backend restarted.
+func TestRelayResubscribeRestarted(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	uri := "demo://" + f.Local + "/counter"
+	a, aNotes := listener(t, f.V.URL)
+	b := newClient(t, f.V.URL, clientOpts{})
+	subscribe(t, a, uri)
+	pids := processesWith(f.Local)
+	if len(pids) != 1 {
+		t.Fatalf("want 1 process of the stdio backend, found %d", len(pids))
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the stdio backend restarted with A subscribed", func() error {
+		res, err := tryCall(t, b, "local_stats", nil)
+		if err != nil || res.IsError {
+			return fmt.Errorf("local_stats: %v %v", err, res)
+		}
+		var s demoStats
+		if err := json.Unmarshal([]byte(resultText(res)), &s); err != nil {
+			return err
+		}
+		if s.Subscribers[uri] != 1 {
+			return fmt.Errorf("subscribers %v", s.Subscribers)
+		}
+		return nil
+	})
+	expectUpdate(t, b, "local", aNotes, "resources/updated at A after the restart")
+}
+
+// TestRelayUnsubscribeLast: the shared backend is unsubscribed when the
+// last client subscribed to a URI ends, not before.
+func TestRelayUnsubscribeLast(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	uri := "demo://" + f.Local + "/counter"
+	a := newClient(t, f.V.URL, clientOpts{})
+	b := newClient(t, f.V.URL, clientOpts{})
+	c := newClient(t, f.V.URL, clientOpts{})
+	subscribe(t, a, uri)
+	subscribe(t, b, uri)
+	if s := statsOf(t, c, "local"); s.Subscribers[uri] != 1 {
+		t.Fatalf("backend subscriptions with two subscribers = %d, want 1", s.Subscribers[uri])
+	}
+	if err := a.Close(); err != nil { // DELETE
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := statsOf(t, c, "local"); s.Subscribers[uri] != 1 {
+		t.Errorf("backend subscriptions after one of two subscribers ended = %d, want 1", s.Subscribers[uri])
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the backend unsubscribed after the last subscriber ended", func() error {
+		if s := statsOf(t, c, "local"); s.Subscribers[uri] != 0 {
+			return fmt.Errorf("%d subscriptions", s.Subscribers[uri])
+		}
+		return nil
+	})
+}
+
+// TestRelayCancelReadAndPrompt: a client's notifications/cancelled for a
+// resources/read or prompts/get reaches the HTTP backend.
+func TestRelayCancelReadAndPrompt(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a := newClient(t, f.V.URL, clientOpts{})
+	b := newClient(t, f.V.URL, clientOpts{})
+	for i, tc := range []struct {
+		method string
+		params map[string]any
+	}{
+		{"resources/read", map[string]any{"uri": "demo://" + f.Remote.Name + "/items/slow-20000"}},
+		{"prompts/get", map[string]any{"name": "remote_greet", "arguments": map[string]any{"who": "slow-20000"}}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		id := fmt.Sprintf("slow-%d", i)
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(id), Method: tc.method, Params: tc.params})
+			done <- err
+		}()
+		time.Sleep(500 * time.Millisecond)
+		err := a.GetTransport().SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{
+			Method: string(mcp.MethodNotificationCancelled),
+			Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": id, "reason": "test"}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, tc.method+" cancelled at the backend with notifications/cancelled", func() error {
+			if s := remoteStats(t, b); s.Cancelled != i+1 || s.CancelNotices != i+1 {
+				return fmt.Errorf("cancelled = %d, notifications/cancelled = %d", s.Cancelled, s.CancelNotices)
+			}
+			return nil
+		})
+		cancel()
+		<-done
+	}
+	// Results are unchanged.
+	req := mcp.ReadResourceRequest{}
+	req.Params.URI = "demo://" + f.Remote.Name + "/items/7"
+	res, err := a.ReadResource(ctxT(t, 10*time.Second), req)
+	if err != nil || len(res.Contents) != 1 {
+		t.Fatalf("read: %+v, %v", res, err)
+	}
+	if text, ok := res.Contents[0].(mcp.TextResourceContents); !ok || text.Text != "item 7 from "+f.Remote.Name {
+		t.Errorf("read item 7 = %#v", res.Contents[0])
+	}
+	preq := mcp.GetPromptRequest{}
+	preq.Params.Name = "local_greet"
+	preq.Params.Arguments = map[string]string{"who": "ada"}
+	pres, err := a.GetPrompt(ctxT(t, 10*time.Second), preq)
+	if err != nil || len(pres.Messages) != 1 {
+		t.Fatalf("prompt: %+v, %v", pres, err)
+	}
+	if text, ok := pres.Messages[0].Content.(mcp.TextContent); !ok || text.Text != "Hello ada from "+f.Local {
+		t.Errorf("local_greet = %#v", pres.Messages[0].Content)
+	}
+}
+
+// TestRelaySubscribeError: a backend's error for resources/subscribe
+// reaches the client, which is then not subscribed.
+func TestRelaySubscribeError(t *testing.T) {
+	t.Parallel()
+	f := startRelayFleet(t, "")
+	a := newClient(t, f.V.URL, clientOpts{})
+	for _, name := range []string{f.Remote.Name, f.Local} {
+		req := mcp.SubscribeRequest{}
+		req.Params.URI = "demo://" + name + "/items/refused-1"
+		err := a.Subscribe(ctxT(t, 10*time.Second), req)
+		if err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("subscribe to a refused item of %s: %v, want the backend's error", name, err)
+		}
+	}
+	// The refused subscription was not recorded: a later one is made.
+	uri := "demo://" + f.Local + "/counter"
+	subscribe(t, a, uri)
+	if s := statsOf(t, a, "local"); s.Subscribers[uri] != 1 {
+		t.Errorf("subscribers = %d, want 1", s.Subscribers[uri])
 	}
 }

@@ -187,7 +187,7 @@ func serveHTTP(ctx context.Context, cfg config, srv *server.MCPServer, stdout io
 			server.WithStreamableHTTPLogger(logger),
 		)
 		mux := http.NewServeMux()
-		mux.Handle("/mcp", h)
+		mux.Handle("/mcp", countCancelNotices(h))
 		httpSrv.Handler = mux
 		endpoint, shutdown = base+"/mcp", h.Shutdown
 	case transportSSE:

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,17 +30,50 @@ const notifyGrace = 20 * time.Millisecond
 // this backend, the progress calls that were cancelled, and the resource
 // subscriptions by URI.
 type sessionStats struct {
-	live      atomic.Int64
-	cancelled atomic.Int64
+	live         atomic.Int64
+	cancelled    atomic.Int64
+	rootsChanged atomic.Int64
 
-	mu   sync.Mutex
-	subs map[string]map[string]struct{} // URI → session ids
+	mu    sync.Mutex
+	subs  map[string]map[string]struct{} // URI → session ids
+	roots []string                       // the last roots/list answer, or its error
+}
+
+// cancelNotices counts the notifications/cancelled this process received
+// over streamable HTTP. mcp-go's server also cancels a request whose HTTP
+// request goes away, so the count tells whether a client sent the
+// notification itself.
+var cancelNotices atomic.Int64
+
+// countCancelNotices counts the notifications/cancelled POSTed to next.
+func countCancelNotices(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			if err != nil {
+				http.Error(w, "read body", http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var msg struct {
+				Method string `json:"method"`
+			}
+			if bytes.Contains(body, []byte(mcp.MethodNotificationCancelled)) && json.Unmarshal(body, &msg) == nil && msg.Method == string(mcp.MethodNotificationCancelled) {
+				cancelNotices.Add(1)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // statsResult is the structured result of the stats tool.
 type statsResult struct {
-	Sessions  int64 `json:"sessions" jsonschema:"live MCP sessions of this backend"`
-	Cancelled int64 `json:"cancelled" jsonschema:"progress calls cancelled by their client so far"`
+	Sessions      int64          `json:"sessions" jsonschema:"live MCP sessions of this backend"`
+	Cancelled     int64          `json:"cancelled" jsonschema:"progress calls and slow item and greet requests cancelled by their client so far"`
+	CancelNotices int64          `json:"cancelNotices" jsonschema:"notifications/cancelled received over streamable HTTP so far"`
+	RootsChanged  int64          `json:"rootsChanged" jsonschema:"notifications/roots/list_changed received so far"`
+	Roots         []string       `json:"roots,omitempty" jsonschema:"the root URIs of the last roots/list this backend asked after a roots/list_changed, or the error it got"`
+	Subscribers   map[string]int `json:"subscribers,omitempty" jsonschema:"sessions subscribed to each resource URI"`
 }
 
 // hooks counts sessions and records resource subscriptions.
@@ -50,6 +88,7 @@ func (st *sessionStats) hooks() *server.Hooks {
 			delete(set, s.SessionID())
 		}
 	})
+	h.AddOnRequestInitialization(refuseSubscription)
 	h.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
 		if s := server.ClientSessionFromContext(ctx); s != nil {
 			st.mu.Lock()
@@ -68,6 +107,71 @@ func (st *sessionStats) hooks() *server.Hooks {
 		}
 	})
 	return h
+}
+
+// snapshot fills in the counts of a stats result.
+func (st *sessionStats) snapshot() statsResult {
+	res := statsResult{Sessions: st.live.Load(), Cancelled: st.cancelled.Load(), CancelNotices: cancelNotices.Load(), RootsChanged: st.rootsChanged.Load()}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	res.Roots = append([]string(nil), st.roots...)
+	for uri, set := range st.subs {
+		if len(set) > 0 {
+			if res.Subscribers == nil {
+				res.Subscribers = make(map[string]int)
+			}
+			res.Subscribers[uri] = len(set)
+		}
+	}
+	return res
+}
+
+// rootsChanged counts a client's notifications/roots/list_changed and asks
+// that client for its roots again, as a server that works in them would.
+func (b *backend) rootsChanged(ctx context.Context, _ mcp.JSONRPCNotification) {
+	b.stats.rootsChanged.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		res, err := b.srv.RequestRoots(ctx, mcp.ListRootsRequest{})
+		var roots []string
+		if err != nil {
+			roots = []string{"error: " + err.Error()}
+		} else {
+			for _, r := range res.Roots {
+				roots = append(roots, r.URI)
+			}
+		}
+		b.stats.mu.Lock()
+		b.stats.roots = roots
+		b.stats.mu.Unlock()
+	}()
+}
+
+// refusedItem marks the items whose subscription the demo refuses with an
+// error, for tests of the error path.
+const refusedItem = "/items/refused"
+
+// refuseSubscription answers resources/subscribe to an item whose id starts
+// with "refused" with an error.
+func refuseSubscription(_ context.Context, _ any, message any) error {
+	raw, ok := message.(json.RawMessage)
+	if !ok {
+		return nil
+	}
+	var req struct {
+		Method string `json:"method"`
+		Params struct {
+			URI string `json:"uri"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(raw, &req) != nil || req.Method != string(mcp.MethodResourcesSubscribe) {
+		return nil
+	}
+	if strings.Contains(req.Params.URI, refusedItem) {
+		return fmt.Errorf("subscriptions to %s are refused", req.Params.URI)
+	}
+	return nil
 }
 
 // subscribers returns the sessions subscribed to uri.
@@ -126,7 +230,7 @@ func (b *backend) relayTools() []server.ServerTool {
 		},
 		{
 			Tool: mcp.NewTool("stats",
-				mcp.WithDescription("Reports this backend's live MCP sessions and how many progress calls were cancelled."),
+				mcp.WithDescription("Reports this backend's live MCP sessions, how many requests were cancelled, the roots/list_changed notifications it got and the subscribers of each resource."),
 				mcp.WithOutputSchema[statsResult](),
 				readOnly(),
 			),
@@ -227,12 +331,36 @@ func (b *backend) touch(context.Context, mcp.CallToolRequest) (*mcp.CallToolResu
 }
 
 func (b *backend) statsTool(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	res := statsResult{Sessions: b.stats.live.Load(), Cancelled: b.stats.cancelled.Load()}
+	res := b.stats.snapshot()
 	raw, err := json.Marshal(res)
 	if err != nil {
 		return nil, err
 	}
 	return mcp.NewToolResultStructured(res, string(raw)), nil
+}
+
+// slowPrefix makes an item id or a greet argument slow: "slow-<ms>" waits
+// that long (at most maxSleepMs) before answering, or until the request is
+// cancelled, which the stats count.
+const slowPrefix = "slow-"
+
+// slow waits as s ("slow-<ms>") asks; it returns ctx's error when the
+// request was cancelled first.
+func (b *backend) slow(ctx context.Context, s string) error {
+	ms, err := strconv.Atoi(strings.TrimPrefix(s, slowPrefix))
+	if !strings.HasPrefix(s, slowPrefix) || err != nil || ms <= 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Duration(min(ms, maxSleepMs)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		b.stats.cancelled.Add(1)
+		slog.Info("slow request cancelled", "arg", s)
+		return ctx.Err()
+	}
 }
 
 // addCounter registers the counter resource.

@@ -80,6 +80,7 @@ func newServer(cfg config) (*server.MCPServer, error) {
 	b.addResources()
 	b.addCounter()
 	b.addPrompts()
+	b.srv.AddNotificationHandler(mcp.MethodNotificationRootsListChanged, b.rootsChanged)
 	return b.srv, nil
 }
 
@@ -126,10 +127,13 @@ func (b *backend) addResources() {
 		mcp.WithTemplateDescription("A demo item; any id resolves to a one-line text."),
 		mcp.WithTemplateMIMEType("text/plain"),
 	)
-	b.srv.AddResourceTemplate(items, func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	b.srv.AddResourceTemplate(items, func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 		id := templateArg(req.Params.Arguments, "id")
 		if id == "" {
 			id = strings.TrimPrefix(req.Params.URI, b.itemsPrefix())
+		}
+		if err := b.slow(ctx, id); err != nil {
+			return nil, err
 		}
 		return []mcp.ResourceContents{mcp.TextResourceContents{
 			URI:      req.Params.URI,
@@ -168,8 +172,8 @@ func (b *backend) readme() string {
 	sb.WriteString("- `echo`, `add`, `fail`, `sleep`, `whoami`: test helpers\n")
 	sb.WriteString("- `add_tool`, `remove_tool`: change the tool list at runtime\n")
 	sb.WriteString("- `sample`, `elicit`, `progress`, `log`, `touch`, `stats`: talk back to the client (sampling, elicitation, progress, log messages, resource updates)\n")
-	fmt.Fprintf(&sb, "\n## Resources\n\n- `%s`: this page\n- `%s`: a number `touch` increments (subscribable)\n- `%s{id}`: one line per item\n", b.readmeURI(), b.counterURI(), b.itemsPrefix())
-	sb.WriteString("\n## Prompts\n\n- `greet`: says hello to `who` (with completions)\n")
+	fmt.Fprintf(&sb, "\n## Resources\n\n- `%s`: this page\n- `%s`: a number `touch` increments (subscribable)\n- `%s{id}`: one line per item (`slow-<ms>` answers after that many milliseconds)\n", b.readmeURI(), b.counterURI(), b.itemsPrefix())
+	sb.WriteString("\n## Prompts\n\n- `greet`: says hello to `who` (with completions; `slow-<ms>` answers after that many milliseconds)\n")
 	return sb.String()
 }
 
@@ -183,10 +187,13 @@ func (b *backend) addPrompts() {
 			mcp.RequiredArgument(),
 		),
 	)
-	b.srv.AddPrompt(greet, func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	b.srv.AddPrompt(greet, func(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		who := req.Params.Arguments["who"]
 		if who == "" {
 			return nil, errors.New(`argument "who" is required`)
+		}
+		if err := b.slow(ctx, who); err != nil {
+			return nil, err
 		}
 		return mcp.NewGetPromptResult("Greeting from "+b.name, []mcp.PromptMessage{
 			mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent(fmt.Sprintf("Hello %s from %s", who, b.name))),
