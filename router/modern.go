@@ -42,6 +42,9 @@ type RawRequest struct {
 	Version string
 	// Body is the JSON-RPC message.
 	Body []byte
+	// Params is the params member of Body as sent, a slice of Body (as
+	// parse.Parsed.Params is), so that a renamed name replaces it in place.
+	Params json.RawMessage
 	// Header holds the client's MCP request headers (Mcp-Method, Mcp-Name,
 	// Mcp-Param-*, Mcp-Protocol-Version); others are ignored downstream.
 	Header http.Header
@@ -111,7 +114,8 @@ func (r *Router) route(method, name string) (aggregator.Route, bool) {
 
 // renamed returns the body and MCP headers of req for a backend that names
 // the tool or prompt original. A body that needs no renaming is returned as
-// it is, byte for byte.
+// it is, byte for byte; otherwise only its params are decoded and written
+// anew, in their place in the body.
 func renamed(req RawRequest, original string) ([]byte, http.Header, error) {
 	header := http.Header{}
 	for k, vs := range req.Header {
@@ -120,12 +124,12 @@ func renamed(req RawRequest, original string) ([]byte, http.Header, error) {
 	if original == req.Name || req.Method == string(mcp.MethodResourcesRead) {
 		return req.Body, header, nil
 	}
-	var msg map[string]json.RawMessage
-	if err := json.Unmarshal(req.Body, &msg); err != nil {
-		return nil, nil, fmt.Errorf("decode request: %w", err)
+	at, ok := offsetIn(req.Body, req.Params)
+	if !ok {
+		return nil, nil, errors.New("request params are not a slice of its body")
 	}
 	var params map[string]json.RawMessage
-	if err := json.Unmarshal(msg["params"], &params); err != nil {
+	if err := json.Unmarshal(req.Params, &params); err != nil {
 		return nil, nil, fmt.Errorf("decode request params: %w", err)
 	}
 	name, err := json.Marshal(original)
@@ -133,17 +137,28 @@ func renamed(req RawRequest, original string) ([]byte, http.Header, error) {
 		return nil, nil, err
 	}
 	params["name"] = name
-	if msg["params"], err = marshalRaw(params); err != nil {
-		return nil, nil, err
-	}
-	body, err := marshalRaw(msg)
+	encoded, err := marshalRaw(params)
 	if err != nil {
 		return nil, nil, err
 	}
+	body := make([]byte, 0, len(req.Body)-len(req.Params)+len(encoded))
+	body = append(body, req.Body[:at]...)
+	body = append(body, encoded...)
+	body = append(body, req.Body[at+len(req.Params):]...)
 	if v, ok := mcp.EncodeHeaderValue(original); ok {
 		header.Set(mcp.HeaderName, v)
 	}
 	return body, header, nil
+}
+
+// offsetIn returns where sub starts in b when sub is a slice of b's array
+// lying within b.
+func offsetIn(b, sub []byte) (int, bool) {
+	at := cap(b) - cap(sub)
+	if len(sub) == 0 || at < 0 || at+len(sub) > len(b) || &b[at] != &sub[0] {
+		return 0, false
+	}
+	return at, true
 }
 
 // marshalRaw encodes m without HTML escaping, so the backend gets the
