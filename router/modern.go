@@ -12,8 +12,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/vmcp/vmcp/aggregator"
 )
 
 // Poster sends raw requests of a stateless protocol revision to backends.
@@ -60,7 +58,7 @@ type RawRequest struct {
 // catalogue, and ErrNotRelayed when the backend does not take the request
 // raw (p.Supports); both leave the request to be served another way.
 func (r *Router) Relay(ctx context.Context, p Poster, req RawRequest) (*http.Response, error) {
-	route, ok := r.route(req.Method, req.Name)
+	route, ok := r.catalogue().Route(req.Method, req.Name)
 	if !ok {
 		return nil, fmt.Errorf("%s %q: %w", req.Method, req.Name, ErrNotFound)
 	}
@@ -86,30 +84,6 @@ func (r *Router) Relay(ctx context.Context, p Poster, req RawRequest) (*http.Res
 	}
 	resp.Body = &spanOnClose{ReadCloser: resp.Body, span: span}
 	return resp, nil
-}
-
-// route finds the backend of a name of method; a resource URI that is not
-// listed is matched against the resource templates.
-func (r *Router) route(method, name string) (aggregator.Route, bool) {
-	c := r.catalogue()
-	switch method {
-	case string(mcp.MethodToolsCall):
-		return c.Tool(name)
-	case string(mcp.MethodPromptsGet):
-		return c.Prompt(name)
-	case string(mcp.MethodResourcesRead):
-		if route, ok := c.Resource(name); ok {
-			return route, true
-		}
-		for _, t := range c.ResourceTemplates {
-			if t.URITemplate != nil && t.URITemplate.Regexp().MatchString(name) {
-				route, ok := c.Template(t.URITemplate.Raw())
-				route.Name = name
-				return route, ok
-			}
-		}
-	}
-	return aggregator.Route{}, false
 }
 
 // renamed returns the body and MCP headers of req for a backend that names
