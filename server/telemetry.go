@@ -56,10 +56,7 @@ func (s *Server) withMetrics(rec audit.Recorder) (joined, metrics audit.Recorder
 	if !s.tel.Tracing() && !s.tel.Metrics() {
 		return rec, nil, nil
 	}
-	m, err := telemetry.NewMetrics(s.tel, func(name string) (string, bool) {
-		r, ok := s.agg.Catalogue().Tool(name)
-		return r.Backend, ok
-	})
+	m, err := telemetry.NewMetrics(s.tel)
 	if err != nil {
 		return nil, nil, err
 	}
