@@ -178,3 +178,25 @@ func TestModernPostFailureCounts(t *testing.T) {
 		t.Fatalf("second Post = %v, want the open circuit", err)
 	}
 }
+
+// TestModernPostLeavesTheProbeToTheCaller: Post sends what the caller
+// decided to relay without probing again, so a probe that expired (or
+// changed its answer) after the caller's Supports cannot fail the request
+// with ErrNotModern, which the router would not take as "serve it through
+// the session".
+func TestModernPostLeavesTheProbeToTheCaller(t *testing.T) {
+	t.Parallel()
+	b := newDiscoverBackend(t, answer(404, "application/json", `{"jsonrpc":"2.0","id":"vmcp-discover","error":{"code":-32601,"message":"Method not found"}}`))
+	x := newModern(t, config.Backend{Name: "b", Transport: config.TransportStreamableHTTP, URL: b.URL}, config.OutgoingAuth{}, backends.Options{})
+	resp, err := x.Post(context.Background(), "b", "2026-07-28", []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}`), nil)
+	if err != nil {
+		t.Fatalf("Post = %v, want the backend's answer", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || b.probes.Load() != 0 {
+		t.Fatalf("Post answered %d after %d probes; want 200 and no probe", resp.StatusCode, b.probes.Load())
+	}
+	if _, err := x.Post(context.Background(), "b", "2025-11-25", []byte(`{}`), nil); !errors.Is(err, backends.ErrNotModern) {
+		t.Fatalf("Post of a session-based revision = %v, want ErrNotModern", err)
+	}
+}

@@ -19,8 +19,9 @@ type Poster interface {
 	// Supports reports whether backend takes requests of revision version
 	// as raw posts.
 	Supports(ctx context.Context, backend, version string) bool
-	// Post sends one JSON-RPC request to backend and returns its response;
-	// the caller closes the body.
+	// Post sends one JSON-RPC request to a backend Supports reported as
+	// taking it, without asking again, and returns its response; the
+	// caller closes the body.
 	Post(ctx context.Context, backend, version string, body []byte, header http.Header) (*http.Response, error)
 }
 
