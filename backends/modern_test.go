@@ -200,3 +200,38 @@ func TestModernPostLeavesTheProbeToTheCaller(t *testing.T) {
 		t.Fatalf("Post of a session-based revision = %v, want ErrNotModern", err)
 	}
 }
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestWrapTransport: every backend request goes through the wrapped
+// transport, of the pooled client or of the caller's, which is left as it
+// was.
+func TestWrapTransport(t *testing.T) {
+	t.Parallel()
+	b := newDiscoverBackend(t, answer(200, "application/json", `{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"]}}`))
+	callers := &http.Client{}
+	for _, hc := range []*http.Client{nil, callers} {
+		var wrapped atomic.Int32
+		x := newModern(t, config.Backend{Name: "b", Transport: config.TransportStreamableHTTP, URL: b.URL}, config.OutgoingAuth{},
+			backends.Options{HTTPClient: hc, WrapTransport: func(base http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					wrapped.Add(1)
+					return base.RoundTrip(r)
+				})
+			}})
+		resp, err := x.Post(context.Background(), "b", "2026-07-28", []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if wrapped.Load() != 1 {
+			t.Errorf("client %v: %d requests went through the wrapper, want 1", hc, wrapped.Load())
+		}
+	}
+	if callers.Transport != nil {
+		t.Error("the caller's client was modified")
+	}
+}
