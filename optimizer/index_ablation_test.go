@@ -1,26 +1,21 @@
 package optimizer
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/internal/bfcl"
 )
 
 // The ablation reads the BFCL tool-retrieval set that lives outside the
 // module; it runs only when asked: VMCP_ABLATION=1 go test -run Ablation -v.
-const ablationData = "../../shared/datasets/tool-retrieval/bfcl-v4-tool-retrieval.json"
+const ablationData = "../" + bfcl.Path
 
-type ablationQuery struct {
-	Category string   `json:"category"`
-	Query    string   `json:"query"`
-	Expected []string `json:"expected"`
-}
-
-func loadAblationData(t *testing.T) ([]mcp.Tool, []ablationQuery) {
+func loadAblationData(t *testing.T) ([]mcp.Tool, []bfcl.Query) {
 	t.Helper()
 	tools, queries := tryLoadAblationData()
 	if tools == nil {
@@ -29,33 +24,18 @@ func loadAblationData(t *testing.T) ([]mcp.Tool, []ablationQuery) {
 	return tools, queries
 }
 
-// tryLoadAblationData returns the data set's tools (as vmcp receives them:
-// RawInputSchema set) and queries, or nils when the file is not there.
-func tryLoadAblationData() ([]mcp.Tool, []ablationQuery) {
+// tryLoadAblationData returns the data set's tools and queries, or nils
+// when the file is not there.
+func tryLoadAblationData() ([]mcp.Tool, []bfcl.Query) {
 	path := ablationData
 	if p := os.Getenv("VMCP_RETRIEVAL_DATA"); p != "" {
 		path = p
 	}
-	raw, err := os.ReadFile(path)
+	set, err := bfcl.Load(path)
 	if err != nil {
 		return nil, nil
 	}
-	var ds struct {
-		Tools []struct {
-			Name        string          `json:"name"`
-			Description string          `json:"description"`
-			InputSchema json.RawMessage `json:"inputSchema"`
-		} `json:"tools"`
-		Queries []ablationQuery `json:"queries"`
-	}
-	if err := json.Unmarshal(raw, &ds); err != nil {
-		return nil, nil
-	}
-	tools := make([]mcp.Tool, len(ds.Tools))
-	for i, d := range ds.Tools {
-		tools[i] = mcp.Tool{Name: d.Name, Description: d.Description, RawInputSchema: d.InputSchema}
-	}
-	return tools, ds.Queries
+	return set.Tools, set.Queries
 }
 
 // evalSummary is recall@5 and MRR overall, and recall@5 of the categories
@@ -64,7 +44,7 @@ type evalSummary struct {
 	r5, mrr, live, multiTurn float64
 }
 
-func evaluateIndex(ix *Index, queries []ablationQuery) evalSummary {
+func evaluateIndex(ix *Index, queries []bfcl.Query) evalSummary {
 	var s evalSummary
 	var nLive, nMT float64
 	for _, q := range queries {
