@@ -71,3 +71,30 @@ func (c *Catalogue) Template(uriTemplate string) (Route, bool) {
 
 // ToolCount returns how many of backend's tools are in the catalogue.
 func (c *Catalogue) ToolCount(backend string) int { return c.backendTools[backend] }
+
+// Route returns where the post-aggregation name of a request of method
+// lives: tools/call and prompts/get by name, resources/read by URI, a URI
+// that no backend listed matched against the resource templates in order
+// (the first matching template with a route wins, and the route's Name is
+// the URI itself, which is never renamed). Other methods have no route.
+func (c *Catalogue) Route(method, name string) (Route, bool) {
+	switch method {
+	case "tools/call":
+		return c.Tool(name)
+	case "prompts/get":
+		return c.Prompt(name)
+	case "resources/read":
+		if r, ok := c.Resource(name); ok {
+			return r, true
+		}
+		for _, t := range c.ResourceTemplates {
+			if t.URITemplate == nil || t.URITemplate.Template == nil || !t.URITemplate.Regexp().MatchString(name) {
+				continue
+			}
+			if r, ok := c.Template(t.URITemplate.Raw()); ok {
+				return Route{Backend: r.Backend, Name: name}, true
+			}
+		}
+	}
+	return Route{}, false
+}

@@ -143,9 +143,7 @@ func (s *stage) record(rec Recorder, r *http.Request, p *parse.Parsed, withArgs 
 	if e.SessionID == "" { // initialize: the session starts with the response
 		e.SessionID = rw.Header().Get("Mcp-Session-Id")
 	}
-	if p.Optimizer == parse.CallToolName {
-		e.Via = p.Optimizer
-	}
+	e.Via = p.Optimizer
 	if s.identity != nil {
 		e.Issuer, e.Subject = s.identity(r.Context())
 	}

@@ -265,7 +265,8 @@ func TestArguments(t *testing.T) {
 
 // TestTrailAndObserver: the trail gets tools/call (call_tool included),
 // resources/read and prompts/get; the observer gets every other POST, and
-// everything when the trail is off; GET and DELETE are neither.
+// everything when the trail is off; GET and DELETE are neither. Events of
+// the optimizer's tools say which one (Via).
 func TestTrailAndObserver(t *testing.T) {
 	t.Parallel()
 	ok := reply(200, jsonType, `{"jsonrpc":"2.0","id":1,"result":{}}`, 0)
@@ -292,6 +293,11 @@ func TestTrailAndObserver(t *testing.T) {
 		trail, observed, _ = serve(t, config.Audit{}, Options{}, tt.p, ok)
 		if len(trail) != 0 || len(observed) != 1 {
 			t.Errorf("trail off, %s: trail %d, observed %d; want everything observed", tt.p.Method, len(trail), len(observed))
+		}
+		// The optimizer tool a call went to is named, find_tool included,
+		// so metrics do not take a search for a call of an unknown tool.
+		if len(observed) == 1 && observed[0].Via != tt.p.Optimizer {
+			t.Errorf("%s %s: Via = %q, want %q", tt.p.Method, tt.p.ResourceID, observed[0].Via, tt.p.Optimizer)
 		}
 	}
 	trail, observed, _ := serve(t, config.Audit{Enabled: true}, Options{}, nil, ok)

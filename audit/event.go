@@ -38,8 +38,9 @@ type Event struct {
 	// Name is the post-aggregation tool or prompt name, or resource URI.
 	// For a call through the optimizer it is the tool call_tool called.
 	Name string
-	// Via names the optimizer tool a call came through (call_tool), if
-	// any.
+	// Via names the optimizer tool a tools/call went to, if any:
+	// call_tool (Name is then the tool it called) or find_tool (a search,
+	// not a call of a catalogue tool; never in the trail).
 	Via string
 	// Backend and OriginalName say who served Name, under which name,
 	// when Name is in the catalogue.

@@ -25,6 +25,11 @@ type Options struct {
 	// HTTPClient carries every HTTP backend's requests. nil: one client
 	// with a pooled keep-alive transport shared by all HTTP backends.
 	HTTPClient *http.Client
+	// WrapTransport, when set, wraps the transport of the HTTP client
+	// (HTTPClient's, or the pooled one; a client with a nil Transport has
+	// http.DefaultTransport wrapped), e.g. to add the trace context to each
+	// request. The caller's client is not modified. nil: none.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives connection events. nil: slog.Default().
 	Logger *slog.Logger
 	// OnChange is called, from the backend's own supervisor goroutine, after
@@ -99,6 +104,15 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	if opts.HTTPClient == nil {
 		pool = newPooledTransport()
 		opts.HTTPClient = &http.Client{Transport: pool}
+	}
+	if opts.WrapTransport != nil {
+		hc := *opts.HTTPClient
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = opts.WrapTransport(base)
+		opts.HTTPClient = &hc
 	}
 	if opts.PingInterval == 0 {
 		opts.PingInterval = 15 * time.Second

@@ -199,17 +199,21 @@ func firstMessage(resp *http.Response) ([]byte, error) {
 // request is bounded by the backend's request timeout and aborted when ctx
 // ends, also while the body is being read.
 //
-// It returns ErrNotModern (and sends nothing) when the backend does not
-// serve version (see Supports), the circuit breaker's error when the
+// Whether the backend serves version is the caller's to ask (Supports):
+// Post does not probe again, so a probe that expires between the two
+// cannot turn a request the caller chose to relay into an error. It returns
+// ErrNotModern (and sends nothing) only for what cannot change: a backend
+// not reached over streamable HTTP, or a version of a session-based
+// revision. It returns the circuit breaker's error when the
 // backend's circuit is open, and ErrUnavailable naming the backend when
 // the request got no answer (the cause is logged, not returned: it may
 // hold an internal URL). For the backend's health and circuit breaker a response
 // counts as a success, a 5xx response or none at all as a failure.
 func (x *Modern) Post(ctx context.Context, backend, version string, body []byte, header http.Header) (*http.Response, error) {
-	if !x.Supports(ctx, backend, version) {
+	b, ok := x.m.backends[backend]
+	if !ok || b.cfg.Transport != config.TransportStreamableHTTP || !mcp.IsModernProtocol(version) {
 		return nil, ErrNotModern
 	}
-	b := x.m.backends[backend]
 	done, ok := b.breaker.allow()
 	if !ok {
 		return nil, &circuitOpenError{backend: backend}

@@ -178,3 +178,60 @@ func TestModernPostFailureCounts(t *testing.T) {
 		t.Fatalf("second Post = %v, want the open circuit", err)
 	}
 }
+
+// TestModernPostLeavesTheProbeToTheCaller: Post sends what the caller
+// decided to relay without probing again, so a probe that expired (or
+// changed its answer) after the caller's Supports cannot fail the request
+// with ErrNotModern, which the router would not take as "serve it through
+// the session".
+func TestModernPostLeavesTheProbeToTheCaller(t *testing.T) {
+	t.Parallel()
+	b := newDiscoverBackend(t, answer(404, "application/json", `{"jsonrpc":"2.0","id":"vmcp-discover","error":{"code":-32601,"message":"Method not found"}}`))
+	x := newModern(t, config.Backend{Name: "b", Transport: config.TransportStreamableHTTP, URL: b.URL}, config.OutgoingAuth{}, backends.Options{})
+	resp, err := x.Post(context.Background(), "b", "2026-07-28", []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}`), nil)
+	if err != nil {
+		t.Fatalf("Post = %v, want the backend's answer", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || b.probes.Load() != 0 {
+		t.Fatalf("Post answered %d after %d probes; want 200 and no probe", resp.StatusCode, b.probes.Load())
+	}
+	if _, err := x.Post(context.Background(), "b", "2025-11-25", []byte(`{}`), nil); !errors.Is(err, backends.ErrNotModern) {
+		t.Fatalf("Post of a session-based revision = %v, want ErrNotModern", err)
+	}
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestWrapTransport: every backend request goes through the wrapped
+// transport, of the pooled client or of the caller's, which is left as it
+// was.
+func TestWrapTransport(t *testing.T) {
+	t.Parallel()
+	b := newDiscoverBackend(t, answer(200, "application/json", `{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"]}}`))
+	callers := &http.Client{}
+	for _, hc := range []*http.Client{nil, callers} {
+		var wrapped atomic.Int32
+		x := newModern(t, config.Backend{Name: "b", Transport: config.TransportStreamableHTTP, URL: b.URL}, config.OutgoingAuth{},
+			backends.Options{HTTPClient: hc, WrapTransport: func(base http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					wrapped.Add(1)
+					return base.RoundTrip(r)
+				})
+			}})
+		resp, err := x.Post(context.Background(), "b", "2026-07-28", []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if wrapped.Load() != 1 {
+			t.Errorf("client %v: %d requests went through the wrapper, want 1", hc, wrapped.Load())
+		}
+	}
+	if callers.Transport != nil {
+		t.Error("the caller's client was modified")
+	}
+}

@@ -1,26 +1,20 @@
 package optimizer
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
 	"slices"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/internal/bfcl"
 )
 
 // The ablation reads the BFCL tool-retrieval set that lives outside the
 // module; it runs only when asked: VMCP_ABLATION=1 go test -run Ablation -v.
-const ablationData = "../../shared/datasets/tool-retrieval/bfcl-v4-tool-retrieval.json"
+const ablationData = "../" + bfcl.Path
 
-type ablationQuery struct {
-	Category string   `json:"category"`
-	Query    string   `json:"query"`
-	Expected []string `json:"expected"`
-}
-
-func loadAblationData(t *testing.T) ([]mcp.Tool, []ablationQuery) {
+func loadAblationData(t *testing.T) ([]mcp.Tool, []bfcl.Query) {
 	t.Helper()
 	tools, queries := tryLoadAblationData()
 	if tools == nil {
@@ -29,33 +23,18 @@ func loadAblationData(t *testing.T) ([]mcp.Tool, []ablationQuery) {
 	return tools, queries
 }
 
-// tryLoadAblationData returns the data set's tools (as vmcp receives them:
-// RawInputSchema set) and queries, or nils when the file is not there.
-func tryLoadAblationData() ([]mcp.Tool, []ablationQuery) {
+// tryLoadAblationData returns the data set's tools and queries, or nils
+// when the file is not there.
+func tryLoadAblationData() ([]mcp.Tool, []bfcl.Query) {
 	path := ablationData
 	if p := os.Getenv("VMCP_RETRIEVAL_DATA"); p != "" {
 		path = p
 	}
-	raw, err := os.ReadFile(path)
+	set, err := bfcl.Load(path)
 	if err != nil {
 		return nil, nil
 	}
-	var ds struct {
-		Tools []struct {
-			Name        string          `json:"name"`
-			Description string          `json:"description"`
-			InputSchema json.RawMessage `json:"inputSchema"`
-		} `json:"tools"`
-		Queries []ablationQuery `json:"queries"`
-	}
-	if err := json.Unmarshal(raw, &ds); err != nil {
-		return nil, nil
-	}
-	tools := make([]mcp.Tool, len(ds.Tools))
-	for i, d := range ds.Tools {
-		tools[i] = mcp.Tool{Name: d.Name, Description: d.Description, RawInputSchema: d.InputSchema}
-	}
-	return tools, ds.Queries
+	return set.Tools, set.Queries
 }
 
 // evalSummary is recall@5 and MRR overall, and recall@5 of the categories
@@ -64,7 +43,7 @@ type evalSummary struct {
 	r5, mrr, live, multiTurn float64
 }
 
-func evaluateIndex(ix *Index, queries []ablationQuery) evalSummary {
+func evaluateIndex(ix *Index, queries []bfcl.Query) evalSummary {
 	var s evalSummary
 	var nLive, nMT float64
 	for _, q := range queries {
@@ -99,8 +78,10 @@ func evaluateIndex(ix *Index, queries []ablationQuery) evalSummary {
 	return s
 }
 
-// TestAblation prints what each ranking choice buys, by switching it off (or
-// to the alternative) one at a time.
+// TestAblation reports what each ranking choice buys, by switching it off
+// (or to the alternative) one at a time, and fails when a variant beats the
+// default configuration on recall@5 or MRR by more than ablationTolerance:
+// the default would then not be the best choice it is documented as.
 func TestAblation(t *testing.T) {
 	if os.Getenv("VMCP_ABLATION") == "" {
 		t.Skip("set VMCP_ABLATION=1 to run")
@@ -124,11 +105,24 @@ func TestAblation(t *testing.T) {
 		{"k1 2.0", func(p *params) { p.k1 = 2 }},
 		{"b 0.5", func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5, 0.5} }},
 	}
-	fmt.Printf("%-28s %6s %6s %6s %6s\n", "variant", "R@5", "MRR", "live", "multi")
-	for _, v := range variants {
+	t.Logf("%-28s %6s %6s %6s %6s", "variant", "R@5", "MRR", "live", "multi")
+	var def evalSummary
+	for i, v := range variants {
 		p := defaultParams
 		v.edit(&p)
 		s := evaluateIndex(newIndex(tools, p), queries)
-		fmt.Printf("%-28s %.3f  %.3f  %.3f  %.3f\n", v.name, s.r5, s.mrr, s.live, s.multiTurn)
+		t.Logf("%-28s %.4f  %.4f  %.4f  %.4f", v.name, s.r5, s.mrr, s.live, s.multiTurn)
+		if i == 0 {
+			def = s
+			continue
+		}
+		if s.r5 > def.r5+ablationTolerance || s.mrr > def.mrr+ablationTolerance {
+			t.Errorf("%s beats the default: R@5 %.3f, MRR %.3f against %.3f, %.3f", v.name, s.r5, s.mrr, def.r5, def.mrr)
+		}
 	}
 }
+
+// ablationTolerance is how much better than the default a variant may
+// score (recall@5, MRR) before TestAblation fails: differences that small
+// are noise of one data set.
+const ablationTolerance = 0.005

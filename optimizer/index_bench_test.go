@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/internal/bfcl"
 )
 
 // benchCatalogue returns a 10,000-tool catalogue and queries for it: the
@@ -19,17 +21,7 @@ func benchCatalogue(b *testing.B, n int) ([]mcp.Tool, []string) {
 	var tools []mcp.Tool
 	var queries []string
 	if base, qs := tryLoadAblationData(); len(base) > 0 {
-		for copyNo := 0; len(tools) < n; copyNo++ {
-			for _, t := range base {
-				if len(tools) == n {
-					break
-				}
-				if copyNo > 0 {
-					t.Name = fmt.Sprintf("s%d_%s", copyNo, t.Name)
-				}
-				tools = append(tools, t)
-			}
-		}
+		tools = bfcl.Replicate(base, n)
 		for _, q := range qs {
 			queries = append(queries, q.Query)
 		}

@@ -34,6 +34,14 @@ type Parsed struct {
 	// ProtocolVersion is the MCP-Protocol-Version header, or for
 	// initialize the version the client asks for.
 	ProtocolVersion string
+	// MetaProtocolVersion is params._meta["io.modelcontextprotocol/protocolVersion"]:
+	// the revision a request of the stateless revision (2026-07-28) says it
+	// speaks. Empty when absent.
+	MetaProtocolVersion string
+	// Params is the params member as sent, a slice of Body, when
+	// MetaProtocolVersion is set (the request may be relayed as it is);
+	// nil otherwise.
+	Params json.RawMessage
 	// Optimizer names the optimizer tool a tools/call asks for when the
 	// optimizer is on: FindToolName, or CallToolName, and then ResourceID
 	// and Arguments are the tool_name and parameters of the catalogue tool
@@ -91,7 +99,33 @@ type wire struct {
 		Arguments       json.RawMessage `json:"arguments"`
 		ProtocolVersion string          `json:"protocolVersion"`
 		Cursor          string          `json:"cursor"`
+		Meta            struct {
+			ProtocolVersion string `json:"io.modelcontextprotocol/protocolVersion"`
+		} `json:"_meta"`
 	} `json:"params"`
+}
+
+// rawParams finds the params of a message that was decoded already.
+type rawParams struct {
+	Params span `json:"params"`
+}
+
+// span keeps the raw JSON of a value of body, a slice of it when the
+// decoder hands one over (json.Unmarshal does), a copy otherwise, as the
+// json.Unmarshaler contract asks.
+type span struct {
+	body []byte
+	raw  []byte
+}
+
+func (s *span) UnmarshalJSON(data []byte) error {
+	at := cap(s.body) - cap(data)
+	if len(data) > 0 && at >= 0 && at+len(data) <= len(s.body) && &s.body[at] == &data[0] {
+		s.raw = s.body[at : at+len(data)]
+	} else {
+		s.raw = bytes.Clone(data)
+	}
+	return nil
 }
 
 // defaultBodyReadTimeout bounds the reading of one POST body. The server
@@ -210,6 +244,16 @@ func Parse(body []byte, opts Options) (*Parsed, *jsonrpc.Error) {
 	}
 	p.Method = m.Method
 	p.Cursor = m.Params.Cursor
+	if v := m.Params.Meta.ProtocolVersion; v != "" {
+		// A stateless request may be relayed to its backend as it is, with
+		// its params renamed: keep them, at a second pass over the body
+		// that requests of the session-based revisions never pay.
+		p.MetaProtocolVersion = v
+		r := rawParams{Params: span{body: body}}
+		if json.Unmarshal(body, &r) == nil {
+			p.Params = r.Params.raw
+		}
+	}
 	switch m.Method {
 	case "tools/call":
 		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments

@@ -123,6 +123,21 @@ func TestStagePassesParsedMessage(t *testing.T) {
 			want:   parse.Parsed{Method: "tools/list", ID: json.RawMessage(`5`), ProtocolVersion: "2025-11-25"},
 		},
 		{
+			name:   "stateless tools/call keeps its params and _meta version",
+			body:   `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+			header: map[string]string{"MCP-Protocol-Version": "2026-07-28"},
+			want: parse.Parsed{
+				Method: "tools/call", ID: json.RawMessage(`9`), ResourceID: "t", Arguments: json.RawMessage(`{}`),
+				ProtocolVersion: "2026-07-28", MetaProtocolVersion: "2026-07-28",
+				Params: json.RawMessage(`{"name":"t","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}`),
+			},
+		},
+		{
+			name: "params without a _meta version are not kept",
+			body: `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":1}}}`,
+			want: parse.Parsed{Method: "tools/call", ID: json.RawMessage(`9`), ResourceID: "t"},
+		},
+		{
 			name: "notification has no id",
 			body: `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
 			want: parse.Parsed{Method: "notifications/initialized"},
@@ -187,6 +202,9 @@ func TestStagePassesParsedMessage(t *testing.T) {
 			}
 			if p.Batch != tt.want.Batch {
 				t.Errorf("Batch = %v, want %v", p.Batch, tt.want.Batch)
+			}
+			if p.MetaProtocolVersion != tt.want.MetaProtocolVersion || string(p.Params) != string(tt.want.Params) {
+				t.Errorf("MetaProtocolVersion, Params = %q, %s; want %q, %s", p.MetaProtocolVersion, p.Params, tt.want.MetaProtocolVersion, tt.want.Params)
 			}
 			// The body is read once: the bytes travel in Parsed, the
 			// request body that reaches next is empty.
@@ -335,6 +353,21 @@ func TestFromContext(t *testing.T) {
 	got, ok := parse.FromContext(parse.NewContext(r.Context(), want))
 	if !ok || got != want {
 		t.Errorf("FromContext(NewContext(p)) = %v, %v; want p, true", got, ok)
+	}
+}
+
+// Params is a slice of Body, not a copy: the router renames a relayed
+// request's params in place in the body.
+func TestParseParamsAreASliceOfTheBody(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`)
+	p, perr := parse.Parse(body, parse.Options{})
+	if perr != nil {
+		t.Fatal(perr.Message)
+	}
+	at := bytes.Index(body, []byte(`{"name"`))
+	if len(p.Params) == 0 || &p.Params[0] != &body[at] || len(p.Params) != len(body)-at-1 {
+		t.Errorf("Params = %s, want the slice of the body from %d", p.Params, at)
 	}
 }
 

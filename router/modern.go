@@ -12,8 +12,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/vmcp/vmcp/aggregator"
 )
 
 // Poster sends raw requests of a stateless protocol revision to backends.
@@ -21,8 +19,9 @@ type Poster interface {
 	// Supports reports whether backend takes requests of revision version
 	// as raw posts.
 	Supports(ctx context.Context, backend, version string) bool
-	// Post sends one JSON-RPC request to backend and returns its response;
-	// the caller closes the body.
+	// Post sends one JSON-RPC request to a backend Supports reported as
+	// taking it, without asking again, and returns its response; the
+	// caller closes the body.
 	Post(ctx context.Context, backend, version string, body []byte, header http.Header) (*http.Response, error)
 }
 
@@ -42,6 +41,9 @@ type RawRequest struct {
 	Version string
 	// Body is the JSON-RPC message.
 	Body []byte
+	// Params is the params member of Body as sent, a slice of Body (as
+	// parse.Parsed.Params is), so that a renamed name replaces it in place.
+	Params json.RawMessage
 	// Header holds the client's MCP request headers (Mcp-Method, Mcp-Name,
 	// Mcp-Param-*, Mcp-Protocol-Version); others are ignored downstream.
 	Header http.Header
@@ -57,7 +59,7 @@ type RawRequest struct {
 // catalogue, and ErrNotRelayed when the backend does not take the request
 // raw (p.Supports); both leave the request to be served another way.
 func (r *Router) Relay(ctx context.Context, p Poster, req RawRequest) (*http.Response, error) {
-	route, ok := r.route(req.Method, req.Name)
+	route, ok := r.catalogue().Route(req.Method, req.Name)
 	if !ok {
 		return nil, fmt.Errorf("%s %q: %w", req.Method, req.Name, ErrNotFound)
 	}
@@ -85,33 +87,10 @@ func (r *Router) Relay(ctx context.Context, p Poster, req RawRequest) (*http.Res
 	return resp, nil
 }
 
-// route finds the backend of a name of method; a resource URI that is not
-// listed is matched against the resource templates.
-func (r *Router) route(method, name string) (aggregator.Route, bool) {
-	c := r.catalogue()
-	switch method {
-	case string(mcp.MethodToolsCall):
-		return c.Tool(name)
-	case string(mcp.MethodPromptsGet):
-		return c.Prompt(name)
-	case string(mcp.MethodResourcesRead):
-		if route, ok := c.Resource(name); ok {
-			return route, true
-		}
-		for _, t := range c.ResourceTemplates {
-			if t.URITemplate != nil && t.URITemplate.Regexp().MatchString(name) {
-				route, ok := c.Template(t.URITemplate.Raw())
-				route.Name = name
-				return route, ok
-			}
-		}
-	}
-	return aggregator.Route{}, false
-}
-
 // renamed returns the body and MCP headers of req for a backend that names
 // the tool or prompt original. A body that needs no renaming is returned as
-// it is, byte for byte.
+// it is, byte for byte; otherwise only its params are decoded and written
+// anew, in their place in the body.
 func renamed(req RawRequest, original string) ([]byte, http.Header, error) {
 	header := http.Header{}
 	for k, vs := range req.Header {
@@ -120,12 +99,12 @@ func renamed(req RawRequest, original string) ([]byte, http.Header, error) {
 	if original == req.Name || req.Method == string(mcp.MethodResourcesRead) {
 		return req.Body, header, nil
 	}
-	var msg map[string]json.RawMessage
-	if err := json.Unmarshal(req.Body, &msg); err != nil {
-		return nil, nil, fmt.Errorf("decode request: %w", err)
+	at, ok := offsetIn(req.Body, req.Params)
+	if !ok {
+		return nil, nil, errors.New("request params are not a slice of its body")
 	}
 	var params map[string]json.RawMessage
-	if err := json.Unmarshal(msg["params"], &params); err != nil {
+	if err := json.Unmarshal(req.Params, &params); err != nil {
 		return nil, nil, fmt.Errorf("decode request params: %w", err)
 	}
 	name, err := json.Marshal(original)
@@ -133,17 +112,28 @@ func renamed(req RawRequest, original string) ([]byte, http.Header, error) {
 		return nil, nil, err
 	}
 	params["name"] = name
-	if msg["params"], err = marshalRaw(params); err != nil {
-		return nil, nil, err
-	}
-	body, err := marshalRaw(msg)
+	encoded, err := marshalRaw(params)
 	if err != nil {
 		return nil, nil, err
 	}
+	body := make([]byte, 0, len(req.Body)-len(req.Params)+len(encoded))
+	body = append(body, req.Body[:at]...)
+	body = append(body, encoded...)
+	body = append(body, req.Body[at+len(req.Params):]...)
 	if v, ok := mcp.EncodeHeaderValue(original); ok {
 		header.Set(mcp.HeaderName, v)
 	}
 	return body, header, nil
+}
+
+// offsetIn returns where sub starts in b when sub is a slice of b's array
+// lying within b.
+func offsetIn(b, sub []byte) (int, bool) {
+	at := cap(b) - cap(sub)
+	if len(sub) == 0 || at < 0 || at+len(sub) > len(b) || &b[at] != &sub[0] {
+		return 0, false
+	}
+	return at, true
 }
 
 // marshalRaw encodes m without HTML escaping, so the backend gets the

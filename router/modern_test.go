@@ -44,7 +44,12 @@ func rawRequest(method, name, body string) router.RawRequest {
 	h.Set("Mcp-Method", method)
 	h.Set("Mcp-Name", name)
 	h.Set("Mcp-Param-Q", "x")
-	return router.RawRequest{Method: method, Name: name, Version: "2026-07-28", Body: []byte(body), Header: h}
+	b := []byte(body)
+	var params []byte
+	if i := strings.Index(body, `"params":`); i >= 0 {
+		params = b[i+len(`"params":`) : len(b)-1] // the bodies end with the params' } and the message's
+	}
+	return router.RawRequest{Method: method, Name: name, Version: "2026-07-28", Body: b, Params: params, Header: h}
 }
 
 func TestRelayRenames(t *testing.T) {
@@ -56,9 +61,9 @@ func TestRelayRenames(t *testing.T) {
 		backend, body, mcpName string
 	}{
 		{"tool", rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"jira_search","arguments":{"q":"<a&b>"},"_meta":{"progressToken":1}}}`),
-			"jira", `{"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"progressToken":1},"arguments":{"q":"<a&b>"},"name":"search"}}`, "search"},
+			"jira", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":1},"arguments":{"q":"<a&b>"},"name":"search"}}`, "search"},
 		{"prompt", rawRequest("prompts/get", "github_summary", `{"jsonrpc":"2.0","id":"x","method":"prompts/get","params":{"name":"github_summary"}}`),
-			"github", `{"id":"x","jsonrpc":"2.0","method":"prompts/get","params":{"name":"summary"}}`, "summary"},
+			"github", `{"jsonrpc":"2.0","id":"x","method":"prompts/get","params":{"name":"summary"}}`, "summary"},
 		{"listed resource, byte for byte", rawRequest("resources/read", "repo://vmcp/readme", `{"jsonrpc":"2.0", "id":2, "method":"resources/read","params":{"uri":"repo://vmcp/readme"}}`),
 			"github", `{"jsonrpc":"2.0", "id":2, "method":"resources/read","params":{"uri":"repo://vmcp/readme"}}`, "repo://vmcp/readme"},
 		{"templated resource", rawRequest("resources/read", "jira://issue/V-1", `{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"jira://issue/V-1"}}`),
@@ -103,5 +108,20 @@ func TestRelayLeavesWhatItCannotTake(t *testing.T) {
 	}
 	if p.backend != "" {
 		t.Errorf("posted to %s", p.backend)
+	}
+}
+
+// TestRelayRenamesParamsInTheirBody: renaming replaces the params where
+// they are in the body, so params that are not a slice of it are refused
+// rather than guessed at.
+func TestRelayRenamesParamsInTheirBody(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	req := rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"jira_search"}}`)
+	req.Params = []byte(string(req.Params))
+	p := &fakePoster{modern: map[string]bool{"jira": true}}
+	_, err := f.router.Relay(context.Background(), p, req)
+	if err == nil || errors.Is(err, router.ErrNotFound) || errors.Is(err, router.ErrNotRelayed) || p.backend != "" {
+		t.Fatalf("Relay with copied params = %v, posted to %q; want an error and nothing posted", err, p.backend)
 	}
 }

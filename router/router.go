@@ -93,19 +93,8 @@ func (r *Router) ReadResource(ctx context.Context, templateKey string, req mcp.R
 // ResourceBackend returns the backend that serves the resource at uri:
 // the one that listed it, or the one whose resource template matches it.
 func (r *Router) ResourceBackend(uri string) (string, bool) {
-	c := r.catalogue()
-	if route, ok := c.Resource(uri); ok {
-		return route.Backend, true
-	}
-	for _, t := range c.ResourceTemplates {
-		if t.URITemplate == nil || t.URITemplate.Template == nil || !t.URITemplate.Regexp().MatchString(uri) {
-			continue
-		}
-		if route, ok := c.Template(t.URITemplate.Raw()); ok {
-			return route.Backend, true
-		}
-	}
-	return "", false
+	route, ok := r.catalogue().Route(string(mcp.MethodResourcesRead), uri)
+	return route.Backend, ok
 }
 
 // GetPrompt renders the prompt behind req.Params.Name.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/auth"
 )
@@ -44,29 +43,9 @@ func (s *Server) auditStage(rec, observer audit.Recorder) (func(http.Handler) ht
 }
 
 // route returns the backend and original name behind a post-aggregation
-// name of method. A resource URI that is not listed is matched against the
-// resource templates; URIs are never renamed, so the URI is the original
-// name.
+// name of method, from the current catalogue (aggregator.Catalogue.Route).
 func (s *Server) route(method, name string) (backend, original string, ok bool) {
-	c := s.agg.Catalogue()
-	var r aggregator.Route
-	switch method {
-	case "tools/call":
-		r, ok = c.Tool(name)
-	case "prompts/get":
-		r, ok = c.Prompt(name)
-	case "resources/read":
-		if r, ok = c.Resource(name); ok {
-			break
-		}
-		for _, t := range c.ResourceTemplates {
-			if t.URITemplate != nil && t.URITemplate.Regexp().MatchString(name) {
-				r, ok = c.Template(t.URITemplate.Raw())
-				break
-			}
-		}
-		r.Name = name
-	}
+	r, ok := s.agg.Catalogue().Route(method, name)
 	return r.Backend, r.Name, ok
 }
 

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -50,24 +49,18 @@ func (m *modernRelay) served(w http.ResponseWriter, r *http.Request, p *parse.Pa
 	if m == nil || p.Batch || p.ID == nil || !relayedMethods[p.Method] || p.Optimizer != "" {
 		return false
 	}
-	version := r.Header.Get(mcp.HeaderProtocolVersion)
+	// For the methods relayed, ProtocolVersion is the MCP-Protocol-Version
+	// header (only initialize takes it from the body).
+	version := p.ProtocolVersion
 	if !mcp.IsModernProtocol(version) || !mcp.IsValidProtocolVersion(version) || r.Header.Get(mcp.HeaderLastEventID) != "" {
 		return false
 	}
-	var msg struct {
-		Params json.RawMessage `json:"params"`
-	}
-	var meta struct {
-		Meta struct {
-			Version string `json:"io.modelcontextprotocol/protocolVersion"`
-		} `json:"_meta"`
-	}
-	if json.Unmarshal(p.Body, &msg) != nil || json.Unmarshal(msg.Params, &meta) != nil || meta.Meta.Version != version ||
-		mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MCPMethod(p.Method), msg.Params) != nil {
+	if p.MetaProtocolVersion != version || p.Params == nil ||
+		mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MCPMethod(p.Method), p.Params) != nil {
 		return false
 	}
 	resp, err := m.router.Relay(r.Context(), m.poster, router.RawRequest{
-		Method: p.Method, Name: p.ResourceID, Version: version, Body: p.Body, Header: r.Header,
+		Method: p.Method, Name: p.ResourceID, Version: version, Body: p.Body, Params: p.Params, Header: r.Header,
 	})
 	switch {
 	case errors.Is(err, router.ErrNotFound), errors.Is(err, router.ErrNotRelayed):

@@ -112,10 +112,11 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	// The relay is filled in below, before anything is served.
 	rel := &relay{log: s.log}
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
-		HTTPClient: s.backendHTTPClient(),
-		Logger:     s.log,
-		OnChange:   s.backendChanged,
-		Getenv:     opts.Getenv,
+		HTTPClient:    opts.HTTPClient,
+		WrapTransport: s.backendTransport(),
+		Logger:        s.log,
+		OnChange:      s.backendChanged,
+		Getenv:        opts.Getenv,
 		// health: see health.go
 		PingInterval:   cfg.Health.Interval.D(),
 		PingTimeout:    cfg.Health.Timeout.D(),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/backends"
@@ -27,26 +26,13 @@ func (s *Server) setupTelemetry() error {
 	return nil
 }
 
-// backendHTTPClient is the client HTTP backends are reached with: the
-// caller's (or, when there is none, a pooled one) with the trace context
-// added to each request while tracing is on. A pool made here is closed
-// with the server.
-func (s *Server) backendHTTPClient() *http.Client {
-	hc := s.opts.HTTPClient
+// backendTransport returns the wrapper of the backends' HTTP transport:
+// the trace context added to each request while tracing is on, else nil.
+func (s *Server) backendTransport() func(http.RoundTripper) http.RoundTripper {
 	if !s.tel.Tracing() {
-		return hc // nil: backends pools its own
+		return nil
 	}
-	if hc == nil {
-		pool := http.DefaultTransport.(*http.Transport).Clone()
-		pool.MaxIdleConns = 512
-		pool.MaxIdleConnsPerHost = 256
-		pool.IdleConnTimeout = 90 * time.Second
-		s.closers = append(s.closers, func() error { pool.CloseIdleConnections(); return nil })
-		hc = &http.Client{Transport: pool}
-	}
-	traced := *hc
-	traced.Transport = telemetry.Transport(hc.Transport)
-	return &traced
+	return telemetry.Transport
 }
 
 // withMetrics returns rec joined with the MCP-level metrics (which also
@@ -56,10 +42,7 @@ func (s *Server) withMetrics(rec audit.Recorder) (joined, metrics audit.Recorder
 	if !s.tel.Tracing() && !s.tel.Metrics() {
 		return rec, nil, nil
 	}
-	m, err := telemetry.NewMetrics(s.tel, func(name string) (string, bool) {
-		r, ok := s.agg.Catalogue().Tool(name)
-		return r.Backend, ok
-	})
+	m, err := telemetry.NewMetrics(s.tel)
 	if err != nil {
 		return nil, nil, err
 	}

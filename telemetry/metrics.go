@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vmcp/vmcp/audit"
+	"github.com/vmcp/vmcp/parse"
 )
 
 // Metrics turns audit events into the MCP-level series and span
@@ -22,26 +23,26 @@ import (
 //	vmcp_tool_call_duration_seconds{tool, backend}
 //
 // Labels are bounded: method is an MCP method name vmcp knows, "other" or
-// "unknown" (refused before the body was read); tool and backend come from
-// the catalogue, "unknown" for a name that is not in it. Record also names
-// the request's server span "{method} {tool}" and sets mcp.method.name,
-// gen_ai.tool.name, vmcp.backend and vmcp.outcome on it, vmcp.via for a
-// call through the optimizer's call_tool, jsonrpc.request.id, mcp.session.id
-// when the stage has not set it from the request header (initialize: the
+// "unknown" (refused before the body was read); tool and backend are the
+// event's name and Backend (which the audit stage takes from the
+// catalogue), "unknown" for an event that names no backend. A find_tool
+// search is vmcp's own and no tool call: it is counted, but has no
+// duration series. Record also names the request's server span
+// "{method} {tool}" and sets mcp.method.name, gen_ai.tool.name,
+// vmcp.backend and vmcp.outcome on it, vmcp.via for a call through the
+// optimizer (call_tool, find_tool), jsonrpc.request.id, mcp.session.id when
+// the stage has not set it from the request header (initialize: the
 // session starts with the response), and error.type (the outcome) with an
 // error status for every outcome but success.
 type Metrics struct {
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
-	tool     func(name string) (backend string, ok bool)
 }
 
 var _ audit.Recorder = (*Metrics)(nil)
 
-// NewMetrics creates the instruments on tel's meter provider. tool
-// returns the backend of a post-aggregation tool name and whether the
-// catalogue has it; nil: every tool is "unknown".
-func NewMetrics(tel *Telemetry, tool func(name string) (backend string, ok bool)) (*Metrics, error) {
+// NewMetrics creates the instruments on tel's meter provider.
+func NewMetrics(tel *Telemetry) (*Metrics, error) {
 	m := tel.MeterProvider().Meter(scope)
 	requests, err := m.Int64Counter("vmcp_requests_total",
 		metric.WithDescription("MCP requests, by method and outcome, the refused ones included."))
@@ -55,10 +56,7 @@ func NewMetrics(tel *Telemetry, tool func(name string) (backend string, ok bool)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	if tool == nil {
-		tool = func(string) (string, bool) { return "", false }
-	}
-	return &Metrics{requests: requests, duration: duration, tool: tool}, nil
+	return &Metrics{requests: requests, duration: duration}, nil
 }
 
 // unknown is the label of a value vmcp does not know.
@@ -76,11 +74,15 @@ func (m *Metrics) Record(ctx context.Context, e audit.Event) {
 
 	var tool, backend string
 	if e.Method == methodToolsCall {
-		tool, backend = unknown, unknown
-		if b, ok := m.tool(e.Name); ok {
-			tool, backend = e.Name, b
+		switch {
+		case e.Via == parse.FindToolName:
+			tool = parse.FindToolName
+		case e.Backend != "":
+			tool, backend = e.Name, e.Backend
+		default:
+			tool, backend = unknown, unknown
 		}
-		if !refused(e.Outcome) {
+		if backend != "" && !refused(e.Outcome) {
 			m.duration.Record(ctx, e.Duration.Seconds(), metric.WithAttributes(
 				attribute.String("tool", tool), attribute.String("backend", backend)))
 		}
@@ -103,8 +105,10 @@ func (m *Metrics) Record(ctx context.Context, e audit.Event) {
 		span.SetName(method)
 	}
 	if tool != "" {
-		attrs = append(attrs, semconv.GenAIToolName(tool), semconv.GenAIOperationNameExecuteTool,
-			attribute.String("vmcp.backend", backend))
+		attrs = append(attrs, semconv.GenAIToolName(tool), semconv.GenAIOperationNameExecuteTool)
+		if backend != "" {
+			attrs = append(attrs, attribute.String("vmcp.backend", backend))
+		}
 		span.SetName(method + " " + tool)
 	}
 	if e.Via != "" {

@@ -34,7 +34,8 @@ func scrape(t *testing.T, tel *Telemetry) string {
 
 // TestMetricsSeries: events, gauges and the stage give every series, with
 // labels bounded: a tool the catalogue does not know is "unknown", a
-// method vmcp does not know is "other", refusals carry no duration.
+// method vmcp does not know is "other", refusals and find_tool searches
+// carry no duration (one served unknown tool is the only "unknown" one).
 func TestMetricsSeries(t *testing.T) {
 	t.Parallel()
 	tel, err := Setup(context.Background(), config.Telemetry{ServiceName: "vmcp", Prometheus: true}, Options{})
@@ -45,14 +46,15 @@ func TestMetricsSeries(t *testing.T) {
 	if tel.Tracing() {
 		t.Error("tracing is on without an endpoint")
 	}
-	m, err := NewMetrics(tel, func(name string) (string, bool) { return "weather", name == "weather_forecast" })
+	m, err := NewMetrics(tel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	m.Record(ctx, audit.Event{Method: "tools/call", Name: "weather_forecast", Outcome: audit.OutcomeSuccess, Duration: 20 * time.Millisecond})
+	m.Record(ctx, audit.Event{Method: "tools/call", Name: "weather_forecast", Backend: "weather", Outcome: audit.OutcomeSuccess, Duration: 20 * time.Millisecond})
 	m.Record(ctx, audit.Event{Method: "tools/call", Name: "made-up-" + strings.Repeat("x", 10), Outcome: audit.OutcomeBackendError, Duration: time.Millisecond})
 	m.Record(ctx, audit.Event{Method: "tools/call", Name: "weather_forecast", Outcome: audit.OutcomeRateLimited})
+	m.Record(ctx, audit.Event{Method: "tools/call", Name: "find_tool", Via: "find_tool", Outcome: audit.OutcomeSuccess, Duration: time.Millisecond})
 	m.Record(ctx, audit.Event{Outcome: audit.OutcomeUnauthenticated})
 	m.Record(ctx, audit.Event{Method: "x/custom-" + strings.Repeat("y", 5), Outcome: audit.OutcomeSuccess})
 	err = Observe(tel, State{
@@ -70,7 +72,7 @@ func TestMetricsSeries(t *testing.T) {
 
 	text := scrape(t, tel)
 	for _, want := range []string{
-		`vmcp_requests_total{method="tools/call",outcome="success"} 1`,
+		`vmcp_requests_total{method="tools/call",outcome="success"} 2`,
 		`vmcp_requests_total{method="tools/call",outcome="backend_error"} 1`,
 		`vmcp_requests_total{method="tools/call",outcome="rate_limited"} 1`,
 		`vmcp_requests_total{method="unknown",outcome="unauthenticated"} 1`,
@@ -94,7 +96,7 @@ func TestMetricsSeries(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	for _, never := range []string{"made-up", "custom-", "BREW", "otel_scope"} {
+	for _, never := range []string{"made-up", "custom-", "BREW", "otel_scope", `tool="find_tool"`} {
 		if strings.Contains(text, never) {
 			t.Errorf("/metrics has %q: a label taken from client input", never)
 		}
@@ -117,7 +119,7 @@ func TestServersDoNotShareMetrics(t *testing.T) {
 		defer tel.Shutdown(context.Background())
 		tels[i] = tel
 	}
-	m, err := NewMetrics(tels[0], nil)
+	m, err := NewMetrics(tels[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,7 @@ func TestServersDoNotShareMetrics(t *testing.T) {
 func TestMetricsSpanIDs(t *testing.T) {
 	t.Parallel()
 	tel, rec := traced(t, false)
-	m, err := NewMetrics(tel, func(name string) (string, bool) { return "weather", name == "weather_forecast" })
+	m, err := NewMetrics(tel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +180,7 @@ func TestMetricsSpanIDs(t *testing.T) {
 	}
 
 	// A call through call_tool with a string id; the header's session stays.
-	s = serve("s-1", audit.Event{Method: "tools/call", Name: "weather_forecast", Via: "call_tool",
+	s = serve("s-1", audit.Event{Method: "tools/call", Name: "weather_forecast", Via: "call_tool", Backend: "weather",
 		RequestID: `"req-7"`, SessionID: "s-other", Outcome: audit.OutcomeSuccess, Duration: time.Millisecond})
 	if s.Name() != "tools/call weather_forecast" {
 		t.Errorf("span name %q, want %q", s.Name(), "tools/call weather_forecast")
@@ -190,6 +192,19 @@ func TestMetricsSpanIDs(t *testing.T) {
 		"gen_ai.tool.name":   attribute.StringValue("weather_forecast"),
 		"vmcp.backend":       attribute.StringValue("weather"),
 	})
+
+	// A find_tool search: named as what it is, with no backend.
+	s = serve("s-1", audit.Event{Method: "tools/call", Name: "find_tool", Via: "find_tool", Outcome: audit.OutcomeSuccess})
+	if s.Name() != "tools/call find_tool" {
+		t.Errorf("span name %q, want %q", s.Name(), "tools/call find_tool")
+	}
+	checkAttrs(t, s.Attributes(), map[attribute.Key]attribute.Value{
+		"vmcp.via":         attribute.StringValue("find_tool"),
+		"gen_ai.tool.name": attribute.StringValue("find_tool"),
+	})
+	if v, ok := attrs(s)["vmcp.backend"]; ok {
+		t.Errorf("find_tool span has vmcp.backend %v", v.Emit())
+	}
 
 	// No id (a notification), a null one, or one too long to be useful:
 	// no jsonrpc.request.id.

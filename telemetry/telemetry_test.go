@@ -69,7 +69,7 @@ func traced(t *testing.T, prometheus bool) (*Telemetry, *tracetest.SpanRecorder)
 func TestStageSpan(t *testing.T) {
 	t.Parallel()
 	tel, rec := traced(t, false)
-	m, err := NewMetrics(tel, func(name string) (string, bool) { return "weather", name == "weather_forecast" })
+	m, err := NewMetrics(tel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestStageSpan(t *testing.T) {
 		ctx := r.Context()
 		_, child := trace.SpanFromContext(ctx).TracerProvider().Tracer("test").Start(ctx, "child")
 		child.End()
-		m.Record(ctx, audit.Event{Method: "tools/call", Name: "weather_forecast", Outcome: audit.OutcomeToolError, Duration: time.Millisecond})
+		m.Record(ctx, audit.Event{Method: "tools/call", Name: "weather_forecast", Backend: "weather", Outcome: audit.OutcomeToolError, Duration: time.Millisecond})
 		w.WriteHeader(http.StatusAccepted)
 	})
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"

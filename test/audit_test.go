@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,40 +177,9 @@ optimizer: {enabled: true}
 audit: {enabled: true, output: %q, includeArguments: true, maxArgumentBytes: 24}
 `, weather.URL, path))
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, "vmcp serve stderr", logs)
-	cmd := exec.Command(vmcpBin, "serve", "--config", cfgPath)
-	cmd.Stderr, cmd.Stdout = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	var url string
-	serving := regexp.MustCompile(`msg="vmcp serving" url=(http://\S+)`)
-	eventually(t, 30*time.Second, "vmcp serve logs its URL", func() error {
-		select {
-		case <-exited:
-			t.Fatalf("vmcp serve exited early: %v", waitErr)
-		default:
-		}
-		m := serving.FindStringSubmatch(logs.String())
-		if m == nil {
-			return errors.New("not yet")
-		}
-		url = m[1]
-		return nil
-	})
+	bin := startBinaryVMCP(t, cfgPath)
 
-	c := newClient(t, url, clientOpts{})
+	c := newClient(t, bin.URL, clientOpts{})
 	callViaOptimizer := func(text string) {
 		t.Helper()
 		got := callText(t, c, "call_tool", map[string]any{"tool_name": "weather_echo", "parameters": map[string]any{"text": text}})
@@ -234,27 +201,19 @@ audit: {enabled: true, output: %q, includeArguments: true, maxArgumentBytes: 24}
 	if err := os.Rename(path, rotated); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := bin.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the reopen log line", func() error {
-		if !strings.Contains(logs.String(), `msg="audit log reopened"`) {
+		if !strings.Contains(bin.Logs.String(), `msg="audit log reopened"`) {
 			return errors.New("not yet")
 		}
 		return nil
 	})
 	callViaOptimizer("after")
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("vmcp serve after SIGTERM: %v", waitErr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("vmcp serve did not exit within 20s of SIGTERM")
+	if err := bin.stop(t); err != nil {
+		t.Fatalf("vmcp serve after SIGTERM: %v", err)
 	}
 
 	viaCall := map[string]any{"method": "tools/call", "name": "weather_echo", "via": "call_tool", "backend": "weather", "originalName": "echo", "outcome": "success"}

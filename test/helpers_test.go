@@ -261,15 +261,40 @@ type vmcp struct {
 // it down when t ends. The log is shown if t fails.
 func startVMCP(t *testing.T, yamlText string, env map[string]string) *vmcp {
 	t.Helper()
+	getenv := func(k string) (string, bool) { s, ok := env[k]; return s, ok }
+	v, err := launchVMCP(t, yamlText, env, server.Options{Getenv: getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// startVMCPWith is startVMCP with server options and no environment.
+func startVMCPWith(t *testing.T, yamlText string, opts server.Options) *vmcp {
+	t.Helper()
+	v, err := launchVMCP(t, yamlText, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// launchVMCP parses yamlText with env as the environment of its
+// references, builds the server with opts (Logger and Version are set
+// here), starts it and shuts it down when t ends; the log is shown if t
+// fails. A config or server.New error fails t; Start's error is returned
+// (after cleaning up), so a caller may retry.
+func launchVMCP(t *testing.T, yamlText string, env map[string]string, opts server.Options) (*vmcp, error) {
+	t.Helper()
 	v := &vmcp{Logs: &syncBuffer{}}
 	dumpOnFailure(t, "vmcp log", v.Logs)
-	getenv := func(k string) (string, bool) { s, ok := env[k]; return s, ok }
-	cfg, err := config.Parse([]byte(yamlText), getenv)
+	cfg, err := config.Parse([]byte(yamlText), func(k string) (string, bool) { s, ok := env[k]; return s, ok })
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, yamlText)
 	}
-	log := slog.New(slog.NewTextHandler(v.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	v.Srv, err = server.New(*cfg, server.Options{Logger: log, Getenv: getenv, Version: "e2e"})
+	opts.Logger = slog.New(slog.NewTextHandler(v.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Version = "e2e"
+	v.Srv, err = server.New(*cfg, opts)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -277,7 +302,7 @@ func startVMCP(t *testing.T, yamlText string, env map[string]string) *vmcp {
 	defer cancel()
 	if err := v.Srv.Start(ctx); err != nil {
 		_ = v.Srv.Shutdown(context.Background())
-		t.Fatalf("Start: %v", err)
+		return nil, fmt.Errorf("Start: %w", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -288,7 +313,7 @@ func startVMCP(t *testing.T, yamlText string, env map[string]string) *vmcp {
 	})
 	v.Base = "http://" + v.Srv.Addr().String()
 	v.URL = v.Base + cfg.Server.Path
-	return v
+	return v, nil
 }
 
 // clientOpts tunes newClient.

@@ -7,7 +7,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
@@ -19,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -36,7 +34,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/server"
 )
 
@@ -493,33 +490,7 @@ incomingAuth:
 // instead of failing t, so a taken port can be retried.
 func tryStartVMCP(t *testing.T, yamlText string) (*vmcp, error) {
 	t.Helper()
-	v := &vmcp{Logs: &syncBuffer{}}
-	dumpOnFailure(t, "vmcp log", v.Logs)
-	cfg, err := config.Parse([]byte(yamlText), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config.Parse: %v\n%s", err, yamlText)
-	}
-	log := slog.New(slog.NewTextHandler(v.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	v.Srv, err = server.New(*cfg, server.Options{Logger: log, Version: "e2e"})
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := v.Srv.Start(ctx); err != nil {
-		_ = v.Srv.Shutdown(context.Background())
-		return nil, fmt.Errorf("Start: %w", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := v.Srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	v.Base = "http://" + v.Srv.Addr().String()
-	v.URL = v.Base + cfg.Server.Path
-	return v, nil
+	return launchVMCP(t, yamlText, nil, server.Options{})
 }
 
 // httpResult is a raw HTTP answer.

@@ -109,43 +109,11 @@ backends:
   - {name: local, transport: stdio, command: %q, args: [--name, %q, --flavor, notes]}
 %s`, weather.URL, demoBin, marker+"-local", everything))
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, "vmcp serve stderr", logs)
-	cmd := exec.Command(vmcpBin, "serve", "--config", cfgPath)
-	cmd.Stderr = logs
-	cmd.Stdout = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		killAll(processesWith(marker))
-	})
+	// Registered first, so it runs after the binary is killed.
+	t.Cleanup(func() { killAll(processesWith(marker)) })
+	bin := startBinaryVMCP(t, cfgPath)
 
-	var url string
-	serving := regexp.MustCompile(`msg="vmcp serving" url=(http://\S+)`)
-	eventually(t, 30*time.Second, "vmcp serve logs its URL", func() error {
-		select {
-		case <-exited:
-			t.Fatalf("vmcp serve exited early: %v", waitErr)
-		default:
-		}
-		m := serving.FindStringSubmatch(logs.String())
-		if m == nil {
-			return errors.New("not yet")
-		}
-		url = m[1]
-		return nil
-	})
-
-	c := newClient(t, url, clientOpts{listen: true})
+	c := newClient(t, bin.URL, clientOpts{listen: true})
 	if got := callText(t, c, "weather_echo", map[string]any{"text": "bin"}); got != "bin" {
 		t.Errorf("weather_echo: %q", got)
 	}
@@ -170,21 +138,13 @@ backends:
 	}
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Errorf("vmcp serve after SIGTERM: %v, want exit status 0", waitErr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("vmcp serve did not exit within 20s of SIGTERM")
+	if err := bin.stop(t); err != nil {
+		t.Errorf("vmcp serve after SIGTERM: %v, want exit status 0", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("vmcp serve took %s to stop (shutdownTimeout is 5s)", d)
 	}
-	if !strings.Contains(logs.String(), `msg=stopped`) {
+	if !strings.Contains(bin.Logs.String(), `msg=stopped`) {
 		t.Errorf("vmcp serve did not log a clean stop")
 	}
 	// SIGKILLed children may need a moment to be reaped by init.
@@ -197,6 +157,68 @@ backends:
 	}
 	if len(left) > 0 {
 		t.Errorf("child processes survived vmcp serve:%s", describeProcs(left))
+	}
+}
+
+// binaryVMCP is a running `vmcp serve` process.
+type binaryVMCP struct {
+	Cmd  *exec.Cmd
+	URL  string // the MCP endpoint it logged
+	Logs *syncBuffer
+	// exited is closed when the process has exited, with waitErr set.
+	exited  chan struct{}
+	waitErr error
+}
+
+// startBinaryVMCP runs `vmcp serve --config cfgPath`, kills it when t ends,
+// shows its output if t fails, and waits (up to 30s) for the URL it logs.
+func startBinaryVMCP(t *testing.T, cfgPath string) *binaryVMCP {
+	t.Helper()
+	b := &binaryVMCP{Logs: &syncBuffer{}, exited: make(chan struct{})}
+	dumpOnFailure(t, "vmcp serve stderr", b.Logs)
+	b.Cmd = exec.Command(vmcpBin, "serve", "--config", cfgPath)
+	b.Cmd.Stderr, b.Cmd.Stdout = b.Logs, b.Logs
+	if err := b.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		b.waitErr = b.Cmd.Wait()
+		close(b.exited)
+	}()
+	t.Cleanup(func() {
+		_ = b.Cmd.Process.Kill()
+		<-b.exited
+	})
+	serving := regexp.MustCompile(`msg="vmcp serving" url=(http://\S+)`)
+	eventually(t, 30*time.Second, "vmcp serve logs its URL", func() error {
+		select {
+		case <-b.exited:
+			t.Fatalf("vmcp serve exited early: %v", b.waitErr)
+		default:
+		}
+		m := serving.FindStringSubmatch(b.Logs.String())
+		if m == nil {
+			return errors.New("not yet")
+		}
+		b.URL = m[1]
+		return nil
+	})
+	return b
+}
+
+// stop sends SIGTERM and returns the process's exit error; t fails at once
+// if the process has not exited within 20s.
+func (b *binaryVMCP) stop(t *testing.T) error {
+	t.Helper()
+	if err := b.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.exited:
+		return b.waitErr
+	case <-time.After(20 * time.Second):
+		t.Fatal("vmcp serve did not exit within 20s of SIGTERM")
+		return nil
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -26,7 +25,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/server"
 )
 
@@ -88,39 +86,6 @@ rateLimiting:
 // verified (not answered from the cache) the first time.
 func (e *telEnv) token(t *testing.T, sub string) string {
 	return signJWT(t, e.key, jose.RS256, "k1", validClaims(e.issuer, telAudience, sub))
-}
-
-// startVMCPWith is startVMCP with server options.
-func startVMCPWith(t *testing.T, yamlText string, opts server.Options) *vmcp {
-	t.Helper()
-	v := &vmcp{Logs: &syncBuffer{}}
-	dumpOnFailure(t, "vmcp log", v.Logs)
-	cfg, err := config.Parse([]byte(yamlText), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config.Parse: %v\n%s", err, yamlText)
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(v.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Version = "e2e"
-	v.Srv, err = server.New(*cfg, opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := v.Srv.Start(ctx); err != nil {
-		_ = v.Srv.Shutdown(context.Background())
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := v.Srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	v.Base = "http://" + v.Srv.Addr().String()
-	v.URL = v.Base + cfg.Server.Path
-	return v
 }
 
 // headerProxy is a reverse proxy in front of a backend that keeps the

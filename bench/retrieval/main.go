@@ -23,10 +23,11 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/vmcp/vmcp/internal/bfcl"
 	"github.com/vmcp/vmcp/optimizer"
 )
 
-const defaultData = "../shared/datasets/tool-retrieval/bfcl-v4-tool-retrieval.json"
+const defaultData = bfcl.Path
 
 func main() {
 	data := flag.String("data", defaultData, "the data set; a relative path is tried from the working directory, then from the module root")
@@ -41,42 +42,18 @@ func main() {
 	}
 }
 
-// dataset is the file's shape (fields this tool does not use are omitted).
-type dataset struct {
-	Tools []struct {
-		Name        string          `json:"name"`
-		Description string          `json:"description"`
-		InputSchema json.RawMessage `json:"inputSchema"`
-	} `json:"tools"`
-	Queries []query `json:"queries"`
-}
-
-type query struct {
-	ID       string   `json:"id"`
-	Category string   `json:"category"`
-	Query    string   `json:"query"`
-	Expected []string `json:"expected"`
-}
+type query = bfcl.Query
 
 func run(path string, rounds, synthetic, maxTools int) error {
 	path, err := resolve(path)
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(path)
+	ds, err := bfcl.Load(path)
 	if err != nil {
 		return err
 	}
-	var ds dataset
-	if err := json.Unmarshal(raw, &ds); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	// The tools exactly as vmcp receives them from a backend: the schema as
-	// RawInputSchema, InputSchema empty.
-	tools := make([]mcp.Tool, len(ds.Tools))
-	for i, t := range ds.Tools {
-		tools[i] = mcp.Tool{Name: t.Name, Description: t.Description, RawInputSchema: t.InputSchema}
-	}
+	tools := ds.Tools
 	fmt.Printf("data set: %s\n%d tools, %d queries\n\n", path, len(tools), len(ds.Queries))
 
 	printQuality(evaluate(optimizer.NewIndex(tools), ds.Queries))
@@ -87,7 +64,7 @@ func run(path string, rounds, synthetic, maxTools int) error {
 	fmt.Println("\nspeed and memory (median of", rounds, "rounds; find = Search(query, \"\", 10) over every query)")
 	fmt.Printf("%-22s %8s %10s %12s %10s %10s\n", "catalogue", "tools", "build", "index heap", "find p50", "find p99")
 	measure("BFCL data set", tools, ds.Queries, rounds)
-	measure("synthetic", replicate(tools, synthetic), ds.Queries, rounds)
+	measure("synthetic", bfcl.Replicate(tools, synthetic), ds.Queries, rounds)
 	return nil
 }
 
@@ -247,24 +224,6 @@ func printListSizes(tools []mcp.Tool, maxTools int) error {
 	fmt.Printf("\ntools/list result: optimizer off %d bytes (%d tools), on %d bytes (%d tools), %.2f%% of off\n",
 		len(off), len(tools), len(on), len(defs), 100*float64(len(on))/float64(len(off)))
 	return nil
-}
-
-// replicate returns n tools made of copies of tools, each copy's names
-// prefixed the way the aggregator prefixes a backend's ("s2_get_weather").
-func replicate(tools []mcp.Tool, n int) []mcp.Tool {
-	out := make([]mcp.Tool, 0, n)
-	for copyNo := 0; len(out) < n; copyNo++ {
-		for _, t := range tools {
-			if len(out) == n {
-				break
-			}
-			if copyNo > 0 {
-				t.Name = fmt.Sprintf("s%d_%s", copyNo, t.Name)
-			}
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // measure prints the median build time, the heap the index holds and the
