@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -58,6 +59,13 @@ func (m *modernRelay) served(w http.ResponseWriter, r *http.Request, p *parse.Pa
 	if p.MetaProtocolVersion != version || p.Params == nil ||
 		mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MCPMethod(p.Method), p.Params) != nil {
 		return false
+	}
+	if key := parse.DuplicateKey(p.Body); key != "" {
+		// The body would go to the backend byte for byte: refuse what vmcp
+		// and the backend could read differently.
+		jsonrpc.WriteError(w, http.StatusBadRequest, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+			Message: fmt.Sprintf("invalid JSON-RPC message: key %q appears twice", key)})
+		return true
 	}
 	resp, err := m.router.Relay(r.Context(), m.poster, router.RawRequest{
 		Method: p.Method, Name: p.ResourceID, Version: version, Body: p.Body, Params: p.Params, Header: r.Header,

@@ -389,3 +389,33 @@ func TestModernRelayIsAudited(t *testing.T) {
 		}
 	}
 }
+
+// TestModernRelayRefusesDuplicateKeys: a stateless request goes to the
+// backend byte for byte, so a body vmcp and the backend could read
+// differently (vmcp keeps the last of two equal keys, other parsers the
+// first) is refused and never reaches the backend.
+func TestModernRelayRefusesDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	b := newModernBackend(t)
+	url := startModernVMCP(t, b.URL)
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"m_ask","name":"m_echo",` + modernParams + `}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"m_ask",` + modernParams + `},"params":{"name":"m_echo",` + modernParams + `}}`,
+	} {
+		req := modernRequest(context.Background(), t, url, "m_echo")
+		req.Body = io.NopCloser(strings.NewReader(body))
+		req.ContentLength = int64(len(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(got), `appears twice`) || !strings.Contains(string(got), `"id":7`) {
+			t.Errorf("duplicate keys: %d %s; want 400 with a JSON-RPC invalid request", resp.StatusCode, got)
+		}
+	}
+	if n := len(b.requests()); n != 0 {
+		t.Errorf("the backend got %d requests with duplicate keys", n)
+	}
+}
