@@ -267,11 +267,7 @@ func clientOf(ctx context.Context) backends.Client {
 	if info := mcpserver.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
 		return backends.Client{}
 	}
-	c := backends.Client{Session: s.SessionID()}
-	if ci, ok := s.(mcpserver.SessionWithClientInfo); ok {
-		c.Capabilities = ci.GetClientCapabilities()
-	}
-	return c
+	return backends.Client{Session: s.SessionID(), Capabilities: declared(s)}
 }
 
 // clientCtx returns the context to send a request to client session id
@@ -345,13 +341,9 @@ func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification
 		}
 		params["_meta"] = n.Params.Meta
 	}
-	var err error
-	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
+	ctx, s, err := r.clientCtx(ctx, id)
+	if err == nil {
 		err = r.send(s, func() error { return r.mcp.SendNotificationToClient(ctx, n.Method, params) })
-	} else if v, ok := r.sessions.Load(id); ok && id != "" {
-		err = r.send(v.(mcpserver.ClientSession), func() error { return r.mcp.SendNotificationToSpecificClient(id, n.Method, params) })
-	} else {
-		err = errNoClient
 	}
 	if err != nil {
 		r.log.Debug("relay notification", "method", n.Method, "error", err)
