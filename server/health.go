@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -53,14 +54,77 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(body)
 }
 
-// backendHealthChanged hides an unhealthy backend's tools, resources and
-// prompts from the catalogue, and shows them again once it is healthy or
-// degraded; installing the new lists sends clients list_changed. It runs
-// on whichever goroutine saw the change, so it reads the backend's state
-// afresh under a lock: the last call always acts on the last change.
-func (s *Server) backendHealthChanged(name string) {
-	s.hiding.Lock()
-	defer s.hiding.Unlock()
+// healthChanges applies the backends' health changes to the catalogue on
+// one goroutine of the server's. backends.Options.OnHealthChange must
+// return quickly and runs on whichever goroutine saw the change (a client's
+// call among them), so it only records the backend's name and wakes the
+// goroutine; rebuilding the catalogue, telling every client and
+// re-indexing the optimizer happen there, one change after another.
+type healthChanges struct {
+	apply func(backend string)
+	wake  chan struct{} // one slot: a change is waiting
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]struct{}
+}
+
+// watchHealth starts the goroutine that calls apply for each backend whose
+// health changed; close stops it.
+func watchHealth(apply func(backend string)) *healthChanges {
+	h := &healthChanges{apply: apply, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), pending: map[string]struct{}{}}
+	go h.run()
+	return h
+}
+
+// changed records that backend's health changed. It never blocks.
+func (h *healthChanges) changed(backend string) {
+	h.mu.Lock()
+	h.pending[backend] = struct{}{}
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default: // already woken: the goroutine takes this name too
+	}
+}
+
+func (h *healthChanges) run() {
+	defer close(h.done)
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.wake:
+		}
+		h.mu.Lock()
+		names := make([]string, 0, len(h.pending))
+		for name := range h.pending {
+			names = append(names, name)
+		}
+		clear(h.pending)
+		h.mu.Unlock()
+		slices.Sort(names)
+		for _, name := range names {
+			h.apply(name)
+		}
+	}
+}
+
+// close stops the goroutine and waits for it; changes still pending are
+// dropped (the server is shutting down).
+func (h *healthChanges) close() error {
+	close(h.stop)
+	<-h.done
+	return nil
+}
+
+// applyHealth hides an unhealthy backend's tools, resources and prompts
+// from the catalogue, and shows them again once it is healthy or degraded;
+// installing the new lists sends clients list_changed. It runs on the
+// healthChanges goroutine and reads the backend's state afresh, so the
+// last change is always the one acted on.
+func (s *Server) applyHealth(name string) {
 	var st backends.Status
 	for _, b := range s.backends.Status() {
 		if b.Name == name {

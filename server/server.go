@@ -73,7 +73,7 @@ type Server struct {
 
 	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
 
-	hiding sync.Mutex // serialises backendHealthChanged
+	health *healthChanges // health.go
 	hidden hiddenTools
 
 	closers      []func() error
@@ -109,6 +109,10 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		names[i] = b.Name
 	}
 	s.agg = aggregator.New(cfg.Aggregation, names, s.log)
+	// Backends report health changes once started (Start), when the
+	// catalogue's sync is in place.
+	s.health = watchHealth(s.applyHealth)
+	s.closers = append(s.closers, s.health.close)
 	// The relay is filled in below, before anything is served.
 	rel := &relay{log: s.log}
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
@@ -122,7 +126,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		DegradedAfter:  cfg.Health.DegradedAfter,
 		UnhealthyAfter: cfg.Health.UnhealthyAfter,
 		Breaker:        breakerConfig(cfg.Health.Breaker),
-		OnHealthChange: s.backendHealthChanged,
+		OnHealthChange: s.health.changed,
 		// relay: see relay.go
 		Relay:             rel,
 		MaxClientSessions: cfg.Server.MaxBackendSessions,
