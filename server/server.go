@@ -74,7 +74,6 @@ type Server struct {
 	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
 
 	health *healthChanges // health.go
-	hidden hiddenTools
 
 	closers      []func() error
 	shutdownOnce sync.Once
@@ -226,7 +225,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, relay: s.relay, log: s.log, inflight: &s.inflight}
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, relay: s.relay, log: s.log, inflight: &s.inflight}
 	endpoint.modern = &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log} // modern.go
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
