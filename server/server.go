@@ -113,7 +113,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	s.health = watchHealth(s.applyHealth)
 	s.closers = append(s.closers, s.health.close)
 	// The relay is filled in below, before anything is served.
-	rel := &relay{log: s.log}
+	rel := newRelay(s.log)
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
 		HTTPClient: s.backendHTTPClient(),
 		Logger:     s.log,
@@ -134,6 +134,8 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.backends.Close)
+	// Before the backends close: what they relay meanwhile is dropped.
+	s.closers = append(s.closers, rel.out.close)
 
 	rt := router.New(s.agg.Catalogue, func(ctx context.Context, backend string) (router.Backend, error) {
 		sess, err := s.backends.Session(ctx, clientOf(ctx), backend)
