@@ -57,7 +57,8 @@ func (a *Aggregator) Update(backend string, caps *Capabilities) (*Catalogue, err
 // Hide takes backend's tools, resources and prompts out of the catalogue
 // (hidden true), for example while the backend is unhealthy, or puts them
 // back (false). What the backend offers is kept: Update still records it
-// while the backend is hidden. The catalogue is rebuilt only when the
+// while the backend is hidden, and the catalogue answers Hidden for the
+// names its tools would have. The catalogue is rebuilt only when the
 // backend's visibility changes; changed reports whether it was.
 func (a *Aggregator) Hide(backend string, hidden bool) (c *Catalogue, changed bool, err error) {
 	a.mu.Lock()
@@ -87,6 +88,9 @@ func (a *Aggregator) rebuild() (*Catalogue, error) {
 		}
 	}
 	c, err := Build(a.cfg, a.order, visible, a.log)
+	if len(a.hidden) > 0 && c != nil {
+		c.hidden = a.hiddenTools(c)
+	}
 	a.current.Store(c)
 	if err != nil {
 		err = fmt.Errorf("aggregate: %w", err)
@@ -94,6 +98,27 @@ func (a *Aggregator) rebuild() (*Catalogue, error) {
 	a.err.Store(&err)
 	return c, err
 }
+
+// hiddenTools returns the names the hidden backends' tools would have with
+// every backend listed (their names may depend on the others', as with
+// conflict resolution), less the names visible lists, by backend. a.mu
+// must be held.
+func (a *Aggregator) hiddenTools(visible *Catalogue) map[string]string {
+	all, _ := Build(a.cfg, a.order, a.caps, quiet) // logged by the visible build
+	out := make(map[string]string)
+	if all == nil {
+		return out
+	}
+	for name, r := range all.tools {
+		if _, listed := visible.tools[name]; a.hidden[r.Backend] && !listed {
+			out[name] = r.Backend
+		}
+	}
+	return out
+}
+
+// quiet drops the log lines of the catalogue built for hiddenTools.
+var quiet = slog.New(slog.DiscardHandler)
 
 // Conflicts returns the unsettled conflicts of the current catalogue (see
 // Update), or nil.

@@ -43,6 +43,9 @@ type Catalogue struct {
 	templates map[string]Route // keyed by URI template
 	// backendTools counts each backend's tools in the catalogue.
 	backendTools map[string]int
+	// hidden maps the names hidden backends' tools would have, and no
+	// listed tool has, to their backend (Aggregator.Hide).
+	hidden map[string]string
 }
 
 // Tool returns the route of a post-aggregation tool name.
@@ -67,6 +70,14 @@ func (c *Catalogue) Resource(uri string) (Route, bool) {
 func (c *Catalogue) Template(uriTemplate string) (Route, bool) {
 	r, ok := c.templates[uriTemplate]
 	return r, ok
+}
+
+// Hidden reports whether name is the post-aggregation name of a tool of a
+// backend that Aggregator.Hide took out of the catalogue, and which
+// backend; a name the catalogue lists is never hidden.
+func (c *Catalogue) Hidden(name string) (backend string, ok bool) {
+	backend, ok = c.hidden[name]
+	return backend, ok
 }
 
 // ToolCount returns how many of backend's tools are in the catalogue.

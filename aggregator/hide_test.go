@@ -45,17 +45,30 @@ func TestHide(t *testing.T) {
 			t.Errorf("Hide(%s, %v): %d prompts, resources and templates, want %d", backend, hidden, n, wantRest)
 		}
 	}
+	hidden := func(name, want string) {
+		t.Helper()
+		if got, ok := a.Catalogue().Hidden(name); got != want || ok != (want != "") {
+			t.Errorf("Hidden(%s) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	hidden("github_search", "")
 	hide("github", true, true, []string{"jira_search"}, 0)
 	if _, ok := a.Catalogue().Tool("github_search"); ok {
 		t.Error("a hidden backend's tool still routes")
 	}
+	hidden("github_search", "github")
+	hidden("jira_search", "")
+	hidden("nope", "")
 	hide("github", true, false, []string{"jira_search"}, 0)
 	// What a hidden backend offers is still recorded, and is what returns.
 	mustUpdate("github", &aggregator.Capabilities{Tools: tools("search", "merge")})
 	if got := toolNames(a.Catalogue().Tools); !slices.Equal(got, []string{"jira_search"}) {
 		t.Errorf("Update of a hidden backend shows its tools: %v", got)
 	}
+	hidden("github_merge", "github")
 	hide("github", false, true, []string{"github_merge", "github_search", "jira_search"}, 0)
+	hidden("github_search", "")
+	hidden("github_merge", "")
 	if r, ok := a.Catalogue().Tool("github_search"); !ok || r.Backend != "github" || r.Name != "search" {
 		t.Errorf("github_search routes to %+v, %v after unhiding", r, ok)
 	}
@@ -82,5 +95,8 @@ func TestHideUnderPriority(t *testing.T) {
 	}
 	if r, _ := a.Catalogue().Tool("search"); r.Backend != "jira" {
 		t.Errorf("with github hidden search routes to %q, want jira", r.Backend)
+	}
+	if b, ok := a.Catalogue().Hidden("search"); ok {
+		t.Errorf("search, served by jira, is reported hidden with %q", b)
 	}
 }

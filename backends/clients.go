@@ -88,7 +88,9 @@ type clientConn struct {
 	ready chan struct{}
 	conn  *conn
 	err   error
-	// active counts calls in flight; an active session is not evicted.
+	// active counts calls in flight and sessions handed out by get whose
+	// first call has not ended (Session.Release); an active session is not
+	// evicted.
 	active atomic.Int32
 	// closed is set by close; connClosed once conn itself is closed.
 	closed, connClosed atomic.Bool
@@ -99,20 +101,26 @@ func newClientConns(m *Manager, max int) *clientConns {
 }
 
 // get returns the open session of client c to backend b, opening it on
-// first use. Concurrent first uses share one open.
+// first use. Concurrent first uses share one open. The session is returned
+// with one reference in active, taken under p.mu so that oldestIdle cannot
+// pick it before the caller's request starts; the caller drops it
+// (Session.Release).
 func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientConn, error) {
 	k := connKey{c.Session, b.cfg.Name}
 	p.mu.Lock()
 	cc, ok := p.byKey[k]
 	if ok {
 		p.lru.MoveToFront(cc.elem)
+		cc.active.Add(1)
 		p.mu.Unlock()
 		select {
 		case <-cc.ready:
 		case <-ctx.Done():
+			cc.active.Add(-1)
 			return nil, ctx.Err()
 		}
 		if cc.err != nil {
+			cc.active.Add(-1)
 			return nil, cc.err
 		}
 		return cc, nil
@@ -126,6 +134,7 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 		p.removeLocked(evicted)
 	}
 	cc = &clientConn{key: k, b: b, ready: make(chan struct{}), roots: c.Capabilities.Roots != nil}
+	cc.active.Store(1) // held for the caller, as above
 	cc.elem = p.lru.PushFront(cc)
 	p.byKey[k] = cc
 	st := p.byClient[c.Session]
@@ -148,11 +157,13 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 	}
 	close(cc.ready)
 	if cc.err != nil {
+		cc.active.Add(-1)
 		return nil, cc.err
 	}
 	if cc.closed.Load() {
 		// Closed while opening (the client ended, or the connection was
 		// lost at once): close() left the connection to us.
+		cc.active.Add(-1)
 		cc.closeConn()
 		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
 	}

@@ -113,6 +113,8 @@ func sampling() backends.Client {
 	return backends.Client{Capabilities: mcp.ClientCapabilities{Sampling: &mcp.SamplingCapability{}}}
 }
 
+// clientSession returns client id's session to backend "b", released: the
+// bound may close it before the test calls it.
 func clientSession(t *testing.T, m *backends.Manager, c backends.Client, id string) *backends.Session {
 	t.Helper()
 	c.Session = id
@@ -120,6 +122,7 @@ func clientSession(t *testing.T, m *backends.Manager, c backends.Client, id stri
 	if err != nil {
 		t.Fatalf("Session(%s): %v", id, err)
 	}
+	s.Release()
 	return s
 }
 
@@ -231,6 +234,37 @@ func TestClientSessionsBound(t *testing.T) {
 	cancel()
 	wg.Wait()
 	clientSession(t, m, backends.Client{}, "four")
+}
+
+// TestClientSessionHeldUntilItsCall: a session Manager.Session returned is
+// not closed at the bound before the caller's request has started (another
+// client is refused instead); once that request has ended it may be.
+func TestClientSessionHeldUntilItsCall(t *testing.T) {
+	t.Parallel()
+	b := startHTTPBackend(t, "b", config.TransportStreamableHTTP, nil)
+	opts := testOptions(nil)
+	opts.MaxClientSessions = 1
+	m := startManager(t, []config.Backend{b.config("b", config.TransportStreamableHTTP)}, config.OutgoingAuth{}, opts)
+
+	one, err := m.Session(context.Background(), backends.Client{Session: "one"}, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Session(context.Background(), backends.Client{Session: "two"}, "b"); !errors.Is(err, backends.ErrTooManySessions) {
+		t.Fatalf("Session of another client while one's is held: %v, want ErrTooManySessions", err)
+	}
+	if got := call(t, one, "echo", map[string]any{"text": "hi"}); !strings.Contains(got, "hi") {
+		t.Errorf("echo = %q", got)
+	}
+	two, err := m.Session(context.Background(), backends.Client{Session: "two"}, "b")
+	if err != nil {
+		t.Fatalf("Session after one's call ended: %v", err)
+	}
+	two.Release()
+	two.Release() // more than once is fine
+	if _, err := callTool(one, "echo", nil); err == nil {
+		t.Error("the evicted session still answers")
+	}
 }
 
 // TestCancelReachesBackend: a call whose context ends is cancelled at an

@@ -203,6 +203,10 @@ func (m *Manager) Names() []string { return m.order }
 // stdio backend is one process every client shares; so is the connection
 // a client without an MCP session (c.Session "") uses, which is also the
 // one discovery and health checks use.
+//
+// A client's own session is not closed at that bound while it is held: from
+// Session until the first request made with the returned Session ends, or
+// until Release. A caller that may make no request calls Release.
 func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session, error) {
 	b, ok := m.backends[name]
 	if !ok {
@@ -219,7 +223,9 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 	if err != nil {
 		return nil, err
 	}
-	return &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session}, nil
+	s := &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session}
+	s.held.Store(true)
+	return s, nil
 }
 
 // CloseClient closes every backend session of the client with MCP session

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -21,6 +22,20 @@ type Session struct {
 	owner *clientConn
 	// client is the MCP session id of the client, "" for none.
 	client string
+	// held is set while the per-client session is held for the caller
+	// (Manager.Session); owner.active counts it.
+	held atomic.Bool
+}
+
+// Release stops holding a client's own backend session for the caller, so
+// that the bound of Options.MaxClientSessions may close it before a request
+// is made with s. Every method of s that sends a request releases it by
+// itself; Release is for a caller that makes none. It is safe to call more
+// than once, and does nothing on a shared connection.
+func (s *Session) Release() {
+	if s.owner != nil && s.held.CompareAndSwap(true, false) {
+		s.owner.active.Add(-1)
+	}
 }
 
 // Backend returns the name of the backend this session talks to.
@@ -48,6 +63,7 @@ func (s *Session) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.C
 // session that replaces it. A backend that does not offer subscriptions is
 // not asked. An error means the client is not subscribed.
 func (s *Session) Subscribe(ctx context.Context, uri string) error {
+	defer s.Release()
 	if !s.canSubscribe() {
 		return nil
 	}
@@ -74,6 +90,7 @@ func (s *Session) Subscribe(ctx context.Context, uri string) error {
 // Unsubscribe ends the client's subscription to uri; on a shared
 // connection the backend is unsubscribed after the last subscriber.
 func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
+	defer s.Release()
 	if !s.canSubscribe() {
 		return nil
 	}
@@ -207,14 +224,16 @@ func (s *Session) Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.C
 // backend's health: transport failures and timeouts are failures, any
 // answer (an isError result, a JSON-RPC error) is a success.
 func send[R any](ctx context.Context, s *Session, do func(context.Context) (R, error)) (R, error) {
+	if s.owner != nil {
+		// The call holds the session from here; the caller's hold ends.
+		s.owner.active.Add(1)
+		defer s.owner.active.Add(-1)
+		s.Release()
+	}
 	done, ok := s.backend.breaker.allow()
 	if !ok {
 		var zero R
 		return zero, &circuitOpenError{backend: s.backend.cfg.Name}
-	}
-	if s.owner != nil {
-		s.owner.active.Add(1)
-		defer s.owner.active.Add(-1)
 	}
 	callCtx, cancel := s.withTimeout(ctx)
 	defer cancel()
@@ -270,6 +289,7 @@ type Capabilities struct {
 // left empty without asking, and so is a list the backend answers with
 // "method not found" (some declare resources but have no templates).
 func (s *Session) Discover(ctx context.Context) (*Capabilities, error) {
+	defer s.Release()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	c := s.conn.client

@@ -29,6 +29,12 @@ type OpenFunc func(ctx context.Context, backend string) (Backend, error)
 // ErrNotFound is wrapped when a name is not in the catalogue.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnhealthy is wrapped when a tool is not in the catalogue because its
+// backend is hidden while it is unhealthy (aggregator.Catalogue.Hidden).
+// Its error names the backend, as a call to an unavailable backend does:
+// `backend "x" is unavailable (unhealthy)`.
+var ErrUnhealthy = errors.New("unavailable (unhealthy)")
+
 // Router routes requests using the catalogue current at each call.
 type Router struct {
 	catalogue func() *aggregator.Catalogue
@@ -46,9 +52,10 @@ func New(catalogue func() *aggregator.Catalogue, open OpenFunc) *Router {
 // returned as the result it gave (IsError set); a transport or protocol
 // failure is returned as an error naming the backend.
 func (r *Router) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	route, ok := r.catalogue().Tool(req.Params.Name)
+	c := r.catalogue()
+	route, ok := c.Tool(req.Params.Name)
 	if !ok {
-		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, ErrNotFound)
+		return nil, toolNotFound(c, req.Params.Name)
 	}
 	b, err := r.open(ctx, route.Backend)
 	if err != nil {
@@ -59,6 +66,29 @@ func (r *Router) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 	res, err := b.CallTool(ctx, req)
 	endCall(span, err, err == nil && res != nil && res.IsError)
 	return res, err
+}
+
+// Unhealthy returns the error CallTool returns for tool when the tool is
+// not in the catalogue because its backend is hidden while unhealthy
+// (wrapping ErrUnhealthy), and nil otherwise.
+func (r *Router) Unhealthy(tool string) error {
+	c := r.catalogue()
+	if _, ok := c.Tool(tool); ok {
+		return nil
+	}
+	if err := toolNotFound(c, tool); errors.Is(err, ErrUnhealthy) {
+		return err
+	}
+	return nil
+}
+
+// toolNotFound is the error for a tool c does not list: its hidden
+// backend's, or ErrNotFound.
+func toolNotFound(c *aggregator.Catalogue, tool string) error {
+	if backend, ok := c.Hidden(tool); ok {
+		return fmt.Errorf("backend %q is %w", backend, ErrUnhealthy)
+	}
+	return fmt.Errorf("tool %q: %w", tool, ErrNotFound)
 }
 
 // ReadResource reads the resource at req.Params.URI from the backend that

@@ -473,6 +473,45 @@ func TestRouterReadsTheCurrentCatalogue(t *testing.T) {
 	}
 }
 
+// TestCallToolOfAHiddenBackend: a tool whose backend is hidden while
+// unhealthy is answered with an error naming the backend, not as unknown.
+func TestCallToolOfAHiddenBackend(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	agg := aggregator.New(config.Aggregation{}, []string{"a", "b"}, log)
+	b := &fakeBackend{name: "a"}
+	r := router.New(agg.Catalogue, func(context.Context, string) (router.Backend, error) { return b, nil })
+	for _, name := range []string{"a", "b"} {
+		if _, err := agg.Update(name, &aggregator.Capabilities{Tools: []mcp.Tool{mcp.NewTool("echo")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Unhealthy("a_echo"); err != nil {
+		t.Errorf("Unhealthy(a_echo) before hiding = %v", err)
+	}
+	if _, _, err := agg.Hide("a", true); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.CallTool(context.Background(), callReq("a_echo", nil))
+	if !errors.Is(err, router.ErrUnhealthy) || errors.Is(err, router.ErrNotFound) || err.Error() != `backend "a" is unavailable (unhealthy)` {
+		t.Errorf("CallTool(a_echo) of hidden a: %v, want ErrUnhealthy naming a", err)
+	}
+	if got := r.Unhealthy("a_echo"); got == nil || got.Error() != err.Error() {
+		t.Errorf("Unhealthy(a_echo) = %v, want %v", got, err)
+	}
+	for _, name := range []string{"b_echo", "nope"} {
+		if err := r.Unhealthy(name); err != nil {
+			t.Errorf("Unhealthy(%s) = %v, want nil", name, err)
+		}
+	}
+	if _, err := r.CallTool(context.Background(), callReq("nope", nil)); !errors.Is(err, router.ErrNotFound) {
+		t.Errorf("CallTool(nope) = %v, want ErrNotFound", err)
+	}
+	if len(b.calls) != 0 {
+		t.Errorf("the backend got %d calls", len(b.calls))
+	}
+}
+
 func textOf(res *mcp.CallToolResult) string {
 	if res == nil || len(res.Content) == 0 {
 		return ""

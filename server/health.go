@@ -2,14 +2,12 @@ package server
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
+	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
@@ -53,14 +51,77 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(body)
 }
 
-// backendHealthChanged hides an unhealthy backend's tools, resources and
-// prompts from the catalogue, and shows them again once it is healthy or
-// degraded; installing the new lists sends clients list_changed. It runs
-// on whichever goroutine saw the change, so it reads the backend's state
-// afresh under a lock: the last call always acts on the last change.
-func (s *Server) backendHealthChanged(name string) {
-	s.hiding.Lock()
-	defer s.hiding.Unlock()
+// healthChanges applies the backends' health changes to the catalogue on
+// one goroutine of the server's. backends.Options.OnHealthChange must
+// return quickly and runs on whichever goroutine saw the change (a client's
+// call among them), so it only records the backend's name and wakes the
+// goroutine; rebuilding the catalogue, telling every client and
+// re-indexing the optimizer happen there, one change after another.
+type healthChanges struct {
+	apply func(backend string)
+	wake  chan struct{} // one slot: a change is waiting
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]struct{}
+}
+
+// watchHealth starts the goroutine that calls apply for each backend whose
+// health changed; close stops it.
+func watchHealth(apply func(backend string)) *healthChanges {
+	h := &healthChanges{apply: apply, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), pending: map[string]struct{}{}}
+	go h.run()
+	return h
+}
+
+// changed records that backend's health changed. It never blocks.
+func (h *healthChanges) changed(backend string) {
+	h.mu.Lock()
+	h.pending[backend] = struct{}{}
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default: // already woken: the goroutine takes this name too
+	}
+}
+
+func (h *healthChanges) run() {
+	defer close(h.done)
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.wake:
+		}
+		h.mu.Lock()
+		names := make([]string, 0, len(h.pending))
+		for name := range h.pending {
+			names = append(names, name)
+		}
+		clear(h.pending)
+		h.mu.Unlock()
+		slices.Sort(names)
+		for _, name := range names {
+			h.apply(name)
+		}
+	}
+}
+
+// close stops the goroutine and waits for it; changes still pending are
+// dropped (the server is shutting down).
+func (h *healthChanges) close() error {
+	close(h.stop)
+	<-h.done
+	return nil
+}
+
+// applyHealth hides an unhealthy backend's tools, resources and prompts
+// from the catalogue, and shows them again once it is healthy or degraded;
+// installing the new lists sends clients list_changed. It runs on the
+// healthChanges goroutine and reads the backend's state afresh, so the
+// last change is always the one acted on.
+func (s *Server) applyHealth(name string) {
 	var st backends.Status
 	for _, b := range s.backends.Status() {
 		if b.Name == name {
@@ -68,15 +129,9 @@ func (s *Server) backendHealthChanged(name string) {
 		}
 	}
 	hide := st.Health == backends.HealthUnhealthy
-	before := s.agg.Catalogue()
 	cat, changed, err := s.agg.Hide(name, hide)
 	if !changed {
 		return
-	}
-	if hide {
-		s.hidden.set(name, toolsOf(before, name))
-	} else {
-		s.hidden.set(name, nil)
 	}
 	if err != nil {
 		s.log.Error("catalogue has unsettled conflicts", "error", err)
@@ -100,74 +155,20 @@ func breakerConfig(b config.Breaker) backends.BreakerConfig {
 	return backends.BreakerConfig{FailureThreshold: b.FailureThreshold, OpenFor: b.OpenFor.D()}
 }
 
-// toolsOf lists the post-aggregation names of backend's tools in c.
-func toolsOf(c *aggregator.Catalogue, backend string) []string {
-	var names []string
-	for _, t := range c.Tools {
-		if r, ok := c.Tool(t.Name); ok && r.Backend == backend {
-			names = append(names, t.Name)
-		}
-	}
-	return names
-}
-
-// hiddenTools remembers the tools of hidden backends, so that a client
-// calling one from a list it fetched earlier learns which backend is
-// unavailable rather than that the tool does not exist.
-type hiddenTools struct {
-	mu        sync.Mutex
-	byBackend map[string][]string
-	backendOf atomic.Pointer[map[string]string] // tool -> backend
-}
-
-// set records the hidden tools of backend; nil: it is not hidden.
-func (h *hiddenTools) set(backend string, tools []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.byBackend == nil {
-		h.byBackend = map[string][]string{}
-	}
-	if tools == nil {
-		delete(h.byBackend, backend)
-	} else {
-		h.byBackend[backend] = tools
-	}
-	m := make(map[string]string)
-	for b, tools := range h.byBackend {
-		for _, t := range tools {
-			m[t] = b
-		}
-	}
-	h.backendOf.Store(&m)
-}
-
-// backend returns the hidden backend that served tool, if any.
-func (h *hiddenTools) backend(tool string) (string, bool) {
-	m := h.backendOf.Load()
-	if m == nil {
-		return "", false
-	}
-	b, ok := (*m)[tool]
-	return b, ok
-}
-
-// answeredHidden answers a tools/call of a tool that is hidden with its
-// unhealthy backend (and not served by another one meanwhile) with an
-// error naming the backend, as a call to an unavailable backend gets.
-func (e *mcpEndpoint) answeredHidden(w http.ResponseWriter, p *parse.Parsed) bool {
-	if p.Method != string(mcp.MethodToolsCall) || p.Batch || p.ID == nil || p.Optimizer != "" || e.hidden == nil {
+// answeredUnhealthy answers a tools/call of a tool whose backend is
+// hidden while unhealthy with the router's error naming the backend, as a
+// call to an unavailable backend is answered. It stands in for the router
+// only where mcp-go would answer first: a tool that is not installed is
+// "not found" before any handler runs. call_tool of the optimizer reaches
+// the router through its handler.
+func (e *mcpEndpoint) answeredUnhealthy(w http.ResponseWriter, p *parse.Parsed) bool {
+	if p.Method != string(mcp.MethodToolsCall) || p.Batch || p.ID == nil || p.Optimizer != "" {
 		return false
 	}
-	backend, ok := e.hidden.backend(p.ResourceID)
-	if !ok {
+	err := e.tools.router.Unhealthy(p.ResourceID)
+	if err == nil {
 		return false
 	}
-	if _, served := e.tools.agg.Catalogue().Tool(p.ResourceID); served {
-		return false
-	}
-	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{
-		Code:    jsonrpc.CodeInternalError,
-		Message: fmt.Sprintf("backend %q is unavailable (unhealthy)", backend),
-	})
+	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
 	return true
 }

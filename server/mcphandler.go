@@ -26,7 +26,6 @@ type mcpEndpoint struct {
 	mcp      *mcpserver.StreamableHTTPServer
 	sessions *sessionIDs
 	tools    *catalogueSync
-	hidden   *hiddenTools // nil: none
 	modern   *modernRelay // nil: stateless requests go to mcp-go too
 	// relay forwards resources/(un)subscribe before mcp-go answers them;
 	// nil: mcp-go's after-hooks do.
@@ -47,7 +46,7 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := &mcpserver.HTTPRequest{Method: r.Method, URL: r.URL, Header: r.Header, Context: r.Context()}
 	if p, ok := parse.FromContext(r.Context()); ok {
-		if e.servedToolList(w, r, p) || e.answeredHidden(w, p) || e.modern.served(w, r, p) {
+		if e.servedToolList(w, r, p) || e.answeredUnhealthy(w, p) || e.modern.served(w, r, p) {
 			return
 		}
 		if e.relay != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -33,20 +32,34 @@ type relay struct {
 	// backend's request that arrives outside its call (on the backend's GET
 	// stream) is sent to the client session it belongs to.
 	sessions sync.Map
-	// notified holds a *relayed for each client session a notification
-	// was relayed to.
-	notified sync.Map
+	// out queues the notifications relayed to each client session.
+	out outboxes
 }
 
-// relayed orders the notifications relayed to one client session.
-type relayed struct {
-	mu   sync.Mutex
-	last atomic.Int64 // when the last one was queued, Unix nanoseconds
+// newRelay returns a relay whose mcp, backends and router are filled in
+// before anything is served. Its close is out.close.
+func newRelay(log *slog.Logger) *relay {
+	r := &relay{log: log}
+	r.out.live = func(id string) bool {
+		_, ok := r.sessions.Load(id)
+		return ok
+	}
+	r.out.onErr = func(method string, err error) {
+		r.log.Debug("relay notification", "method", method, "error", err)
+	}
+	r.out.onDrop = func(id string, n int, first bool) {
+		if first {
+			r.log.Warn("client session's notification queue is full; dropping notifications until it drains",
+				"client_session_prefix", prefix(id), "queue", outboxLen)
+			return
+		}
+		r.log.Warn("notifications dropped on a full queue", "client_session_prefix", prefix(id), "dropped", n)
+	}
+	return r
 }
 
-// flushWait bounds how long a call's handler waits, after the backend
-// answered, for the notifications relayed during the call to be written.
-const flushWait = 20 * time.Millisecond
+// prefix shortens a session id for logs.
+func prefix(id string) string { return id[:min(len(id), 20)] }
 
 // flushed wraps a tools/call handler so that the notifications relayed to
 // the client during the call are written to it before the call's response.
@@ -54,54 +67,17 @@ const flushWait = 20 * time.Millisecond
 // response stream in a goroutine that drops one it has taken off the queue
 // when the response is already being written; a backend's last log message
 // or progress, relayed just before its answer, would otherwise be lost now
-// and then. Calls that relayed nothing pay one map lookup.
+// and then. The wait (at most flushWait) is the call's; calls that relayed
+// nothing pay one map lookup.
 func (r *relay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now().UnixNano()
 		res, err := next(ctx, req)
-		s := mcpserver.ClientSessionFromContext(ctx)
-		if s == nil {
-			return res, err
+		if s := mcpserver.ClientSessionFromContext(ctx); s != nil {
+			r.out.flush(s, start)
 		}
-		v, ok := r.notified.Load(s.SessionID())
-		if !ok || v.(*relayed).last.Load() < start {
-			return res, err
-		}
-		drain(s.NotificationChannel())
 		return res, err
 	}
-}
-
-// drain waits, at most flushWait, until mcp-go has taken every queued
-// notification off ch, and then a moment for the taker to write it.
-func drain(ch chan<- mcp.JSONRPCNotification) {
-	deadline := time.Now().Add(flushWait)
-	for len(ch) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Microsecond)
-	}
-	time.Sleep(200 * time.Microsecond)
-}
-
-// send queues a notification for client session s, in order: mcp-go's
-// Streamable HTTP server hands a session's notifications to whichever of
-// its streams (the call's response, the GET stream) takes them first, so
-// two queued together may reach the client out of order (progress must
-// increase). A notification that follows another within a few
-// milliseconds waits until the previous one is written.
-func (r *relay) send(s mcpserver.ClientSession, do func() error) error {
-	v, ok := r.notified.Load(s.SessionID())
-	if !ok {
-		v, _ = r.notified.LoadOrStore(s.SessionID(), &relayed{})
-	}
-	st := v.(*relayed)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if time.Now().UnixNano()-st.last.Load() < int64(2*time.Millisecond) {
-		drain(s.NotificationChannel())
-	}
-	err := do()
-	st.last.Store(time.Now().UnixNano())
-	return err
 }
 
 var _ backends.Relay = (*relay)(nil)
@@ -116,7 +92,7 @@ func (r *relay) hooks() *mcpserver.Hooks {
 	h.AddOnUnregisterSession(func(_ context.Context, s mcpserver.ClientSession) {
 		// DELETE, idle expiry or shutdown: the client's backend sessions end.
 		r.sessions.Delete(s.SessionID())
-		r.notified.Delete(s.SessionID())
+		r.out.ended(s.SessionID())
 		r.backends.CloseClient(s.SessionID())
 	})
 	h.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
@@ -267,11 +243,7 @@ func clientOf(ctx context.Context) backends.Client {
 	if info := mcpserver.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
 		return backends.Client{}
 	}
-	c := backends.Client{Session: s.SessionID()}
-	if ci, ok := s.(mcpserver.SessionWithClientInfo); ok {
-		c.Capabilities = ci.GetClientCapabilities()
-	}
-	return c
+	return backends.Client{Session: s.SessionID(), Capabilities: declared(s)}
 }
 
 // clientCtx returns the context to send a request to client session id
@@ -334,8 +306,9 @@ func (r *relay) ListRoots(ctx context.Context, id string, req mcp.ListRootsReque
 	return r.mcp.RequestRoots(ctx, req)
 }
 
-// Notify sends n to the client: on the stream of the call that caused it
-// when ctx is that call's, otherwise to the client's session.
+// Notify queues n for the client: for the stream of the call that caused
+// it when ctx is that call's, otherwise for the client's session. It does
+// not wait for n to be written (see outboxes).
 func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification) {
 	params := n.Params.AdditionalFields
 	if n.Params.Meta != nil {
@@ -345,15 +318,12 @@ func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification
 		}
 		params["_meta"] = n.Params.Meta
 	}
-	var err error
-	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
-		err = r.send(s, func() error { return r.mcp.SendNotificationToClient(ctx, n.Method, params) })
-	} else if v, ok := r.sessions.Load(id); ok && id != "" {
-		err = r.send(v.(mcpserver.ClientSession), func() error { return r.mcp.SendNotificationToSpecificClient(id, n.Method, params) })
-	} else {
-		err = errNoClient
-	}
+	ctx, s, err := r.clientCtx(ctx, id)
 	if err != nil {
 		r.log.Debug("relay notification", "method", n.Method, "error", err)
+		return
 	}
+	r.out.push(s, notification{session: s, method: n.Method, send: func() error {
+		return r.mcp.SendNotificationToClient(ctx, n.Method, params)
+	}})
 }

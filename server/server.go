@@ -73,8 +73,7 @@ type Server struct {
 
 	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
 
-	hiding sync.Mutex // serialises backendHealthChanged
-	hidden hiddenTools
+	health *healthChanges // health.go
 
 	closers      []func() error
 	shutdownOnce sync.Once
@@ -109,8 +108,12 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		names[i] = b.Name
 	}
 	s.agg = aggregator.New(cfg.Aggregation, names, s.log)
+	// Backends report health changes once started (Start), when the
+	// catalogue's sync is in place.
+	s.health = watchHealth(s.applyHealth)
+	s.closers = append(s.closers, s.health.close)
 	// The relay is filled in below, before anything is served.
-	rel := &relay{log: s.log}
+	rel := newRelay(s.log)
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
 		HTTPClient:    opts.HTTPClient,
 		WrapTransport: s.backendTransport(),
@@ -123,7 +126,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		DegradedAfter:  cfg.Health.DegradedAfter,
 		UnhealthyAfter: cfg.Health.UnhealthyAfter,
 		Breaker:        breakerConfig(cfg.Health.Breaker),
-		OnHealthChange: s.backendHealthChanged,
+		OnHealthChange: s.health.changed,
 		// relay: see relay.go
 		Relay:             rel,
 		MaxClientSessions: cfg.Server.MaxBackendSessions,
@@ -132,6 +135,8 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.backends.Close)
+	// Before the backends close: what they relay meanwhile is dropped.
+	s.closers = append(s.closers, rel.out.close)
 
 	rt := router.New(s.agg.Catalogue, func(ctx context.Context, backend string) (router.Backend, error) {
 		sess, err := s.backends.Session(ctx, clientOf(ctx), backend)
@@ -223,7 +228,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, hidden: &s.hidden, relay: s.relay, log: s.log, inflight: &s.inflight}
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, relay: s.relay, log: s.log, inflight: &s.inflight}
 	endpoint.modern = &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log} // modern.go
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)

@@ -243,3 +243,37 @@ func TestHealthIsolatesAndRestoresBackends(t *testing.T) {
 	}
 	t.Logf("calls: notes %d, list_changed notifications %d", notesCalls, listChanged.Load())
 }
+
+// TestHealthHiddenToolThroughCallTool: with the optimizer on, call_tool of
+// a tool whose backend is hidden while unhealthy is answered as a direct
+// tools/call of it is, with an error naming the backend, not as an
+// unknown tool.
+func TestHealthHiddenToolThroughCallTool(t *testing.T) {
+	t.Parallel()
+	f := startFleet(t, healthYAML+"optimizer: {enabled: true}\n", nil)
+	c := newClient(t, f.V.URL, clientOpts{})
+	callTool := func(name string) (*mcp.CallToolResult, error) {
+		return tryCall(t, c, "call_tool", map[string]any{"tool_name": name, "parameters": map[string]any{"text": "x"}})
+	}
+	if res, err := callTool("weather_echo"); err != nil || res.IsError || resultText(res) != "x" {
+		t.Fatalf("call_tool weather_echo before the kill: %v, %+v", err, res)
+	}
+	f.Weather.Kill()
+	eventually(t, 10*time.Second, "weather unhealthy and hidden", func() error {
+		if b := readyBackend(t, f.V.Base, "weather"); b.Health != "unhealthy" || b.Tools != 0 {
+			return fmt.Errorf("weather: %+v", b)
+		}
+		return nil
+	})
+	const want = `backend "weather" is unavailable (unhealthy)`
+	if _, err := callTool("weather_echo"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("call_tool of the hidden weather_echo: %v, want %q", err, want)
+	}
+	if _, err := tryCall(t, c, "weather_echo", map[string]any{"text": "x"}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("tools/call of the hidden weather_echo: %v, want %q", err, want)
+	}
+	res, err := callTool("weather_nope")
+	if err != nil || !res.IsError || !strings.Contains(resultText(res), "unknown tool") {
+		t.Errorf("call_tool of an unknown tool: %v, %+v; want an unknown-tool result", err, res)
+	}
+}
