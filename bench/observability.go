@@ -58,7 +58,7 @@ func runObservability(ctx context.Context, opts options, out io.Writer) (err err
 	call := callOp(backendName + "_echo")
 	pid := be.cmd.Process.Pid
 	for round := range opts.rounds {
-		for _, t := range targets {
+		for _, t := range rotated(targets, round) {
 			slog.Info("tools/call", "audit+metrics", t.name, "round", round+1, "conns", n, "duration", opts.dur)
 			var use cpuUse
 			r := closedLoop(ctx, t.sessions, call, opts.warm, opts.dur, func() func() {

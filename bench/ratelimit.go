@@ -89,7 +89,7 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 	call := callOp(backendName + "_echo")
 	pid := be.cmd.Process.Pid
 	for round := range opts.rounds {
-		for _, t := range targets {
+		for _, t := range rotated(targets, round) {
 			slog.Info("tools/call", "limits", t.name, "round", round+1, "conns", n, "duration", opts.dur)
 			var use cpuUse
 			var redisUse time.Duration

@@ -402,3 +402,16 @@ func (c *comparedVMCP) addRound(r result, u cpuUse) {
 	c.rounds = append(c.rounds, r.throughput())
 	c.total = addResults(c.total, r, u)
 }
+
+// rotated returns ts starting at element round mod len(ts): the order of
+// the phases of one round of a comparison mode. Rotating it each round
+// gives every target every position equally often, so a bias of position
+// (the heap left by the previous phase, the machine's drift within a round)
+// does not fall on one target.
+func rotated[T any](ts []T, round int) []T {
+	if len(ts) == 0 {
+		return ts
+	}
+	k := round % len(ts)
+	return append(append(make([]T, 0, len(ts)), ts[k:]...), ts[:k]...)
+}
