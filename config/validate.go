@@ -200,14 +200,15 @@ func checkURL(raw string) (*url.URL, error) {
 // checkSecureURL is checkURL allowing plain http only for loopback hosts.
 func checkSecureURL(raw string) error {
 	u, err := checkURL(raw)
-	if err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if err == nil && u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
 		return invalidf("must use https (http is allowed only for loopback hosts), got %q", raw)
 	}
 	return err
 }
 
-// isLoopback reports whether host names only this machine.
-func isLoopback(host string) bool {
+// IsLoopbackHost reports whether host (a name or an IP, [v6] allowed, no
+// port) names only this machine: localhost or a loopback IP.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -222,7 +223,7 @@ func (a IncomingAuth) validate(serverHost string) error {
 		if a.OIDC != nil {
 			p.addf("oidc", "given but type is anonymous; set type: oidc to use it")
 		}
-		if !a.AllowAnonymousNetwork && !isLoopback(serverHost) {
+		if !a.AllowAnonymousNetwork && !IsLoopbackHost(serverHost) {
 			p.addf("type", "anonymous on non-loopback server.host %q needs allowAnonymousNetwork: true", serverHost)
 		}
 	case AuthOIDC:

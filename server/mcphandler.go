@@ -5,15 +5,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/auth"
+	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
 )
@@ -159,11 +158,7 @@ func (s streamingWriter) CanStream() bool             { return true }
 func isLoopback(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
-		host = strings.Trim(hostport, "[]")
+		host = hostport
 	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	return config.IsLoopbackHost(host)
 }
