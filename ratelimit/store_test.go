@@ -308,8 +308,11 @@ func TestRedisStoreBucketFormat(t *testing.T) {
 	client := startRedis(t)
 	store := newRedisStore(t, client)
 	ctx := context.Background()
-	// Full is 2^52+... scaled tokens: 4,500,000,000 × 1,000,001 µs.
-	b := Bucket{Key: "{format}:b", Max: 4_500_000_000, Refill: time.Second + time.Microsecond}
+	// Full is over 2^52 scaled tokens (21,300 × 213,000 s in µs), and one
+	// token refills in 10 s, so the key (its TTL is the time to full) is
+	// still there when it is read back.
+	const refill = 213_000 * time.Second
+	b := Bucket{Key: "{format}:b", Max: 21_300, Refill: refill}
 	before := time.Now().UnixMicro()
 	if d, err := store.Take(ctx, []Bucket{b}); err != nil || !d.Allowed || d.Remaining != b.Max-1 {
 		t.Fatalf("Take = %+v, %v; want allowed with %d left", d, err, b.Max-1)
@@ -322,8 +325,9 @@ func TestRedisStoreBucketFormat(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("bucket hash = %v, want exactly the fields s and t", got)
 	}
-	// A fresh bucket is full; one token (1,000,001 scaled) was taken.
-	if want := strconv.FormatInt(4_500_000_000*1_000_001-1_000_001, 10); got["s"] != want {
+	// A fresh bucket is full; one token (the refill period in µs, scaled)
+	// was taken.
+	if want := strconv.FormatInt(21_300*refill.Microseconds()-refill.Microseconds(), 10); got["s"] != want {
 		t.Fatalf("s = %q, want %q", got["s"], want)
 	}
 	ts, err := strconv.ParseInt(got["t"], 10, 64)
