@@ -333,3 +333,49 @@ func TestSharedConnectionAttribution(t *testing.T) {
 		t.Errorf("sample on the shared connection = %q, want two's model", got)
 	}
 }
+
+// waitingRelay is a fakeRelay whose client never answers sampling: Sample
+// waits for its context and reports how long it had.
+type waitingRelay struct {
+	fakeRelay
+	had chan time.Duration
+}
+
+func (r *waitingRelay) Sample(ctx context.Context, _ string, _ mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	start := time.Now()
+	d, ok := ctx.Deadline()
+	<-ctx.Done()
+	if !ok {
+		d = time.Now()
+	}
+	r.had <- d.Sub(start)
+	return nil, ctx.Err()
+}
+
+// TestClientRequestBound: a backend's request on its GET stream (where
+// mcp-go's server sends sampling) is bounded by the backend's
+// requestTimeout, not by mcp-go's 30 s, and the timeout is answered to the
+// backend by vmcp's own POST.
+func TestClientRequestBound(t *testing.T) {
+	t.Parallel()
+	var log methodLog
+	b := startHTTPBackend(t, "b", config.TransportStreamableHTTP, log.wrap)
+	relay := &waitingRelay{had: make(chan time.Duration, 1)}
+	opts := testOptions(nil)
+	opts.Relay = relay
+	cfg := b.config("b", config.TransportStreamableHTTP)
+	cfg.RequestTimeout = config.Duration(time.Second)
+	m := startManager(t, []config.Backend{cfg}, config.OutgoingAuth{}, opts)
+
+	s := clientSession(t, m, sampling(), "one")
+	go func() { _, _ = callTool(s, "sample", nil) }()
+	select {
+	case had := <-relay.had:
+		if had > 2*time.Second {
+			t.Errorf("the sampling handler had %s, want the backend's requestTimeout (1s)", had)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sampling handler did not end within 10s")
+	}
+	waitFor(t, 5*time.Second, "the timeout answered to the backend", func() bool { return log.saw(`"request timed out"`) })
+}

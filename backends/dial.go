@@ -29,12 +29,17 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 	)
 	switch cfg.Transport {
 	case config.TransportStreamableHTTP:
-		t, err = transport.NewStreamableHTTP(cfg.URL,
+		var st *transport.StreamableHTTP
+		st, err = transport.NewStreamableHTTP(cfg.URL,
 			transport.WithHTTPBasicClient(hc),
 			transport.WithHTTPHeaders(headers),
 			transport.WithContinuousListening(),
 			transport.WithHTTPLogger(log),
 		)
+		if err == nil {
+			// mcp-go bounds a backend's request by 30 s; see answeringHTTP.
+			t = newAnsweringHTTP(st, cfg.URL, headers, hc, cfg.RequestTimeout.D(), log)
+		}
 	case config.TransportSSE:
 		t, err = transport.NewSSE(cfg.URL,
 			transport.WithHeaders(headers),
