@@ -1,10 +1,15 @@
 package test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -597,4 +602,157 @@ func TestRelaySubscribeError(t *testing.T) {
 	if s := statsOf(t, a, "local"); s.Subscribers[uri] != 1 {
 		t.Errorf("subscribers = %d, want 1", s.Subscribers[uri])
 	}
+}
+
+// TestRelayElicitationBeyondMCPGoBound: a user who takes longer over an
+// elicitation than mcp-go's client gives a backend's request (30 s,
+// hard-coded in its streamable-HTTP transport, so this test cannot shrink
+// it and waits 31 s) still gets the answer to the backend. The client is a
+// raw HTTP one: mcp-go's own client would put the same bound on its answer.
+func TestRelayElicitationBeyondMCPGoBound(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("waits 31 s")
+	}
+	const delay = 31 * time.Second // just beyond mcp-go's 30 s
+	remote := startDemo(t, "remote", "notes", "streamable-http", "")
+	v := startVMCP(t, fmt.Sprintf(`name: relay
+server: {host: 127.0.0.1, port: 0}
+backends:
+  - {name: remote, transport: streamable-http, url: %q, requestTimeout: 2m}
+`, remote.URL), nil)
+
+	ctx := ctxT(t, time.Minute)
+	c := &rawClient{t: t, url: v.URL, hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	t.Cleanup(c.hc.CloseIdleConnections)
+	c.call(ctx, 1, "initialize", map[string]any{
+		"protocolVersion": "2025-11-25",
+		"capabilities":    map[string]any{"elicitation": map[string]any{}},
+		"clientInfo":      map[string]any{"name": "raw", "version": "1"},
+	}, nil)
+	c.notify(ctx, "notifications/initialized")
+
+	var asked []time.Time
+	res := c.call(ctx, 2, "tools/call", map[string]any{"name": "remote_elicit", "arguments": map[string]any{"message": "Your name?"}},
+		func(id json.RawMessage, method string) any {
+			if method != "elicitation/create" {
+				return nil
+			}
+			asked = append(asked, time.Now())
+			time.Sleep(delay)
+			return map[string]any{"action": "accept", "content": map[string]any{"name": "Ada"}}
+		})
+	got := string(res)
+	if len(asked) != 1 || !strings.Contains(got, `\"action\":\"accept\"`) || !strings.Contains(got, `\"name\":\"Ada\"`) {
+		t.Errorf("remote_elicit answered after %s = %s (asked %d times), want the accepted answer", delay, got, len(asked))
+	}
+}
+
+// rawClient is a minimal streamable-HTTP MCP client with one session.
+type rawClient struct {
+	t       *testing.T
+	url     string
+	hc      *http.Client
+	session string
+}
+
+func (c *rawClient) post(ctx context.Context, msg map[string]any) *http.Response {
+	c.t.Helper()
+	msg["jsonrpc"] = "2.0"
+	body, err := json.Marshal(msg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if c.session != "" {
+		req.Header.Set("Mcp-Session-Id", c.session)
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	}
+	what := fmt.Sprint(msg["method"])
+	if msg["method"] == nil {
+		what = fmt.Sprintf("the answer to request %s", msg["id"])
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("POST %s: %v", what, err)
+	}
+	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusAccepted {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		c.t.Fatalf("POST %s: %s %s", what, res.Status, b)
+	}
+	return res
+}
+
+func (c *rawClient) notify(ctx context.Context, method string) {
+	c.post(ctx, map[string]any{"method": method}).Body.Close()
+}
+
+// call sends a request and returns its result. answer answers the
+// server's requests that come on the call's stream (id, method); its
+// result is POSTed back (nil: no answer).
+func (c *rawClient) call(ctx context.Context, id int, method string, params any, answer func(id json.RawMessage, method string) any) json.RawMessage {
+	c.t.Helper()
+	res := c.post(ctx, map[string]any{"id": id, "method": method, "params": params})
+	defer res.Body.Close()
+	if s := res.Header.Get("Mcp-Session-Id"); s != "" {
+		c.session = s
+	}
+	type message struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Result json.RawMessage `json:"result"`
+		Error  json.RawMessage `json:"error"`
+	}
+	handle := func(data []byte) (json.RawMessage, bool) {
+		var m message
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.t.Fatalf("%s: bad message %s: %v", method, data, err)
+		}
+		switch {
+		case m.Method != "" && len(m.ID) > 0 && answer != nil:
+			if r := answer(m.ID, m.Method); r != nil {
+				c.post(ctx, map[string]any{"id": m.ID, "result": r}).Body.Close()
+			}
+		case m.Method == "" && string(m.ID) == strconv.Itoa(id):
+			if m.Error != nil {
+				c.t.Fatalf("%s: error %s", method, m.Error)
+			}
+			return m.Result, true
+		}
+		return nil, false
+	}
+	if !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if r, ok := handle(b); ok {
+			return r
+		}
+		c.t.Fatalf("%s: no result in %s", method, b)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 1<<20)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Text()
+		if d, ok := strings.CutPrefix(line, "data:"); ok {
+			data = append(data, strings.TrimPrefix(d, " ")...)
+			continue
+		}
+		if line == "" && len(data) > 0 {
+			if r, ok := handle(data); ok {
+				return r
+			}
+			data = nil
+		}
+	}
+	c.t.Fatalf("%s: stream ended without the result: %v", method, sc.Err())
+	return nil
 }
