@@ -191,7 +191,7 @@ type ToolOverride struct {
 // Redis locates the Redis server used for rate limits.
 type Redis struct {
 	// Address is host:port, or unix:///path/to/redis.sock for a Redis on
-	// the same host (a Unix socket costs less per check than loopback TCP).
+	// the same host (a sidecar), which skips the TCP stack.
 	Address     string `mapstructure:"address"`
 	Username    string `mapstructure:"username"`
 	PasswordEnv string `mapstructure:"passwordEnv"`
