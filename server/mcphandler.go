@@ -121,7 +121,8 @@ func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, r *http.Request, p *
 		mcp.IsModernProtocol(p.ProtocolVersion) || !e.sessions.valid(r.Header.Get(mcpserver.HeaderKeySessionID)) {
 		return false
 	}
-	if v := r.Header.Get(mcpserver.HeaderKeyProtocolVersion); v != "" && !mcp.IsValidProtocolVersion(v) {
+	// For tools/list, ProtocolVersion is the MCP-Protocol-Version header.
+	if v := p.ProtocolVersion; v != "" && !mcp.IsValidProtocolVersion(v) {
 		return false
 	}
 	list, err := e.tools.ToolListJSON()
