@@ -57,7 +57,7 @@ func newAnsweringHTTP(t *transport.StreamableHTTP, url string, headers map[strin
 		hc = http.DefaultClient
 	}
 	if timeout <= 0 {
-		timeout = 60 * time.Second
+		timeout = defaultRequestTimeout
 	}
 	life, end := context.WithCancel(context.Background())
 	return &answeringHTTP{StreamableHTTP: t, url: url, headers: headers, hc: hc, log: log, timeout: timeout, life: life, endLife: end}

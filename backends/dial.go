@@ -38,7 +38,7 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 		)
 		if err == nil {
 			// mcp-go bounds a backend's request by 30 s; see answeringHTTP.
-			t = newAnsweringHTTP(st, cfg.URL, headers, hc, cfg.RequestTimeout.D(), log)
+			t = newAnsweringHTTP(st, cfg.URL, headers, hc, requestTimeout(cfg), log)
 		}
 	case config.TransportSSE:
 		t, err = transport.NewSSE(cfg.URL,

@@ -218,11 +218,7 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 	if !ok {
 		return nil, &circuitOpenError{backend: backend}
 	}
-	d := b.cfg.RequestTimeout.D()
-	if d <= 0 {
-		d = 60 * time.Second
-	}
-	callCtx, cancel := context.WithTimeout(ctx, d)
+	callCtx, cancel := context.WithTimeout(ctx, requestTimeout(b.cfg))
 	resp, err := x.post(callCtx, b, body, header)
 	// Any answer is the backend answering, but a 5xx one (a proxy's 502, a
 	// crashed handler) says the call failed; no answer is a failure unless

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/config"
 )
 
 // Session is a client's session to one backend. Its methods take and return
@@ -352,11 +354,20 @@ func listKind[T any](ctx context.Context, s *Session, method string, list func(c
 }
 
 func (s *Session) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	d := s.backend.cfg.RequestTimeout.D()
-	if d <= 0 {
-		d = 60 * time.Second
+	return context.WithTimeout(ctx, requestTimeout(s.backend.cfg))
+}
+
+// defaultRequestTimeout bounds one request to a backend whose config sets
+// no requestTimeout.
+const defaultRequestTimeout = 60 * time.Second
+
+// requestTimeout returns the bound of one request to the backend of cfg:
+// a call, a stateless relay, or vmcp's answer to the backend's request.
+func requestTimeout(cfg config.Backend) time.Duration {
+	if d := cfg.RequestTimeout.D(); d > 0 {
+		return d
 	}
-	return context.WithTimeout(ctx, d)
+	return defaultRequestTimeout
 }
 
 // wrap names the backend in err and reports transport failures.
