@@ -10,9 +10,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/vmcp/vmcp/jsonrpc"
@@ -25,10 +27,22 @@ type Parsed struct {
 	// ID is the raw request id; nil for notifications and responses.
 	ID json.RawMessage
 	// ResourceID is the tool name for tools/call, the URI for
-	// resources/read, the prompt name for prompts/get; else empty.
+	// resources/read and resources/(un)subscribe, the prompt name for
+	// prompts/get, the prompt name or template URI a completion/complete
+	// refers to; else empty.
 	ResourceID string
-	// Arguments holds the raw arguments of tools/call and prompts/get.
+	// Name is the JSON string ResourceID was read from when it is a name
+	// (params.name, call_tool's tool_name, a completion's ref.name), as
+	// written: a slice of Body, which the relay replaces in place.
+	Name json.RawMessage
+	// RefType is the ref.type of a completion/complete: ref/prompt or
+	// ref/resource.
+	RefType string
+	// Arguments holds the raw arguments of tools/call and prompts/get (for
+	// call_tool, the parameters of the tool it calls), a slice of Body.
 	Arguments json.RawMessage
+	// Meta is params._meta as written, a slice of Body; nil when absent.
+	Meta json.RawMessage
 	// Cursor is the pagination cursor of a list request, if any.
 	Cursor string
 	// ProtocolVersion is the MCP-Protocol-Version header, or for
@@ -38,9 +52,8 @@ type Parsed struct {
 	// the revision a request of the stateless revision (2026-07-28) says it
 	// speaks. Empty when absent.
 	MetaProtocolVersion string
-	// Params is the params member as sent, a slice of Body, when
-	// MetaProtocolVersion is set (the request may be relayed as it is);
-	// nil otherwise.
+	// Params is the params member as sent, a slice of Body; nil when
+	// absent.
 	Params json.RawMessage
 	// Optimizer names the optimizer tool a tools/call asks for when the
 	// optimizer is on: FindToolName, or CallToolName, and then ResourceID
@@ -86,46 +99,6 @@ func FromContext(ctx context.Context) (*Parsed, bool) {
 // requests without the stage.
 func NewContext(ctx context.Context, p *Parsed) context.Context {
 	return context.WithValue(ctx, ctxKey{}, p)
-}
-
-// wire is the part of a JSON-RPC message vmcp routes on.
-type wire struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  string          `json:"method"`
-	Params  struct {
-		Name            string          `json:"name"`
-		URI             string          `json:"uri"`
-		Arguments       json.RawMessage `json:"arguments"`
-		ProtocolVersion string          `json:"protocolVersion"`
-		Cursor          string          `json:"cursor"`
-		Meta            struct {
-			ProtocolVersion string `json:"io.modelcontextprotocol/protocolVersion"`
-		} `json:"_meta"`
-	} `json:"params"`
-}
-
-// rawParams finds the params of a message that was decoded already.
-type rawParams struct {
-	Params span `json:"params"`
-}
-
-// span keeps the raw JSON of a value of body, a slice of it when the
-// decoder hands one over (json.Unmarshal does), a copy otherwise, as the
-// json.Unmarshaler contract asks.
-type span struct {
-	body []byte
-	raw  []byte
-}
-
-func (s *span) UnmarshalJSON(data []byte) error {
-	at := cap(s.body) - cap(data)
-	if len(data) > 0 && at >= 0 && at+len(data) <= len(s.body) && &s.body[at] == &data[0] {
-		s.raw = s.body[at : at+len(data)]
-	} else {
-		s.raw = bytes.Clone(data)
-	}
-	return nil
 }
 
 // defaultBodyReadTimeout bounds the reading of one POST body. The server
@@ -207,87 +180,292 @@ func readBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) ([]
 	return body, err
 }
 
-// Parse decodes body. On failure it returns the JSON-RPC error to answer
-// with, and p.ID is the request id when it could be read.
+// Parse reads body: the envelope, and of params only the members vmcp
+// routes on. Nothing is decoded that vmcp would only pass on (arguments,
+// results), but the whole body is checked to be well-formed JSON. On
+// failure it returns the JSON-RPC error to answer with, and p.ID is the
+// request id when it could be read.
 func Parse(body []byte, opts Options) (*Parsed, *jsonrpc.Error) {
 	p := &Parsed{Body: body}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "empty request body"}
 	}
-	if trimmed[0] == '[' {
+	switch trimmed[0] {
+	case '[':
 		if !json.Valid(trimmed) {
 			return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON"}
 		}
 		p.Batch = true
 		return p, nil
-	}
-	var m wire
-	err := json.Unmarshal(body, &m)
-	var typeErr *json.UnmarshalTypeError
-	if err != nil && !errors.As(err, &typeErr) {
-		return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON: " + err.Error()}
-	}
-	// After a type error Unmarshal has still decoded the other fields, so
-	// the id is known and the error can be matched to its request.
-	if len(m.ID) > 0 && !bytes.Equal(m.ID, []byte("null")) {
-		p.ID = m.ID
-	}
-	if typeErr != nil {
-		if typeErr.Field == "" {
-			return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: not a JSON object"}
+	case '{':
+	default:
+		if !json.Valid(trimmed) {
+			return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON"}
 		}
-		return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: " + typeErr.Field + " has the wrong type"}
+		return p, invalid("not a JSON object")
 	}
-	if m.JSONRPC != "2.0" {
-		return p, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: `invalid JSON-RPC message: "jsonrpc" must be "2.0"`}
+	e, err := jsonrpc.ScanEnvelope(body)
+	if errors.Is(err, jsonrpc.ErrDuplicateKey) {
+		return p, invalid(strings.TrimPrefix(err.Error(), jsonrpc.ErrDuplicateKey.Error()+": "))
 	}
-	p.Method = m.Method
-	p.Cursor = m.Params.Cursor
-	if v := m.Params.Meta.ProtocolVersion; v != "" {
-		// A stateless request may be relayed to its backend as it is, with
-		// its params renamed: keep them, at a second pass over the body
-		// that requests of the session-based revisions never pay.
-		p.MetaProtocolVersion = v
-		r := rawParams{Params: span{body: body}}
-		if json.Unmarshal(body, &r) == nil {
-			p.Params = r.Params.raw
+	if err != nil {
+		return p, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: err.Error()}
+	}
+	if e.ID != nil {
+		if !validID(e.ID) {
+			return p, invalid(`"id" must be a string or an integer`)
 		}
+		p.ID = e.ID
 	}
-	switch m.Method {
-	case "tools/call":
-		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
-		if opts.Optimizer {
-			p.resolveOptimizer()
+	if v, ok := str(e.JSONRPC); !ok || v != "2.0" {
+		return p, invalid(`"jsonrpc" must be "2.0"`)
+	}
+	if e.Method != nil {
+		m, ok := str(e.Method)
+		if !ok {
+			return p, invalid("method has the wrong type")
 		}
-	case "prompts/get":
-		p.ResourceID, p.Arguments = m.Params.Name, m.Params.Arguments
-	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		p.ResourceID = m.Params.URI
-	case "initialize":
-		p.ProtocolVersion = m.Params.ProtocolVersion
+		p.Method = m
+	}
+	if e.Params == nil {
+		return p, nil
+	}
+	if e.Params[0] != '{' {
+		return p, invalid("params has the wrong type")
+	}
+	p.Params = e.Params
+	if perr := p.readParams(opts); perr != nil {
+		return p, perr
 	}
 	return p, nil
 }
 
+// invalid is the error for a well-formed message that is no valid request.
+func invalid(why string) *jsonrpc.Error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid JSON-RPC message: " + why}
+}
+
+// validID reports whether a request id is one MCP allows: a string or an
+// integer (not null, a fraction, an exponent, a boolean, an array or an
+// object).
+func validID(id []byte) bool {
+	switch c := id[0]; {
+	case c == '"':
+		return true
+	case c == '-' || (c >= '0' && c <= '9'):
+		return bytes.IndexAny(id, ".eE") < 0
+	}
+	return false
+}
+
+// str returns the text of a JSON string value.
+func str(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	return jsonrpc.Key(v), true
+}
+
+// readParams reads the members of params vmcp routes on. A member vmcp
+// reads that appears twice is refused: vmcp and the backend could each
+// take a different one.
+func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
+	var (
+		perr *jsonrpc.Error
+		seen uint16
+	)
+	const (
+		sName = 1 << iota
+		sURI
+		sArguments
+		sProtocolVersion
+		sCursor
+		sMeta
+		sRef
+	)
+	once := func(bit uint16, key string) bool {
+		if seen&bit != 0 {
+			perr = invalid(fmt.Sprintf("key %q appears twice in params", key))
+			return false
+		}
+		seen |= bit
+		return true
+	}
+	var name, uri, ref []byte
+	err := jsonrpc.EachMember(p.Params, 0, func(key, value []byte, _, _ int) bool {
+		if key == nil {
+			return true
+		}
+		switch k := jsonrpc.Key(key); k {
+		case "name":
+			if !once(sName, k) {
+				return false
+			}
+			name = value
+		case "uri":
+			if !once(sURI, k) {
+				return false
+			}
+			uri = value
+		case "arguments":
+			if !once(sArguments, k) {
+				return false
+			}
+			p.Arguments = value
+		case "protocolVersion":
+			if !once(sProtocolVersion, k) {
+				return false
+			}
+			v, ok := str(value)
+			if !ok {
+				perr = invalid("protocolVersion has the wrong type")
+				return false
+			}
+			if p.Method == "initialize" {
+				p.ProtocolVersion = v
+			}
+		case "cursor":
+			if !once(sCursor, k) {
+				return false
+			}
+			p.Cursor, _ = str(value)
+		case "_meta":
+			if !once(sMeta, k) {
+				return false
+			}
+			p.Meta = value
+		case "ref":
+			if !once(sRef, k) {
+				return false
+			}
+			ref = value
+		}
+		return true
+	})
+	if err != nil {
+		return &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: err.Error()}
+	}
+	if perr != nil {
+		return perr
+	}
+	if p.Meta != nil && p.Meta[0] == '{' {
+		if perr := p.readMeta(); perr != nil {
+			return perr
+		}
+	}
+	switch p.Method {
+	case "tools/call", "prompts/get":
+		if name != nil {
+			v, ok := str(name)
+			if !ok {
+				return invalid("name has the wrong type")
+			}
+			p.ResourceID, p.Name = v, name
+		}
+		if p.Arguments != nil && p.Arguments[0] != '{' && !bytes.Equal(p.Arguments, []byte("null")) {
+			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid params: arguments must be an object"}
+		}
+		if p.Method == "tools/call" && opts.Optimizer {
+			p.resolveOptimizer()
+		}
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		if uri != nil {
+			v, ok := str(uri)
+			if !ok {
+				return invalid("uri has the wrong type")
+			}
+			p.ResourceID = v
+		}
+	case "completion/complete":
+		p.Arguments = nil
+		if ref != nil && ref[0] == '{' {
+			p.readRef(ref)
+		}
+	default:
+		p.Arguments = nil
+	}
+	return nil
+}
+
+// readMeta reads the protocol revision a request of the stateless revision
+// names in params._meta.
+func (p *Parsed) readMeta() *jsonrpc.Error {
+	var perr *jsonrpc.Error
+	n := 0
+	_ = jsonrpc.EachMember(p.Meta, 0, func(key, value []byte, _, _ int) bool {
+		if key != nil && jsonrpc.KeyIs(key, metaProtocolVersion) {
+			n++
+			if n > 1 {
+				perr = invalid(fmt.Sprintf("key %q appears twice in params._meta", metaProtocolVersion))
+				return false
+			}
+			p.MetaProtocolVersion, _ = str(value)
+		}
+		return true
+	})
+	return perr
+}
+
+const metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
+
+// readRef reads the reference of a completion/complete: a prompt's name
+// (ResourceID and Name) or a resource template's URI (ResourceID).
+func (p *Parsed) readRef(ref []byte) {
+	var typ, name, uri []byte
+	_ = jsonrpc.EachMember(ref, 0, func(key, value []byte, _, _ int) bool {
+		switch {
+		case key == nil:
+		case jsonrpc.KeyIs(key, "type"):
+			typ = value
+		case jsonrpc.KeyIs(key, "name"):
+			name = value
+		case jsonrpc.KeyIs(key, "uri"):
+			uri = value
+		}
+		return true
+	})
+	t, _ := str(typ)
+	p.RefType = t
+	switch t {
+	case "ref/prompt":
+		if v, ok := str(name); ok {
+			p.ResourceID, p.Name = v, name
+		}
+	case "ref/resource":
+		p.ResourceID, _ = str(uri)
+	}
+}
+
 // resolveOptimizer marks a call of find_tool or call_tool and puts the tool
-// a call_tool calls in ResourceID, its parameters in Arguments, so later
-// stages limit and audit the real tool. A call_tool whose arguments are not
-// an object with a string tool_name keeps an empty ResourceID: the call_tool
-// handler answers it with a tool error.
+// a call_tool calls in ResourceID and Name, its parameters in Arguments, so
+// later stages limit, audit and relay the real tool. A call_tool whose
+// arguments are not an object with a string tool_name keeps an empty
+// ResourceID: the call_tool handler answers it with a tool error.
 func (p *Parsed) resolveOptimizer() {
 	switch p.ResourceID {
 	case FindToolName:
 		p.Optimizer = FindToolName
 	case CallToolName:
 		p.Optimizer = CallToolName
-		var inner struct {
-			ToolName   string          `json:"tool_name"`
-			Parameters json.RawMessage `json:"parameters"`
+		args := p.Arguments
+		p.ResourceID, p.Name, p.Arguments = "", nil, nil
+		if len(args) == 0 || args[0] != '{' {
+			return
 		}
-		if json.Unmarshal(p.Arguments, &inner) != nil {
-			inner.ToolName, inner.Parameters = "", nil
+		var name, params []byte
+		_ = jsonrpc.EachMember(args, 0, func(key, value []byte, _, _ int) bool {
+			switch {
+			case key == nil:
+			case jsonrpc.KeyIs(key, "tool_name"):
+				name = value
+			case jsonrpc.KeyIs(key, "parameters"):
+				params = value
+			}
+			return true
+		})
+		if v, ok := str(name); ok {
+			p.ResourceID, p.Name, p.Arguments = v, name, params
 		}
-		p.ResourceID, p.Arguments = inner.ToolName, inner.Parameters
 	}
 }

@@ -143,11 +143,6 @@ func TestStagePassesParsedMessage(t *testing.T) {
 			want: parse.Parsed{Method: "notifications/initialized"},
 		},
 		{
-			name: "null id is treated as absent",
-			body: `{"jsonrpc":"2.0","id":null,"method":"tools/list"}`,
-			want: parse.Parsed{Method: "tools/list"},
-		},
-		{
 			name: "response from the client has no method",
 			body: `{"jsonrpc":"2.0","id":9,"result":{}}`,
 			want: parse.Parsed{ID: json.RawMessage(`9`)},
@@ -203,7 +198,7 @@ func TestStagePassesParsedMessage(t *testing.T) {
 			if p.Batch != tt.want.Batch {
 				t.Errorf("Batch = %v, want %v", p.Batch, tt.want.Batch)
 			}
-			if p.MetaProtocolVersion != tt.want.MetaProtocolVersion || string(p.Params) != string(tt.want.Params) {
+			if p.MetaProtocolVersion != tt.want.MetaProtocolVersion || (tt.want.Params != nil && string(p.Params) != string(tt.want.Params)) {
 				t.Errorf("MetaProtocolVersion, Params = %q, %s; want %q, %s", p.MetaProtocolVersion, p.Params, tt.want.MetaProtocolVersion, tt.want.Params)
 			}
 			// The body is read once: the bytes travel in Parsed, the
@@ -239,6 +234,17 @@ func TestStageAnswersBadMessages(t *testing.T) {
 		{name: "method of the wrong type", body: `{"jsonrpc":"2.0","id":10,"method":["tools/call"]}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "10"},
 		{name: "jsonrpc of the wrong type", body: `{"jsonrpc":2,"id":11,"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "11"},
 		{name: "message is not an object", body: `"tools/call"`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "null id", body: `{"jsonrpc":"2.0","id":null,"method":"tools/list"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "object id", body: `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "array id", body: `{"jsonrpc":"2.0","id":[1],"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "boolean id", body: `{"jsonrpc":"2.0","id":true,"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "fraction id", body: `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "exponent id", body: `{"jsonrpc":"2.0","id":1e3,"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "arguments not an object", body: `{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"t","arguments":[1]}}`, wantCode: jsonrpc.CodeInvalidParams, wantID: "12"},
+		{name: "call_tool arguments not an object", body: `{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"call_tool","arguments":"weather_get"}}`, wantCode: jsonrpc.CodeInvalidParams, wantID: "13"},
+		{name: "name twice in params", body: `{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":"a","name":"b"}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "14"},
+		{name: "id twice", body: `{"jsonrpc":"2.0","id":15,"id":16,"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "invalid escape", body: `{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"a\q"}}`, wantCode: jsonrpc.CodeParseError, wantID: "null"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -508,7 +514,7 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	valid := map[int]bool{jsonrpc.CodeParseError: true, jsonrpc.CodeInvalidRequest: true}
+	valid := map[int]bool{jsonrpc.CodeParseError: true, jsonrpc.CodeInvalidRequest: true, jsonrpc.CodeInvalidParams: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, perr := parse.Parse(body, parse.Options{})
 		if p == nil {
@@ -567,8 +573,6 @@ func TestParseResolvesOptimizerTools(t *testing.T) {
 		{"call_tool without parameters", call(`{"tool_name":"notes_list"}`), true,
 			parse.Parsed{ResourceID: "notes_list", Optimizer: parse.CallToolName}, true},
 		{"call_tool with a non-string tool_name", call(`{"tool_name":7,"parameters":{"a":1}}`), true,
-			parse.Parsed{Optimizer: parse.CallToolName}, true},
-		{"call_tool with arguments not an object", call(`"weather_get"`), true,
 			parse.Parsed{Optimizer: parse.CallToolName}, true},
 		{"find_tool is not a tool call", find, true,
 			parse.Parsed{ResourceID: parse.FindToolName, Arguments: json.RawMessage(`{"tool_description":"weather"}`), Optimizer: parse.FindToolName}, false},
