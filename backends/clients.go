@@ -113,17 +113,7 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 		p.lru.MoveToFront(cc.elem)
 		cc.active.Add(1)
 		p.mu.Unlock()
-		select {
-		case <-cc.ready:
-		case <-ctx.Done():
-			cc.active.Add(-1)
-			return nil, ctx.Err()
-		}
-		if cc.err != nil {
-			cc.active.Add(-1)
-			return nil, cc.err
-		}
-		return cc, nil
+		return p.wait(ctx, cc)
 	}
 	var evicted *clientConn
 	if len(p.byKey) >= p.max {
@@ -149,23 +139,50 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 		b.log.Info("closing the least recently used backend session", "client_session_prefix", prefix(evicted.key.client), "evicted_backend", evicted.key.backend, "max", p.max)
 		evicted.close()
 	}
-	// Shared by every caller waiting for it: not cancelled by this one's
-	// request, bounded by the connect timeout instead.
-	cc.conn, cc.err = b.dialClient(context.WithoutCancel(ctx), c, cc)
-	if cc.err != nil {
+	// Shared by every caller waiting for it, on a goroutine of its own so
+	// that each caller waits only as long as its own ctx allows (a call's
+	// requestTimeout): not cancelled by this caller's request, bounded by
+	// the connect timeout instead.
+	openCtx := context.WithoutCancel(ctx)
+	if !p.m.background(func() { p.dial(openCtx, c, b, cc) }) {
+		cc.err = fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
 		p.remove(cc)
+		close(cc.ready)
 	}
+	return p.wait(ctx, cc)
+}
+
+// dial opens cc for client c and closes cc.ready when cc.conn or cc.err
+// is set.
+func (p *clientConns) dial(ctx context.Context, c Client, b *backend, cc *clientConn) {
+	conn, err := b.dialClient(ctx, c, cc)
+	if err != nil {
+		cc.err = err
+		p.remove(cc)
+		close(cc.ready)
+		return
+	}
+	cc.conn = conn
 	close(cc.ready)
+	if cc.closed.Load() {
+		// Closed while opening (the client ended, or the connection was
+		// lost at once): close() may have left the connection to us.
+		cc.closeConn()
+	}
+}
+
+// wait returns cc once it is open; cc holds one reference in active for
+// the caller, which is dropped when wait fails.
+func (p *clientConns) wait(ctx context.Context, cc *clientConn) (*clientConn, error) {
+	select {
+	case <-cc.ready:
+	case <-ctx.Done():
+		cc.active.Add(-1)
+		return nil, ctx.Err()
+	}
 	if cc.err != nil {
 		cc.active.Add(-1)
 		return nil, cc.err
-	}
-	if cc.closed.Load() {
-		// Closed while opening (the client ended, or the connection was
-		// lost at once): close() left the connection to us.
-		cc.active.Add(-1)
-		cc.closeConn()
-		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
 	}
 	return cc, nil
 }

@@ -88,6 +88,12 @@ type Manager struct {
 	wg     sync.WaitGroup
 	// clients holds the per-client sessions to HTTP backends.
 	clients *clientConns
+	// bg runs short tasks that outlive the request that started them
+	// (opening a session several callers wait for, telling a backend a
+	// call was cancelled); Close waits for them. closing refuses new ones.
+	bg      sync.WaitGroup
+	bgMu    sync.Mutex
+	closing bool
 	// pool is the transport New made when Options.HTTPClient was nil;
 	// Close closes its idle connections. nil when the caller's client is used.
 	pool *http.Transport
@@ -169,6 +175,10 @@ func (m *Manager) Start(ctx context.Context) {
 func (m *Manager) Close() error {
 	m.stop()
 	m.wg.Wait()
+	m.bgMu.Lock()
+	m.closing = true
+	m.bgMu.Unlock()
+	m.bg.Wait()
 	m.clients.closeAll()
 	// In parallel: each stdio child may take its grace period to exit.
 	errs := make([]error, len(m.order))
@@ -189,6 +199,19 @@ func (m *Manager) Close() error {
 		m.pool.CloseIdleConnections()
 	}
 	return errors.Join(errs...)
+}
+
+// background runs fn on a goroutine Close waits for, and reports whether
+// it did: once Close has begun, fn is not run. fn must end soon after
+// runCtx does.
+func (m *Manager) background(fn func()) bool {
+	m.bgMu.Lock()
+	defer m.bgMu.Unlock()
+	if m.closing {
+		return false
+	}
+	m.bg.Go(fn)
+	return true
 }
 
 // Names returns the configured backend names in config order.

@@ -1,0 +1,293 @@
+package backends
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// ErrNotRelayable is returned by Manager.Post and Manager.Answer for a
+// request that cannot go to the backend as bytes on the client's own
+// session: the backend is not reached over streamable HTTP (stdio and SSE
+// backends are served through their mcp-go client), or the request has no
+// client session. The caller serves it through Manager.Session instead.
+var ErrNotRelayable = errors.New("backend does not take the request as bytes")
+
+// SessionData is a client's session with one backend as data: what a
+// request on that session needs, and nothing live. A request needs no
+// mcp-go client object, only this value, the backend's configuration and
+// the Manager's HTTP client.
+type SessionData struct {
+	// Backend is the backend's configured name.
+	Backend string `json:"backend"`
+	// ID is the backend's Mcp-Session-Id; "" when it issued none.
+	ID string `json:"id,omitempty"`
+	// ProtocolVersion is the revision negotiated in initialize.
+	ProtocolVersion string `json:"protocolVersion"`
+	// Capabilities are what the backend declared in initialize.
+	Capabilities mcp.ServerCapabilities `json:"capabilities"`
+}
+
+// data returns the session of cc as data, once it is open.
+func (cc *clientConn) data() (SessionData, bool) {
+	if cc.conn == nil {
+		return SessionData{}, false
+	}
+	t, ok := cc.conn.client.GetTransport().(*answeringHTTP)
+	if !ok {
+		return SessionData{}, false
+	}
+	d := SessionData{Backend: cc.b.cfg.Name, ID: t.GetSessionId(), ProtocolVersion: protocolVersion,
+		Capabilities: cc.conn.client.GetServerCapabilities()}
+	if v := t.version.Load(); v != nil {
+		d.ProtocolVersion = *v
+	}
+	return d, true
+}
+
+// SessionData returns client c's session with backend name as data,
+// opening it as Session does. It fails with ErrNotRelayable for a backend
+// not reached over streamable HTTP or a client without an MCP session.
+func (m *Manager) SessionData(ctx context.Context, c Client, name string) (SessionData, error) {
+	_, cc, err := m.relayable(ctx, c, name)
+	if err != nil {
+		return SessionData{}, err
+	}
+	defer cc.active.Add(-1)
+	d, _ := cc.data()
+	return d, nil
+}
+
+// relayable returns backend name and client c's open session with it,
+// held (cc.active) for the caller.
+func (m *Manager) relayable(ctx context.Context, c Client, name string) (*backend, *clientConn, error) {
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
+	}
+	if c.Session == "" || b.cfg.Transport != config.TransportStreamableHTTP {
+		return nil, nil, ErrNotRelayable
+	}
+	cc, err := m.clients.get(ctx, c, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := cc.data(); !ok {
+		cc.active.Add(-1)
+		return nil, nil, ErrNotRelayable
+	}
+	return b, cc, nil
+}
+
+// Post sends body, one JSON-RPC request whose id on the backend is id (as
+// JSON), on client c's own session with backend name, as it is: vmcp
+// decodes nothing of it and nothing of the answer. It returns the
+// backend's response as it arrives, whatever its status, for the caller to
+// relay and close.
+//
+// The request carries the session's Mcp-Session-Id and protocol version,
+// the backend's outgoing auth (and, through the Manager's HTTP client, the
+// trace context); nothing of the client's own HTTP request. Everything,
+// opening the session included, is bounded by the backend's
+// requestTimeout, and ends with ctx. When ctx ends before the answer is
+// complete, the backend is told with notifications/cancelled for id. A
+// backend that answers 404 has forgotten the session: it is opened again
+// and the request sent once more.
+//
+// For the backend's health and circuit breaker a response counts as a
+// success, a 5xx response or none at all as a failure; a JSON-RPC error is
+// an answer. Errors name the backend; the cause of a failed exchange is
+// logged, not returned (it may hold an internal URL).
+func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMessage, body []byte) (*http.Response, error) {
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
+	}
+	if c.Session == "" || b.cfg.Transport != config.TransportStreamableHTTP {
+		return nil, ErrNotRelayable
+	}
+	callCtx, cancel := context.WithTimeout(ctx, requestTimeout(b.cfg))
+	for attempt := 0; ; attempt++ {
+		_, cc, err := m.relayable(callCtx, c, name)
+		if err != nil {
+			cancel()
+			if callCtx.Err() != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("backend %q: session not opened within requestTimeout: %w", name, callCtx.Err())
+			}
+			return nil, err
+		}
+		d, _ := cc.data()
+		resp, err := m.exchange(ctx, callCtx, b, d, body)
+		if err != nil {
+			cc.active.Add(-1)
+			cancel()
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusNotFound && d.ID != "" && attempt == 0 {
+			// The backend lost the session (a restart, its own expiry):
+			// open a new one and send the request again, once.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+			_ = resp.Body.Close()
+			cc.active.Add(-1)
+			m.clients.drop(cc, errors.New("the backend answered 404 for its session"))
+			continue
+		}
+		resp.Body = &callBody{ReadCloser: resp.Body, ctx: callCtx, cancel: cancel, done: func() { cc.active.Add(-1) },
+			notify: func(reason string) { m.cancelCall(b, d, id, reason) }}
+		return resp, nil
+	}
+}
+
+// Answer sends body, a client's JSON-RPC response to a request the backend
+// sent on the client's session (sampling, elicitation, roots), on that
+// session. The backend's answer to it (202, nothing to relay) is read and
+// closed here.
+func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte) error {
+	b, cc, err := m.relayable(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	defer cc.active.Add(-1)
+	ctx, cancel := context.WithTimeout(ctx, answerPostTimeout)
+	defer cancel()
+	d, _ := cc.data()
+	resp, err := m.exchange(ctx, ctx, b, d, body)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("backend %q: answer refused: HTTP %s", name, resp.Status)
+	}
+	return nil
+}
+
+// exchange POSTs body on session d of b under callCtx and counts the
+// outcome for b's circuit breaker and health (ctx is the caller's: a
+// request it abandoned says nothing about the backend).
+func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, d SessionData, body []byte) (*http.Response, error) {
+	done, ok := b.breaker.allow()
+	if !ok {
+		return nil, &circuitOpenError{backend: b.cfg.Name}
+	}
+	resp, err := m.postSession(callCtx, b, d, body)
+	var failure error
+	switch {
+	case err != nil:
+		failure = err
+		if ctx.Err() == nil {
+			b.log.Warn("request on a client's backend session failed", "error", err)
+		}
+	case resp.StatusCode >= 500:
+		failure = fmt.Errorf("backend %q: HTTP %s", b.cfg.Name, resp.Status)
+	}
+	observed := failure == nil || ctx.Err() == nil
+	done(observed, failure != nil)
+	if observed {
+		b.observe(failure)
+	}
+	if err != nil {
+		if callCtx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("backend %q: no answer within requestTimeout: %w", b.cfg.Name, ErrUnavailable)
+		}
+		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
+	}
+	return resp, nil
+}
+
+// postSession sends one POST on session d: its id and protocol version,
+// the backend's outgoing auth, content negotiation; nothing else.
+func (m *Manager) postSession(ctx context.Context, b *backend, d SessionData, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	h["Content-Type"] = jsonContentType
+	h["Accept"] = acceptBoth
+	if d.ID != "" {
+		h["Mcp-Session-Id"] = []string{d.ID}
+	}
+	h["Mcp-Protocol-Version"] = []string{d.ProtocolVersion}
+	for k, v := range b.headers {
+		h.Set(k, v)
+	}
+	return m.opts.HTTPClient.Do(req)
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	acceptBoth      = []string{"application/json, text/event-stream"}
+)
+
+// cancelCall tells the backend, off the caller's goroutine and within
+// cancelTimeout, that the request id on session d is cancelled.
+func (m *Manager) cancelCall(b *backend, d SessionData, id json.RawMessage, reason string) {
+	if len(id) == 0 {
+		return
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": mcp.JSONRPC_VERSION, "method": string(mcp.MethodNotificationCancelled),
+		"params": map[string]any{"requestId": id, "reason": reason}})
+	if err != nil {
+		return
+	}
+	m.background(func() {
+		ctx, cancel := context.WithTimeout(m.runCtx, cancelTimeout)
+		defer cancel()
+		resp, err := m.postSession(ctx, b, d, body)
+		if err != nil {
+			b.log.Debug("send notifications/cancelled", "error", err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		_ = resp.Body.Close()
+	})
+}
+
+// callBody is the body of a response Post returned. Closing it ends the
+// request and releases the session; when the call's context ended before
+// the body was read to its end, the call is cancelled at the backend.
+type callBody struct {
+	io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   func()
+	notify func(reason string)
+	eof    atomic.Bool
+	closed atomic.Bool
+}
+
+func (c *callBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
+	return n, err
+}
+
+func (c *callBody) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if !c.eof.Load() && c.ctx.Err() != nil {
+		reason := "cancelled"
+		if err := context.Cause(c.ctx); err != nil {
+			reason = err.Error()
+		}
+		c.notify(reason)
+	}
+	err := c.ReadCloser.Close()
+	c.cancel()
+	c.done()
+	return err
+}
