@@ -328,6 +328,7 @@ func ScanEnvelope(msg []byte) (Envelope, error) {
 		}
 		if *slot != nil {
 			dup = Key(key)
+			*slot = nil // which one counts is not known
 			return false
 		}
 		*slot = value

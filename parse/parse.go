@@ -207,6 +207,9 @@ func Parse(body []byte, opts Options) (*Parsed, *jsonrpc.Error) {
 	}
 	e, err := jsonrpc.ScanEnvelope(body)
 	if errors.Is(err, jsonrpc.ErrDuplicateKey) {
+		if e.ID != nil && validID(e.ID) {
+			p.ID = e.ID
+		}
 		return p, invalid(strings.TrimPrefix(err.Error(), jsonrpc.ErrDuplicateKey.Error()+": "))
 	}
 	if err != nil {

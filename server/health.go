@@ -6,12 +6,10 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
-	"github.com/vmcp/vmcp/parse"
 )
 
 // backendHealth is one backend's line in /readyz: connection state,
@@ -161,8 +159,9 @@ func breakerConfig(b config.Breaker) backends.BreakerConfig {
 // only where mcp-go would answer first: a tool that is not installed is
 // "not found" before any handler runs. call_tool of the optimizer reaches
 // the router through its handler.
-func (e *mcpEndpoint) answeredUnhealthy(w http.ResponseWriter, p *parse.Parsed) bool {
-	if p.Method != string(mcp.MethodToolsCall) || p.Batch || p.ID == nil || p.Optimizer != "" {
+func (e *mcpEndpoint) answeredUnhealthy(w http.ResponseWriter, q *request) bool {
+	p := q.p
+	if p.ID == nil || p.Optimizer != "" {
 		return false
 	}
 	err := e.tools.router.Unhealthy(p.ResourceID)

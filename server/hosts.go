@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
 )
 
@@ -101,4 +102,14 @@ func splitHostPort(hostport string) (host, port string) {
 		return h, p
 	}
 	return strings.Trim(hostport, "[]"), ""
+}
+
+// isLoopback reports whether hostport (host, host:port or [v6]:port) is a
+// loopback name: localhost or a loopback IP.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	return config.IsLoopbackHost(host)
 }

@@ -37,17 +37,11 @@ type modernRelay struct {
 	log    *slog.Logger
 }
 
-// relayedMethods are the methods modernRelay takes.
-var relayedMethods = map[string]bool{
-	string(mcp.MethodToolsCall):     true,
-	string(mcp.MethodPromptsGet):    true,
-	string(mcp.MethodResourcesRead): true,
-}
-
 // served relays the request when it takes it (see modernRelay) and reports
 // whether it did.
-func (m *modernRelay) served(w http.ResponseWriter, r *http.Request, p *parse.Parsed) bool {
-	if m == nil || p.Batch || p.ID == nil || !relayedMethods[p.Method] || p.Optimizer != "" {
+func (m *modernRelay) serve(w http.ResponseWriter, q *request) bool {
+	r, p := q.r, q.p
+	if p.ID == nil || p.Optimizer != "" {
 		return false
 	}
 	// For the methods relayed, ProtocolVersion is the MCP-Protocol-Version
@@ -67,8 +61,8 @@ func (m *modernRelay) served(w http.ResponseWriter, r *http.Request, p *parse.Pa
 			Message: fmt.Sprintf("invalid JSON-RPC message: key %q appears twice", key)})
 		return true
 	}
-	resp, err := m.router.Relay(r.Context(), m.poster, router.RawRequest{
-		Method: p.Method, Name: p.ResourceID, Version: version, Body: p.Body, Params: p.Params, Header: r.Header,
+	resp, _, err := m.router.Relay(r.Context(), m.poster, router.RawRequest{
+		Method: p.Method, Name: p.ResourceID, Version: version, Body: p.Body, NameJSON: p.Name, ID: p.ID, Header: r.Header,
 	})
 	switch {
 	case errors.Is(err, router.ErrNotFound), errors.Is(err, router.ErrNotRelayed):

@@ -232,6 +232,19 @@ func (r *relay) subscription(ctx context.Context, uri string, do func(*backends.
 	}
 }
 
+// client describes the client of MCP session id for the backends, when
+// mcp-go knows that session.
+func (r *relay) client(id string) (backends.Client, bool) {
+	if id == "" {
+		return backends.Client{}, false
+	}
+	v, ok := r.sessions.Load(id)
+	if !ok {
+		return backends.Client{}, false
+	}
+	return backends.Client{Session: id, Capabilities: declared(v.(mcpserver.ClientSession))}, true
+}
+
 // clientOf describes the client behind a request context for the backends:
 // its MCP session and declared capabilities. A request of the stateless
 // revision (2026-07-28), or one without a session, has no session.

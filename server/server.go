@@ -228,8 +228,11 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		audit:     au,
 		discovery: discovery.New(s.sync),
 	}
-	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, relay: s.relay, log: s.log, inflight: &s.inflight}
-	endpoint.modern = &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log} // modern.go
+	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, relay: s.relay, log: s.log, inflight: &s.inflight,
+		calls:  &callRelay{router: s.sync.router, backends: s.backends, clients: s.relay, log: s.log},   // calls.go
+		modern: &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log}, // modern.go
+	}
+	endpoint.index()
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
 	s.mux.HandleFunc("GET /healthz", healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)

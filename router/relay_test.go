@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/router"
 )
 
@@ -39,17 +40,19 @@ func (c closeRecorder) Close() error { *c.closed = true; return c.ReadCloser.Clo
 
 var _ router.Poster = (*fakePoster)(nil)
 
+// rawRequest is the request the endpoint relays for body, read by the
+// parse stage as the endpoint reads it.
 func rawRequest(method, name, body string) router.RawRequest {
 	h := http.Header{}
 	h.Set("Mcp-Method", method)
 	h.Set("Mcp-Name", name)
 	h.Set("Mcp-Param-Q", "x")
-	b := []byte(body)
-	var params []byte
-	if i := strings.Index(body, `"params":`); i >= 0 {
-		params = b[i+len(`"params":`) : len(b)-1] // the bodies end with the params' } and the message's
+	p, perr := parse.Parse([]byte(body), parse.Options{Optimizer: true})
+	if perr != nil {
+		panic(perr.Message)
 	}
-	return router.RawRequest{Method: method, Name: name, Version: "2026-07-28", Body: b, Params: params, Header: h}
+	return router.RawRequest{Method: method, Name: name, RefType: p.RefType, Version: "2026-07-28", Body: p.Body, NameJSON: p.Name,
+		ID: p.ID, CallTool: p.Optimizer == parse.CallToolName, Arguments: p.Arguments, Meta: p.Meta, Header: h}
 }
 
 func TestRelayRenames(t *testing.T) {
@@ -60,8 +63,12 @@ func TestRelayRenames(t *testing.T) {
 		req                    router.RawRequest
 		backend, body, mcpName string
 	}{
-		{"tool", rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"jira_search","arguments":{"q":"<a&b>"},"_meta":{"progressToken":1}}}`),
-			"jira", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":1},"arguments":{"q":"<a&b>"},"name":"search"}}`, "search"},
+		{"tool", rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"jira_search","arguments":{"q":"<a&b>", "n": 1.50},"_meta":{"progressToken":1},"x-extra":[1]}}`),
+			"jira", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":"<a&b>", "n": 1.50},"_meta":{"progressToken":1},"x-extra":[1]}}`, "search"},
+		{"call_tool unwrapped", rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"call_tool","arguments":{"tool_name":"jira_search","parameters":{"q":"x"}},"_meta":{"progressToken":"p"}}}`),
+			"jira", `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search","arguments":{"q":"x"},"_meta":{"progressToken":"p"}}}`, "search"},
+		{"prompt completion", rawRequest("completion/complete", "github_summary", `{"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"github_summary"},"argument":{"name":"a","value":"b"}}}`),
+			"github", `{"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summary"},"argument":{"name":"a","value":"b"}}}`, "summary"},
 		{"prompt", rawRequest("prompts/get", "github_summary", `{"jsonrpc":"2.0","id":"x","method":"prompts/get","params":{"name":"github_summary"}}`),
 			"github", `{"jsonrpc":"2.0","id":"x","method":"prompts/get","params":{"name":"summary"}}`, "summary"},
 		{"listed resource, byte for byte", rawRequest("resources/read", "repo://vmcp/readme", `{"jsonrpc":"2.0", "id":2, "method":"resources/read","params":{"uri":"repo://vmcp/readme"}}`),
@@ -72,7 +79,7 @@ func TestRelayRenames(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &fakePoster{modern: map[string]bool{"github": true, "jira": true}}
-			resp, err := f.router.Relay(context.Background(), p, tc.req)
+			resp, _, err := f.router.Relay(context.Background(), p, tc.req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,10 +107,10 @@ func TestRelayLeavesWhatItCannotTake(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	p := &fakePoster{modern: map[string]bool{"github": true}}
-	if _, err := f.router.Relay(context.Background(), p, rawRequest("tools/call", "nope", `{}`)); !errors.Is(err, router.ErrNotFound) {
+	if _, _, err := f.router.Relay(context.Background(), p, rawRequest("tools/call", "nope", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nope"}}`)); !errors.Is(err, router.ErrNotFound) {
 		t.Errorf("unknown tool: %v, want ErrNotFound", err)
 	}
-	if _, err := f.router.Relay(context.Background(), p, rawRequest("tools/call", "jira_search", `{}`)); !errors.Is(err, router.ErrNotRelayed) {
+	if _, _, err := f.router.Relay(context.Background(), p, rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"jira_search"}}`)); !errors.Is(err, router.ErrNotRelayed) {
 		t.Errorf("backend without the revision: %v, want ErrNotRelayed", err)
 	}
 	if p.backend != "" {
@@ -111,16 +118,31 @@ func TestRelayLeavesWhatItCannotTake(t *testing.T) {
 	}
 }
 
-// TestRelayRenamesParamsInTheirBody: renaming replaces the params where
-// they are in the body, so params that are not a slice of it are refused
-// rather than guessed at.
-func TestRelayRenamesParamsInTheirBody(t *testing.T) {
+// A new id replaces the client's, wherever it is in the body.
+func TestRelayReplacesTheID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	req := rawRequest("tools/call", "jira_search", `{"params":{"name":"jira_search","arguments":{}},"method":"tools/call","jsonrpc":"2.0","id":"client-1"}`)
+	req.NewID = []byte(`"vmcp-9"`)
+	p := &fakePoster{modern: map[string]bool{"jira": true}}
+	if _, _, err := f.router.Relay(context.Background(), p, req); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"params":{"name":"search","arguments":{}},"method":"tools/call","jsonrpc":"2.0","id":"vmcp-9"}`; p.body != want {
+		t.Errorf("posted %s, want %s", p.body, want)
+	}
+}
+
+// TestRelayRenamesInTheBody: renaming replaces the name where it is in the
+// body, so a name that is not a slice of it is refused rather than guessed
+// at.
+func TestRelayRenamesInTheBody(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	req := rawRequest("tools/call", "jira_search", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"jira_search"}}`)
-	req.Params = []byte(string(req.Params))
+	req.NameJSON = []byte(string(req.NameJSON))
 	p := &fakePoster{modern: map[string]bool{"jira": true}}
-	_, err := f.router.Relay(context.Background(), p, req)
+	_, _, err := f.router.Relay(context.Background(), p, req)
 	if err == nil || errors.Is(err, router.ErrNotFound) || errors.Is(err, router.ErrNotRelayed) || p.backend != "" {
 		t.Fatalf("Relay with copied params = %v, posted to %q; want an error and nothing posted", err, p.backend)
 	}

@@ -1,0 +1,420 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/parse"
+	"github.com/vmcp/vmcp/router"
+)
+
+// callRelay relays tools/call, resources/read, prompts/get and
+// completion/complete of the session-based revisions to the caller's own
+// session with the backend that owns the name, as bytes
+// (backends.Manager.Post): the name is replaced in place (the optimizer's
+// call_tool unwrapped) and the id by one of vmcp's, unique on the
+// backend session; the backend's answer comes back as it was, with only
+// the client's id put back. An event stream is relayed event by event:
+// notifications as they are, the backend's requests (sampling,
+// elicitation, roots) under ids that name the backend (backendRequestID),
+// so the client's answer can be sent back to it (answer).
+//
+// It takes nothing it cannot relay (stdio and SSE backends, names not in
+// the catalogue, clients mcp-go does not know): those go to mcp-go.
+type callRelay struct {
+	router   *router.Router
+	backends *backends.Manager
+	clients  *relay // the live client sessions and their capabilities
+	log      *slog.Logger
+	ids      atomic.Uint64
+	// calls holds the cancel function of every call in flight, by client
+	// session and client request id, for notifications/cancelled.
+	calls sync.Map
+}
+
+// maxAnswerBytes bounds a backend's JSON answer, and one message of an
+// event stream, that the relay holds while it puts the client's id back.
+const maxAnswerBytes = 64 << 20
+
+// serve relays the call and reports whether it did.
+func (c *callRelay) serve(w http.ResponseWriter, q *request) bool {
+	r, p := q.r, q.p
+	if p.ID == nil || p.Optimizer == parse.FindToolName || (p.Optimizer == parse.CallToolName && p.ResourceID == "") {
+		return false
+	}
+	session := q.session
+	client, ok := c.clients.client(session)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	key := callKey(session, p.ID)
+	c.calls.Store(key, cancel)
+	defer c.calls.Delete(key)
+
+	id := []byte(`"vmcp-` + strconv.FormatUint(c.ids.Add(1), 10) + `"`)
+	resp, backend, err := c.router.Relay(ctx, sessionPoster{m: c.backends, client: client, id: id}, router.RawRequest{
+		Method: p.Method, Name: p.ResourceID, RefType: p.RefType, Version: p.ProtocolVersion, Body: p.Body,
+		NameJSON: p.Name, ID: p.ID, NewID: id, CallTool: p.Optimizer == parse.CallToolName, Arguments: p.Arguments, Meta: p.Meta,
+	})
+	switch {
+	case errors.Is(err, router.ErrNotFound), errors.Is(err, router.ErrNotRelayed), errors.Is(err, backends.ErrNotRelayable):
+		return false
+	case err != nil:
+		c.failed(w, r, p, ctx, err)
+		return true
+	}
+	defer func() { _ = resp.Body.Close() }()
+	a := answer{w: w, r: r, clientID: p.ID, backendID: id, backend: backend, log: c.log}
+	a.relay(resp)
+	return true
+}
+
+// failed answers a call that got no answer from its backend, as mcp-go
+// answers a failed handler: a JSON-RPC error naming the backend, HTTP 200.
+func (c *callRelay) failed(w http.ResponseWriter, r *http.Request, p *parse.Parsed, ctx context.Context, err error) {
+	if context.Cause(ctx) == errCancelledByClient {
+		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: codeRequestCancelled, Message: "request cancelled"})
+		return
+	}
+	if r.Context().Err() == nil {
+		c.log.Warn("relay of a call failed", "method", p.Method, "name", truncateName(p.ResourceID), "error", err)
+	}
+	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+}
+
+// codeRequestCancelled answers a call the client cancelled before its
+// backend answered (as mcp-go's client reports a cancelled request).
+const codeRequestCancelled = -32800
+
+var errCancelledByClient = errors.New("cancelled by the client (notifications/cancelled)")
+
+// cancel ends the relayed call that a client's notifications/cancelled
+// names, and reports whether there was one.
+func (c *callRelay) cancel(session string, p *parse.Parsed) bool {
+	if p.Params == nil {
+		return false
+	}
+	var id []byte
+	_ = jsonrpc.EachMember(p.Params, 0, func(key, value []byte, _, _ int) bool {
+		if key != nil && jsonrpc.KeyIs(key, "requestId") {
+			id = value
+			return false
+		}
+		return true
+	})
+	if id == nil {
+		return false
+	}
+	v, ok := c.calls.Load(callKey(session, id))
+	if !ok {
+		return false
+	}
+	v.(context.CancelCauseFunc)(errCancelledByClient)
+	return true
+}
+
+// callKey names a client's call in flight: its session and its id as the
+// client wrote it.
+func callKey(session string, id []byte) string { return session + "\x00" + string(id) }
+
+// answerToBackend sends a client's response to a request a backend made
+// during a relayed call (the id names the backend: backendRequestID) to
+// that backend, and reports whether the response was one.
+func (c *callRelay) answerToBackend(w http.ResponseWriter, q *request) bool {
+	r, p := q.r, q.p
+	backend, id, ok := parseBackendRequestID(p.ID)
+	if !ok {
+		return false
+	}
+	client, ok := c.clients.client(q.session)
+	if !ok {
+		return false
+	}
+	body := jsonrpc.Splice(p.Body, p.ID, id)
+	if err := c.backends.Answer(r.Context(), client, backend, body); err != nil {
+		c.log.Warn("relay a client's answer to its backend", "backend", backend, "error", err)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
+}
+
+// backendRequestID is the id a request of backend with id raw gets on its
+// way to the client: a string that names the backend, so that the ids of
+// two backends cannot collide and the answer needs no table to find its
+// way back (any replica can route it).
+func backendRequestID(backend string, raw []byte) []byte {
+	enc := base64.RawURLEncoding
+	out := make([]byte, 0, 8+enc.EncodedLen(len(backend))+enc.EncodedLen(len(raw)))
+	out = append(out, `"vmcp/`...)
+	out = enc.AppendEncode(out, []byte(backend))
+	out = append(out, '/')
+	out = enc.AppendEncode(out, raw)
+	return append(out, '"')
+}
+
+// parseBackendRequestID reverses backendRequestID.
+func parseBackendRequestID(id []byte) (backend string, raw []byte, ok bool) {
+	s, found := bytes.CutPrefix(id, []byte(`"vmcp/`))
+	if !found || len(s) < 2 || s[len(s)-1] != '"' {
+		return "", nil, false
+	}
+	b64name, b64id, found := bytes.Cut(s[:len(s)-1], []byte("/"))
+	if !found {
+		return "", nil, false
+	}
+	name, err := base64.RawURLEncoding.DecodeString(string(b64name))
+	if err != nil {
+		return "", nil, false
+	}
+	raw, err = base64.RawURLEncoding.DecodeString(string(b64id))
+	if err != nil || len(raw) == 0 {
+		return "", nil, false
+	}
+	return string(name), raw, true
+}
+
+// sessionPoster posts a call on one client's backend sessions.
+type sessionPoster struct {
+	m      *backends.Manager
+	client backends.Client
+	id     []byte
+}
+
+func (s sessionPoster) Supports(context.Context, string, string) bool { return true }
+
+func (s sessionPoster) Post(ctx context.Context, backend, _ string, body []byte, _ http.Header) (*http.Response, error) {
+	return s.m.Post(ctx, s.client, backend, s.id, body)
+}
+
+// answer relays one backend response to the client.
+type answer struct {
+	w                   http.ResponseWriter
+	r                   *http.Request
+	clientID, backendID []byte
+	backend             string
+	log                 *slog.Logger
+}
+
+// relay writes resp to the client: a JSON message with the client's id
+// put back, an event stream event by event. Anything else (a proxy's error
+// page, no body) is answered with a JSON-RPC error naming the backend.
+func (a *answer) relay(resp *http.Response) {
+	ct := resp.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	switch {
+	case mt == "application/json" && resp.StatusCode != http.StatusNotFound:
+		a.json(resp)
+	case mt == "text/event-stream":
+		a.events(resp)
+	default:
+		a.log.Warn("backend answered a call without a JSON-RPC message", "backend", a.backend, "status", resp.StatusCode, "content_type", ct)
+		a.fail("backend " + strconv.Quote(a.backend) + " answered HTTP " + strconv.Itoa(resp.StatusCode) + " without a JSON-RPC message")
+	}
+}
+
+func (a *answer) fail(msg string) {
+	jsonrpc.WriteError(a.w, http.StatusOK, a.clientID, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: msg})
+}
+
+// json relays a JSON answer: read whole (bounded), the id located without
+// decoding the rest, written back in three pieces.
+func (a *answer) json(resp *http.Response) {
+	buf := getBuffer(resp.ContentLength)
+	defer putBuffer(buf)
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxAnswerBytes+1)); err != nil {
+		if a.r.Context().Err() == nil {
+			a.log.Warn("read a backend's answer", "backend", a.backend, "error", err)
+		}
+		a.fail("backend " + strconv.Quote(a.backend) + ": answer broke off")
+		return
+	}
+	msg := buf.Bytes()
+	if len(msg) > maxAnswerBytes {
+		a.fail("backend " + strconv.Quote(a.backend) + ": answer larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
+		return
+	}
+	head, tail, ok := a.withClientID(msg)
+	if !ok {
+		a.log.Warn("backend answered a call with no valid JSON-RPC response", "backend", a.backend, "status", resp.StatusCode)
+		a.fail("backend " + strconv.Quote(a.backend) + " answered with no valid JSON-RPC response")
+		return
+	}
+	h := a.w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(head)+len(a.clientID)+len(tail)))
+	a.w.WriteHeader(resp.StatusCode)
+	_, _ = a.w.Write(head)
+	_, _ = a.w.Write(a.clientID)
+	_, _ = a.w.Write(tail)
+}
+
+// withClientID splits a response message around its id, so that the
+// client's id can be written between the two; ok is false for a message
+// that is no response to the call.
+func (a *answer) withClientID(msg []byte) (head, tail []byte, ok bool) {
+	e, err := jsonrpc.ScanEnvelope(msg)
+	if err != nil || e.ID == nil || (e.Result == nil && e.Error == nil) {
+		return nil, nil, false
+	}
+	at, _ := jsonrpc.OffsetIn(msg, e.ID)
+	return msg[:at], msg[at+len(e.ID):], true
+}
+
+// events relays an event stream: each event's message is written as the
+// backend sent it (the call's response with the client's id, the
+// backend's requests under backendRequestID), flushed at once, until the
+// call's response has passed.
+func (a *answer) events(resp *http.Response) {
+	h := a.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	a.w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(a.w)
+	_ = rc.Flush()
+	sc := eventScanner{r: bufio.NewReaderSize(resp.Body, 32<<10)}
+	for {
+		data, err := sc.next()
+		if err != nil {
+			if a.r.Context().Err() == nil {
+				if err != io.EOF {
+					a.log.Warn("backend's event stream broke off", "backend", a.backend, "error", err)
+				}
+				a.event(rc, errorMessage(a.clientID, "backend "+strconv.Quote(a.backend)+" ended the call without an answer"))
+			}
+			return
+		}
+		e, err := jsonrpc.ScanEnvelope(data)
+		switch {
+		case err != nil:
+			a.log.Warn("backend sent an event that is no JSON-RPC message", "backend", a.backend, "error", err)
+		case e.Method != nil && e.ID != nil: // the backend asks the client
+			a.event(rc, jsonrpc.Splice(data, e.ID, backendRequestID(a.backend, e.ID)))
+		case e.Method != nil: // a notification
+			a.event(rc, data)
+		case bytes.Equal(e.ID, a.backendID):
+			a.event(rc, jsonrpc.Splice(data, e.ID, a.clientID))
+			return
+		default:
+			a.log.Debug("backend sent a response that answers nothing of this call", "backend", a.backend)
+		}
+	}
+}
+
+// event writes one message as an SSE event and flushes it.
+func (a *answer) event(rc *http.ResponseController, msg []byte) {
+	_, _ = io.WriteString(a.w, "event: message\ndata: ")
+	_, _ = a.w.Write(msg)
+	_, _ = io.WriteString(a.w, "\n\n")
+	_ = rc.Flush()
+}
+
+// errorMessage is a JSON-RPC internal error answering id.
+func errorMessage(id []byte, msg string) []byte {
+	q, _ := json.Marshal(msg)
+	return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32603,"message":` + string(q) + `}}`)
+}
+
+// eventScanner reads the data of one server-sent event at a time; other
+// fields (event, id, retry) and comments are skipped.
+type eventScanner struct {
+	r    *bufio.Reader
+	data []byte
+	line []byte
+}
+
+// next returns the data of the next event with data, valid until the next
+// call.
+func (s *eventScanner) next() ([]byte, error) {
+	s.data = s.data[:0]
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if err == io.EOF && len(s.data) > 0 {
+				return s.data, nil
+			}
+			return nil, err
+		}
+		if len(line) == 0 {
+			if len(s.data) > 0 {
+				return s.data, nil
+			}
+			continue
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			v = bytes.TrimPrefix(v, []byte(" "))
+			if len(s.data) > 0 {
+				s.data = append(s.data, '\n')
+			}
+			if len(s.data)+len(v) > maxAnswerBytes {
+				return nil, errors.New("event larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
+			}
+			s.data = append(s.data, v...)
+		}
+	}
+}
+
+// readLine returns one line without its end (\n, \r\n or \r\n), bounded
+// by maxAnswerBytes.
+func (s *eventScanner) readLine() ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		s.line = append(s.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			if len(s.line) > maxAnswerBytes {
+				return nil, errors.New("event line larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
+			}
+			line, err = s.r.ReadSlice('\n')
+			s.line = append(s.line, line...)
+		}
+		line = s.line
+	}
+	if err != nil && (err != io.EOF || len(line) == 0) {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r")), nil
+}
+
+// bufferPool holds the buffers JSON answers are read into.
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer(size int64) *bytes.Buffer {
+	b := bufferPool.Get().(*bytes.Buffer)
+	if size > 0 && size <= maxAnswerBytes {
+		b.Grow(int(size) + bytes.MinRead)
+	}
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 1<<20 {
+		return // keep the pool small; a rare large answer is not kept
+	}
+	b.Reset()
+	bufferPool.Put(b)
+}
+
+// truncateName shortens a client's name for a log line: names are the
+// client's text and may be of any size.
+func truncateName(s string) string {
+	const limit = 256
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…(" + strconv.Itoa(len(s)-limit) + " more bytes)"
+}

@@ -1,0 +1,288 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/auth"
+	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/parse"
+)
+
+// mcpEndpoint serves the MCP endpoint. It checks the session once, then
+// dispatches by (message kind, protocol generation) through one table
+// (routes); whatever no entry takes goes to mcp-go's Streamable HTTP
+// server, with the body the parse stage read.
+type mcpEndpoint struct {
+	mcp      *mcpserver.StreamableHTTPServer
+	sessions *sessionIDs
+	tools    *catalogueSync
+	calls    *callRelay
+	modern   *modernRelay
+	relay    *relay
+	log      *slog.Logger
+	// inflight counts requests other than the long-lived GET streams, so
+	// Shutdown can drain them before it ends the sessions.
+	inflight *atomic.Int64
+	// table is routes, indexed once by newEndpoint.
+	table map[routeKey][]handler
+}
+
+// generation is the protocol generation of a request.
+type generation uint8
+
+const (
+	// sessionBased revisions (2024-11-05 to 2025-11-25) open a session
+	// with initialize and name it in Mcp-Session-Id.
+	sessionBased generation = iota + 1
+	// stateless revisions (2026-07-28 on) carry everything per request.
+	stateless
+)
+
+// Message kinds that are not JSON-RPC methods.
+const (
+	kindBatch    = "batch"    // a JSON array of messages
+	kindResponse = "response" // a client's answer to a request of the server
+)
+
+// request is one request as the table sees it.
+type request struct {
+	r *http.Request
+	// p is the parsed POST body; nil for GET and DELETE.
+	p *parse.Parsed
+	// kind is the JSON-RPC method, kindBatch or kindResponse; the HTTP
+	// method for GET and DELETE.
+	kind    string
+	gen     generation
+	session string
+	// mcpCtx, when a handler sets it, is the context mcp-go serves the
+	// request with.
+	mcpCtx context.Context
+}
+
+// handler serves a request and reports whether it did; one that did not
+// leaves it to the next entry for its kind, and in the end to mcp-go.
+type handler func(w http.ResponseWriter, q *request) bool
+
+type routeKey struct {
+	kind string
+	gen  generation
+}
+
+// route is one entry of the dispatch table.
+type route struct {
+	kind  string
+	gen   generation
+	serve handler
+}
+
+// routes is the dispatch table, in the order entries are tried. It is the
+// only place the endpoint's order is written; what it does not take,
+// mcp-go serves (initialize, lists, ping, logging/setLevel, GET streams,
+// DELETE, and everything the handlers below leave).
+func (e *mcpEndpoint) routes() []route {
+	return []route{
+		{kindBatch, sessionBased, e.refuseBatch},                    // MCP dropped batches in 2025-06-18; older revisions go to mcp-go
+		{kindBatch, stateless, e.refuseBatch},                       // and the stateless revision never had them
+		{"tools/list", sessionBased, e.servedToolList},              // the catalogue's encoded list: mcp-go would encode every tool per request
+		{"tools/call", sessionBased, e.answeredUnhealthy},           // a hidden backend's tool names its backend (call_tool too), before mcp-go says "not found"
+		{"tools/call", sessionBased, e.calls.serve},                 // bytes on the caller's own backend session, every field and error code kept
+		{"resources/read", sessionBased, e.calls.serve},             // likewise
+		{"prompts/get", sessionBased, e.calls.serve},                // likewise
+		{"completion/complete", sessionBased, e.calls.serve},        // likewise
+		{kindResponse, sessionBased, e.calls.answerToBackend},       // an answer to a backend's request relayed during a call goes back to that backend
+		{"notifications/cancelled", sessionBased, e.cancelCall},     // cancels a relayed call (mcp-go cancels the calls it serves)
+		{"resources/subscribe", sessionBased, e.forwardSubscribe},   // the backend's refusal is the client's answer
+		{"resources/unsubscribe", sessionBased, e.forwardSubscribe}, // likewise
+		{"tools/call", stateless, e.answeredUnhealthy},              // as above
+		{"tools/call", stateless, e.modern.serve},                   // one stateless request to a backend that speaks the revision
+		{"resources/read", stateless, e.modern.serve},               // likewise
+		{"prompts/get", stateless, e.modern.serve},                  // likewise
+	}
+}
+
+// index builds the lookup of routes.
+func (e *mcpEndpoint) index() {
+	e.table = make(map[routeKey][]handler)
+	for _, rt := range e.routes() {
+		k := routeKey{rt.kind, rt.gen}
+		e.table[k] = append(e.table[k], rt.serve)
+	}
+}
+
+func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := &request{r: r, session: r.Header.Get(mcpserver.HeaderKeySessionID), kind: r.Method, gen: sessionBased}
+	if p, ok := parse.FromContext(r.Context()); ok {
+		q.p = p
+		switch {
+		case p.Batch:
+			q.kind = kindBatch
+		case p.Method == "":
+			q.kind = kindResponse
+		default:
+			q.kind = p.Method
+		}
+	}
+	version := r.Header.Get(mcpserver.HeaderKeyProtocolVersion)
+	if q.p != nil && q.p.ProtocolVersion != "" {
+		version = q.p.ProtocolVersion
+	}
+	if mcp.IsModernProtocol(version) {
+		q.gen = stateless
+	}
+	if !e.checkSession(w, q) {
+		return
+	}
+	if r.Method != http.MethodGet {
+		e.inflight.Add(1)
+		defer e.inflight.Add(-1)
+	}
+	for _, serve := range e.table[routeKey{q.kind, q.gen}] {
+		if serve(w, q) {
+			return
+		}
+	}
+	e.serveMCPGo(w, q)
+}
+
+// checkSession is the one session check, before the table: a request of a
+// session-based revision must name a session vmcp issued and that has not
+// ended (400 without one, 404 for an unknown one; initialize and a
+// revision's batches excepted), and every request naming a session must
+// come from the identity that opened it (403).
+func (e *mcpEndpoint) checkSession(w http.ResponseWriter, q *request) bool {
+	if q.gen == sessionBased && q.kind != "initialize" && q.kind != kindBatch {
+		switch {
+		case q.session == "":
+			jsonrpc.WriteError(w, http.StatusBadRequest, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+				Message: "missing " + mcpserver.HeaderKeySessionID + " header: send initialize first"})
+			return false
+		case !e.sessions.valid(q.session):
+			jsonrpc.WriteError(w, http.StatusNotFound, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unknown or ended session"})
+			return false
+		}
+	}
+	if q.session != "" && !e.sessions.usableBy(q.session, owner(q.r)) {
+		e.log.Warn("request on another identity's session refused", "session_prefix", prefix(q.session))
+		jsonrpc.WriteError(w, http.StatusForbidden, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "session belongs to another identity"})
+		return false
+	}
+	return true
+}
+
+// id is the request's id, nil when it has none.
+func (q *request) id() []byte {
+	if q.p == nil {
+		return nil
+	}
+	return q.p.ID
+}
+
+// serveMCPGo hands the request to mcp-go, with the body the parse stage
+// read, and binds a session it created to the identity that created it.
+func (e *mcpEndpoint) serveMCPGo(w http.ResponseWriter, q *request) {
+	ctx := q.r.Context()
+	if q.mcpCtx != nil {
+		ctx = q.mcpCtx
+	}
+	req := &mcpserver.HTTPRequest{Method: q.r.Method, URL: q.r.URL, Header: q.r.Header, Context: ctx}
+	if q.p != nil {
+		req.Body = q.p.Body
+	}
+	e.mcp.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
+	if id := w.Header().Get(mcpserver.HeaderKeySessionID); id != "" && q.session == "" {
+		// A session was just created: it belongs to whoever created it.
+		e.sessions.bind(id, owner(q.r))
+	}
+}
+
+// owner names the identity of a request for session binding: issuer and
+// subject, so a refreshed token keeps its session.
+func owner(r *http.Request) string {
+	id, ok := auth.IdentityFrom(r.Context())
+	if !ok {
+		return ""
+	}
+	return id.Issuer + "\n" + id.Subject
+}
+
+// refuseBatch answers a JSON-RPC batch of a revision that has none
+// (2025-06-18 on); older revisions' batches go to mcp-go.
+func (e *mcpEndpoint) refuseBatch(w http.ResponseWriter, q *request) bool {
+	v := q.r.Header.Get(mcpserver.HeaderKeyProtocolVersion)
+	if q.gen == sessionBased && (v == "" || v < "2025-06-18") {
+		return false
+	}
+	jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+		Message: "JSON-RPC batches are not supported at protocol revision " + v})
+	return true
+}
+
+// cancelCall cancels the relayed call a client's notifications/cancelled
+// names; any other goes to mcp-go, which cancels the calls it serves.
+func (e *mcpEndpoint) cancelCall(w http.ResponseWriter, q *request) bool {
+	if !e.calls.cancel(q.session, q.p) {
+		return false
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
+}
+
+// forwardSubscribe forwards resources/(un)subscribe to the backend before
+// mcp-go answers it (relay.forwardSubscription).
+func (e *mcpEndpoint) forwardSubscribe(w http.ResponseWriter, q *request) bool {
+	ctx, answered := e.relay.forwardSubscription(w, q.r, q.p)
+	if ctx != nil {
+		q.mcpCtx = ctx
+	}
+	return answered
+}
+
+// servedToolList answers tools/list from the encoded tool list when the
+// answer is exactly what mcp-go would give: a request with no cursor, with
+// no MCP-Protocol-Version header or a supported one (mcp-go answers an
+// unsupported one with 400). Anything else is left to mcp-go.
+func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, q *request) bool {
+	p := q.p
+	if p.ID == nil || p.Cursor != "" {
+		return false
+	}
+	// For tools/list, ProtocolVersion is the MCP-Protocol-Version header.
+	if v := p.ProtocolVersion; v != "" && !mcp.IsValidProtocolVersion(v) {
+		return false
+	}
+	list, err := e.tools.ToolListJSON()
+	if err != nil {
+		e.log.Error("encode tool list; answering through mcp-go", "error", err)
+		return false
+	}
+	head := append(append([]byte(`{"jsonrpc":"2.0","id":`), p.ID...), `,"result":{"tools":`...)
+	const tail = "}}\n"
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(head)+len(list)+len(tail)))
+	// Three writes, no copy of the (possibly megabytes long) list.
+	_, _ = w.Write(head)
+	_, _ = w.Write(list)
+	_, _ = io.WriteString(w, tail)
+	return true
+}
+
+// streamingWriter adapts an http.ResponseWriter to mcp-go's writer. The
+// response controller reaches Flush through any wrapping writers.
+type streamingWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s streamingWriter) Header() http.Header         { return s.w.Header() }
+func (s streamingWriter) WriteHeader(code int)        { s.w.WriteHeader(code) }
+func (s streamingWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s streamingWriter) Flush()                      { _ = s.rc.Flush() }
+func (s streamingWriter) CanStream() bool             { return true }
