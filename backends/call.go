@@ -128,6 +128,10 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 		d, _ := cc.data()
 		resp, err := m.exchange(ctx, callCtx, b, d, body)
 		if err != nil {
+			if callCtx.Err() != nil {
+				// The request may have reached the backend: tell it.
+				m.cancelCall(b, d, id, cancelReason(callCtx))
+			}
 			cc.active.Add(-1)
 			cancel()
 			return nil, err
@@ -254,6 +258,14 @@ func (m *Manager) cancelCall(b *backend, d SessionData, id json.RawMessage, reas
 	})
 }
 
+// cancelReason says why ctx ended, for notifications/cancelled.
+func cancelReason(ctx context.Context) string {
+	if err := context.Cause(ctx); err != nil {
+		return err.Error()
+	}
+	return "cancelled"
+}
+
 // callBody is the body of a response Post returned. Closing it ends the
 // request and releases the session; when the call's context ended before
 // the body was read to its end, the call is cancelled at the backend.
@@ -280,11 +292,7 @@ func (c *callBody) Close() error {
 		return nil
 	}
 	if !c.eof.Load() && c.ctx.Err() != nil {
-		reason := "cancelled"
-		if err := context.Cause(c.ctx); err != nil {
-			reason = err.Error()
-		}
-		c.notify(reason)
+		c.notify(cancelReason(c.ctx))
 	}
 	err := c.ReadCloser.Close()
 	c.cancel()

@@ -12,8 +12,11 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/jsonrpc"
@@ -305,7 +308,9 @@ func (a *answer) events(resp *http.Response) {
 		case e.Method != nil && e.ID != nil: // the backend asks the client
 			a.event(rc, jsonrpc.Splice(data, e.ID, backendRequestID(a.backend, e.ID)))
 		case e.Method != nil: // a notification
-			a.event(rc, data)
+			if msg := a.notification(data, e); msg != nil {
+				a.event(rc, msg)
+			}
 		case bytes.Equal(e.ID, a.backendID):
 			a.event(rc, jsonrpc.Splice(data, e.ID, a.clientID))
 			return
@@ -313,6 +318,33 @@ func (a *answer) events(resp *http.Response) {
 			a.log.Debug("backend sent a response that answers nothing of this call", "backend", a.backend)
 		}
 	}
+}
+
+// notification returns what the client gets of a backend's notification
+// sent during its call: progress, log messages, resource updates and the
+// rest as they are; the backend's notifications/cancelled of one of its
+// requests under the id the client knows it by; nothing of a
+// list_changed, which is about the backend's own lists (vmcp rediscovers
+// the backend and tells its clients about the aggregated lists).
+func (a *answer) notification(data []byte, e jsonrpc.Envelope) []byte {
+	method, _ := strconv.Unquote(string(e.Method))
+	switch {
+	case strings.HasSuffix(method, "/list_changed"):
+		return nil
+	case method == string(mcp.MethodNotificationCancelled) && e.Params != nil:
+		var id []byte
+		_ = jsonrpc.EachMember(e.Params, 0, func(key, value []byte, _, _ int) bool {
+			if key != nil && jsonrpc.KeyIs(key, "requestId") {
+				id = value
+				return false
+			}
+			return true
+		})
+		if id != nil {
+			return jsonrpc.Splice(data, id, backendRequestID(a.backend, id))
+		}
+	}
+	return data
 }
 
 // event writes one message as an SSE event and flushes it.
