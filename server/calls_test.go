@@ -1,0 +1,257 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// rawBackend is an MCP server written without any SDK: a few lines of
+// streamable HTTP that answer exactly what the test says, so that what
+// vmcp changes on the way is visible byte for byte.
+type rawBackend struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls []rawCall // the tools/call requests it got
+}
+
+type rawCall struct {
+	body             string
+	session, version string
+}
+
+// rawAnswers are the answers of rawBackend's tools, by tool name, with
+// %s where the request id goes.
+var rawAnswers = map[string]string{
+	// The id after the error, and an error with data.
+	"fail": `{"jsonrpc":"2.0","error":{"code":-32602,"message":"bad field: x","data":{"field":"x","why":["a",1.50]}},"id":%s}`,
+	// Every kind of field, known or not, in a result.
+	"extra": `{"result":{"content":[{"type":"text","text":"hi \"there\"","annotations":{"audience":["user"],"priority":0.5}}],"structuredContent":{"k":1},"_meta":{"m":true},"x-unknown":{"a":[1,2.50]},"isError":false},"jsonrpc":"2.0","id":%s}`,
+}
+
+func newRawBackend(t *testing.T) *rawBackend {
+	t.Helper()
+	b := &rawBackend{}
+	b.Server = httptest.NewServer(http.HandlerFunc(b.serve))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *rawBackend) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodDelete:
+		return
+	case http.MethodPost:
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	var msg struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Name            string `json:"name"`
+			ProtocolVersion string `json:"protocolVersion"`
+			Meta            struct {
+				ProgressToken json.RawMessage `json:"progressToken"`
+			} `json:"_meta"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(body, &msg); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	reply := func(format string, args ...any) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, format, args...)
+	}
+	switch msg.Method {
+	case "initialize":
+		w.Header().Set("Mcp-Session-Id", "raw-session-1")
+		reply(`{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":%q,"capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"0"}}}`,
+			msg.ID, msg.Params.ProtocolVersion)
+	case "":
+		w.WriteHeader(http.StatusAccepted)
+	case "tools/list":
+		reply(`{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"fail","inputSchema":{"type":"object"}},{"name":"extra","inputSchema":{"type":"object"}},{"name":"stream","inputSchema":{"type":"object"}}]}}`, msg.ID)
+	case "tools/call":
+		b.mu.Lock()
+		b.calls = append(b.calls, rawCall{body: string(body), session: r.Header.Get("Mcp-Session-Id"), version: r.Header.Get("Mcp-Protocol-Version")})
+		b.mu.Unlock()
+		if answer, ok := rawAnswers[msg.Params.Name]; ok {
+			reply(answer, msg.ID)
+			return
+		}
+		// stream: a progress notification, a list_changed, then the result.
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":%s,\"progress\":1,\"total\":2}}\n\n", msg.Params.Meta.ProgressToken)
+		fmt.Fprint(w, ": a comment\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[],\"x\":1}}\n\n", msg.ID)
+	default:
+		if len(msg.ID) > 0 {
+			reply(`{"jsonrpc":"2.0","id":%s,"result":{}}`, msg.ID)
+		}
+	}
+}
+
+// rawClient speaks MCP to vmcp over plain HTTP.
+type rawClient struct {
+	t       *testing.T
+	url     string
+	session string
+}
+
+func (c *rawClient) post(body string) *http.Response {
+	c.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, c.url, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	if c.session != "" {
+		req.Header.Set("Mcp-Session-Id", c.session)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return resp
+}
+
+func (c *rawClient) initialize() {
+	c.t.Helper()
+	resp := c.post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`)
+	_ = resp.Body.Close()
+	c.session = resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || c.session == "" {
+		c.t.Fatalf("initialize: %s, session %q", resp.Status, c.session)
+	}
+	_ = c.post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
+}
+
+// call sends a tools/call and returns the messages of its answer.
+func (c *rawClient) call(body string) (contentType string, msgs []string) {
+	c.t.Helper()
+	resp := c.post(body)
+	defer resp.Body.Close()
+	contentType = resp.Header.Get("Content-Type")
+	if !strings.HasPrefix(contentType, "text/event-stream") {
+		b, _ := io.ReadAll(resp.Body)
+		return contentType, []string{string(b)}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			msgs = append(msgs, d)
+		}
+	}
+	return contentType, msgs
+}
+
+func startRawVMCP(t *testing.T, b *rawBackend, optimizer bool) *rawClient {
+	t.Helper()
+	cfg := testConfig(t, config.Backend{Name: "raw", Transport: config.TransportStreamableHTTP, URL: b.URL})
+	cfg.Optimizer.Enabled = optimizer
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := &rawClient{t: t, url: "http://" + srv.Addr().String() + "/mcp"}
+	c.initialize()
+	return c
+}
+
+// TestCallsReachTheClientUnchanged: whatever a backend answers reaches the
+// client as the backend wrote it, but for the id: an error's code, message
+// and data, a result's every field; and the backend gets the client's
+// request as the client wrote it, but for the name and the id, on the
+// client's own backend session.
+func TestCallsReachTheClientUnchanged(t *testing.T) {
+	t.Parallel()
+	b := newRawBackend(t)
+	for _, optimizer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("optimizer=%v", optimizer), func(t *testing.T) {
+			c := startRawVMCP(t, b, optimizer)
+			for _, tool := range []string{"fail", "extra"} {
+				args := `{"s":"<&>","n":1.50,"deep":{"a":[true,null]}}`
+				body := `{"jsonrpc":"2.0","id":"c-7","method":"tools/call","params":{"name":"raw_` + tool + `","arguments":` + args + `}}`
+				if optimizer {
+					body = `{"jsonrpc":"2.0","id":"c-7","method":"tools/call","params":{"name":"call_tool","arguments":{"tool_name":"raw_` + tool + `","parameters":` + args + `}}}`
+				}
+				ct, msgs := c.call(body)
+				want := fmt.Sprintf(rawAnswers[tool], `"c-7"`)
+				if ct != "application/json" || len(msgs) != 1 || msgs[0] != want {
+					t.Errorf("%s: %s %q\nwant %s", tool, ct, msgs, want)
+				}
+				b.mu.Lock()
+				last := b.calls[len(b.calls)-1]
+				b.mu.Unlock()
+				var got struct {
+					ID     string          `json:"id"`
+					Params json.RawMessage `json:"params"`
+				}
+				if err := json.Unmarshal([]byte(last.body), &got); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(got.ID, "vmcp-") || string(got.Params) != `{"name":"`+tool+`","arguments":`+args+`}` {
+					t.Errorf("%s: the backend got %s", tool, last.body)
+				}
+				if last.session != "raw-session-1" || last.version != "2025-11-25" {
+					t.Errorf("%s: the backend got session %q, version %q", tool, last.session, last.version)
+				}
+			}
+		})
+	}
+}
+
+// TestCallsRelayEventStreams: an event stream is relayed event by event:
+// the progress notification with the client's token, the result with the
+// client's id; the backend's list_changed stays with vmcp.
+func TestCallsRelayEventStreams(t *testing.T) {
+	t.Parallel()
+	c := startRawVMCP(t, newRawBackend(t), false)
+	ct, msgs := c.call(`{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"raw_stream","arguments":{},"_meta":{"progressToken":"tok"}}}`)
+	want := []string{
+		`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":1,"total":2}}`,
+		`{"jsonrpc":"2.0","id":41,"result":{"content":[],"x":1}}`,
+	}
+	if !strings.HasPrefix(ct, "text/event-stream") || strings.Join(msgs, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %s:\n%s\nwant\n%s", ct, strings.Join(msgs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestBackendRequestIDs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ backend, id string }{{"github", `0`}, {"a/b", `"x/y\""`}, {"é", `-12`}} {
+		enc := backendRequestID(tc.backend, []byte(tc.id))
+		if !json.Valid(enc) {
+			t.Errorf("%s %s: %s is not JSON", tc.backend, tc.id, enc)
+		}
+		backend, raw, ok := parseBackendRequestID(enc)
+		if !ok || backend != tc.backend || string(raw) != tc.id {
+			t.Errorf("%s %s: round trip gave %q %s %v", tc.backend, tc.id, backend, raw, ok)
+		}
+	}
+	for _, bad := range []string{`1`, `"vmcp/"`, `"vmcp/!!/x"`, `"other"`} {
+		if _, _, ok := parseBackendRequestID([]byte(bad)); ok {
+			t.Errorf("%s parsed as a backend request id", bad)
+		}
+	}
+}
