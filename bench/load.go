@@ -194,6 +194,20 @@ func (s *session) request(method string, params any) ([]byte, int64) {
 	return b, id
 }
 
+// requestRaw builds a JSON-RPC request around params, already encoded,
+// with the session's next id.
+func (s *session) requestRaw(method string, params []byte) ([]byte, int64) {
+	id := atomic.AddInt64(&s.nextID, 1)
+	b := make([]byte, 0, len(params)+len(method)+64)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, `,"method":`...)
+	b = strconv.AppendQuote(b, method) // method names are plain ASCII: a Go quote is a JSON string
+	b = append(b, `,"params":`...)
+	b = append(b, params...)
+	return append(b, '}'), id
+}
+
 // openSession runs initialize and notifications/initialized on url.
 func openSession(ctx context.Context, hc *http.Client, url string) (*session, error) {
 	s := &session{hc: hc, url: url}
@@ -253,6 +267,9 @@ type op struct {
 	name   string
 	method string
 	params any
+	// rawParams, if set, is the params object already encoded, sent as it
+	// is instead of params: a large argument is encoded once, not per call.
+	rawParams []byte
 	// validate looks at a successful result; nil accepts any result.
 	validate func(json.RawMessage) error
 }
@@ -303,7 +320,13 @@ func listOp(minTools int) op {
 
 // do sends one request of o and checks the answer.
 func (s *session) do(ctx context.Context, o op) (time.Duration, error) {
-	body, id := s.request(o.method, o.params)
+	var body []byte
+	var id int64
+	if o.rawParams != nil {
+		body, id = s.requestRaw(o.method, o.rawParams)
+	} else {
+		body, id = s.request(o.method, o.params)
+	}
 	ex, err := s.post(ctx, body)
 	if err != nil {
 		return 0, err

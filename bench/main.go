@@ -10,11 +10,14 @@
 //	go run ./bench -catalogue 10000     # tools/list latency and RSS with a big catalogue
 //	go run ./bench -ratelimit           # tools/call through vmcp, rate limits off vs on
 //	go run ./bench -observability       # tools/call through vmcp, audit file + metrics off vs on
+//	go run ./bench -sizes -rounds 3 -d 3s  # tools/call with 100 B, 8 KiB, 64 KiB echoed: direct, proxy, vmcp, vmcp+redis
 //
 // Everything listens on 127.0.0.1. The backend is a child process built
 // from ./examples/backends/demo; the proxy, vmcp and the load generator
 // share this process. Results go to stdout, logs to stderr. A run with
-// errors exits 1: its numbers are not valid.
+// errors exits 1: its numbers are not valid. (In -sizes mode the proxy and
+// vmcp are child processes too, so that each one's CPU is measured alone;
+// see sizes.go.)
 //
 // Besides latency and throughput, each row shows the CPU time per request
 // of this process (load client plus proxy or vmcp) and of the backend, and
@@ -41,6 +44,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -63,11 +67,15 @@ type options struct {
 	cpuProfile string
 	rateLimit  bool
 	observe    bool
+	sizes      []int // -sizes mode: argument sizes in bytes; nil: not that mode
 	rounds     int
 	tree       string // commit of the tree at start-up (what go run built)
 }
 
 func main() {
+	if kind := os.Getenv(childEnv); kind != "" {
+		os.Exit(runChild(kind)) // a target process of -sizes mode
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -87,6 +95,8 @@ func main() {
 		err = runRateLimit(ctx, opts, os.Stdout)
 	case opts.observe:
 		err = runObservability(ctx, opts, os.Stdout)
+	case opts.sizes != nil:
+		err = runSizes(ctx, opts, os.Stdout)
 	default:
 		err = runLoad(ctx, opts, os.Stdout)
 	}
@@ -111,8 +121,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.catalogueN, "catalogue-n", 50, "sequential tools/list requests in catalogue mode")
 	fs.BoolVar(&o.rateLimit, "ratelimit", false, "rate-limit mode: tools/call through vmcp with limits off, on (memory store) and on (Redis store, when redis-server is on PATH), -c connections (default 16)")
 	fs.BoolVar(&o.observe, "observability", false, "observability mode: tools/call through vmcp with the audit trail (to a file) and Prometheus metrics off vs on, -c connections (default 16)")
-	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit and observability modes: interleaved rounds of the phases")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>")
+	sizes := fs.Bool("sizes", false, "sizes mode: tools/call of echo with -size-bytes of text echoed back, at -conns, against the backend, a bare reverse proxy, vmcp and vmcp with Redis rate limits, in -rounds interleaved rounds; each target in a process of its own for CPU per call")
+	sizeBytes := fs.String("size-bytes", defaultSizes, "sizes mode: comma-separated argument sizes in bytes")
+	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit, observability and sizes modes: interleaved rounds of the phases")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>; with -sizes, of each proxy and vmcp child's whole run to <file>.<target>")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -132,8 +144,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		err = errors.New("-catalogue-n must be in [1, 10000]")
 	case o.rounds < 1 || o.rounds > 100:
 		err = errors.New("-rounds must be in [1, 100]")
-	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0) > 1:
-		err = errors.New("-ratelimit, -observability and -catalogue are different modes; pick one")
+	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0)+btoi(*sizes) > 1:
+		err = errors.New("-ratelimit, -observability, -catalogue and -sizes are different modes; pick one")
+	}
+	if err == nil && *sizes {
+		o.sizes, err = parseSizes(*sizeBytes)
 	}
 	if err == nil {
 		if *c > 0 {
@@ -151,6 +166,26 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 	}
 	return o, err
+}
+
+// parseSizes parses "100,8192,65536" into [100 8192 65536].
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 512<<10 {
+			return nil, fmt.Errorf("bad argument size %q (1..%d bytes)", f, 512<<10)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no argument sizes")
+	}
+	return out, nil
 }
 
 func btoi(b bool) int {

@@ -44,7 +44,8 @@ func buildDemo(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// backend is a running demo backend child process.
+// backend is a running child process serving on url: the demo backend, or
+// in -sizes mode also the proxy and vmcp (see startChild).
 type backend struct {
 	url  string
 	cmd  *exec.Cmd
@@ -61,6 +62,13 @@ func startBackend(bin string, tools int) (*backend, error) {
 		"--tools", strconv.Itoa(tools),
 	)
 	cmd.Stderr = os.Stderr
+	return startChild(cmd, "backend")
+}
+
+// startChild starts cmd, a child that prints "LISTENING <loopback url>" as
+// the first line of its stdout once it serves, and waits for that line.
+// what names it in errors. The caller sets cmd.Stderr.
+func startChild(cmd *exec.Cmd, what string) (*backend, error) {
 	// If the harness dies without cleaning up, the kernel ends the child.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
@@ -68,7 +76,7 @@ func startBackend(bin string, tools int) (*backend, error) {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start backend: %w", err)
+		return nil, fmt.Errorf("start %s: %w", what, err)
 	}
 	b := &backend{cmd: cmd, done: make(chan error, 1)}
 
@@ -88,7 +96,7 @@ func startBackend(bin string, tools int) (*backend, error) {
 		u, found := strings.CutPrefix(line, "LISTENING ")
 		if !ok || !found {
 			b.stop()
-			return nil, fmt.Errorf("backend printed %q, want LISTENING <url>", line)
+			return nil, fmt.Errorf("%s printed %q, want LISTENING <url>", what, line)
 		}
 		if err := checkLoopbackURL(u); err != nil {
 			b.stop()
@@ -97,7 +105,7 @@ func startBackend(bin string, tools int) (*backend, error) {
 		b.url = u
 	case <-time.After(60 * time.Second):
 		b.stop()
-		return nil, errors.New("backend did not print LISTENING within 60s")
+		return nil, fmt.Errorf("%s did not print LISTENING within 60s", what)
 	}
 	return b, nil
 }
