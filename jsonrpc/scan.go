@@ -163,7 +163,6 @@ func isHex(c byte) bool {
 // skipNumber returns the index just past the number that starts at b[i],
 // following JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
 func skipNumber(b []byte, i int) (int, error) {
-	bad := fmt.Errorf("%w: malformed number", ErrSyntax)
 	j := i
 	if j < len(b) && b[j] == '-' {
 		j++
@@ -174,12 +173,12 @@ func skipNumber(b []byte, i int) (int, error) {
 	case j < len(b) && b[j] >= '1' && b[j] <= '9':
 		j = digits(b, j)
 	default:
-		return j, bad
+		return j, errNumber
 	}
 	if j < len(b) && b[j] == '.' {
 		k := digits(b, j+1)
 		if k == j+1 {
-			return k, bad
+			return k, errNumber
 		}
 		j = k
 	}
@@ -190,12 +189,14 @@ func skipNumber(b []byte, i int) (int, error) {
 		}
 		k := digits(b, j)
 		if k == j {
-			return k, bad
+			return k, errNumber
 		}
 		j = k
 	}
 	return j, nil
 }
+
+var errNumber = fmt.Errorf("%w: malformed number", ErrSyntax)
 
 func digits(b []byte, j int) int {
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
@@ -279,6 +280,15 @@ func Key(quoted []byte) string {
 	return s
 }
 
+// KeyText returns a key's text between its quotes when it has no escape,
+// and the decoded text otherwise.
+func KeyText(quoted []byte) []byte {
+	if len(quoted) >= 2 && bytes.IndexByte(quoted, '\\') < 0 {
+		return quoted[1 : len(quoted)-1]
+	}
+	return []byte(Key(quoted))
+}
+
 // KeyIs reports whether a quoted key as EachMember hands it over is name.
 func KeyIs(quoted []byte, name string) bool {
 	if len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name {
@@ -310,7 +320,7 @@ func ScanEnvelope(msg []byte) (Envelope, error) {
 			return true
 		}
 		var slot *[]byte
-		switch Key(key) {
+		switch string(KeyText(key)) {
 		case "jsonrpc":
 			slot = &e.JSONRPC
 		case "id":

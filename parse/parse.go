@@ -300,24 +300,24 @@ func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
 		if key == nil {
 			return true
 		}
-		switch k := jsonrpc.Key(key); k {
+		switch k := jsonrpc.KeyText(key); string(k) {
 		case "name":
-			if !once(sName, k) {
+			if !once(sName, "name") {
 				return false
 			}
 			name = value
 		case "uri":
-			if !once(sURI, k) {
+			if !once(sURI, "uri") {
 				return false
 			}
 			uri = value
 		case "arguments":
-			if !once(sArguments, k) {
+			if !once(sArguments, "arguments") {
 				return false
 			}
 			p.Arguments = value
 		case "protocolVersion":
-			if !once(sProtocolVersion, k) {
+			if !once(sProtocolVersion, "protocolVersion") {
 				return false
 			}
 			v, ok := str(value)
@@ -329,17 +329,17 @@ func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
 				p.ProtocolVersion = v
 			}
 		case "cursor":
-			if !once(sCursor, k) {
+			if !once(sCursor, "cursor") {
 				return false
 			}
 			p.Cursor, _ = str(value)
 		case "_meta":
-			if !once(sMeta, k) {
+			if !once(sMeta, "_meta") {
 				return false
 			}
 			p.Meta = value
 		case "ref":
-			if !once(sRef, k) {
+			if !once(sRef, "ref") {
 				return false
 			}
 			ref = value
