@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 
-
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
