@@ -422,10 +422,30 @@ type conn struct {
 	stderr func() string
 	// endLive ends the context the connection's streams run on.
 	endLive context.CancelFunc
+	// cancels are the notifications/cancelled being sent (cancelLater);
+	// close waits for them (each is bounded by cancelTimeout, and fails
+	// once the client is closed).
+	cancels   sync.WaitGroup
+	cancelsMu sync.Mutex
+	closing   bool
+}
+
+// cancelLater runs fn, which tells the backend a request was cancelled, on
+// a goroutine close waits for; once close has begun, fn is not run.
+func (c *conn) cancelLater(fn func()) {
+	c.cancelsMu.Lock()
+	defer c.cancelsMu.Unlock()
+	if !c.closing {
+		c.cancels.Go(fn)
+	}
 }
 
 func (c *conn) close() error {
+	c.cancelsMu.Lock()
+	c.closing = true
+	c.cancelsMu.Unlock()
 	err := c.client.Close()
+	c.cancels.Wait()
 	if c.kill != nil {
 		c.kill()
 	}

@@ -143,8 +143,16 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 	// that each caller waits only as long as its own ctx allows (a call's
 	// requestTimeout): not cancelled by this caller's request, bounded by
 	// the connect timeout instead.
-	openCtx := context.WithoutCancel(ctx)
-	if !p.m.background(func() { p.dial(openCtx, c, b, cc) }) {
+	// It ends with the Manager too, so Close does not wait out a hung open.
+	openCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	unlink := context.AfterFunc(p.m.runCtx, stop)
+	if !p.m.background(func() {
+		defer stop()
+		defer unlink()
+		p.dial(openCtx, c, b, cc)
+	}) {
+		unlink()
+		stop()
 		cc.err = fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
 		p.remove(cc)
 		close(cc.ready)

@@ -235,18 +235,26 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
 	}
+	// One request timeout covers waiting for the session and the request
+	// made with it.
+	deadline := time.Now().Add(requestTimeout(b.cfg))
 	if c.Session == "" || !perClient(b.cfg.Transport) {
 		s, err := b.session()
 		if s != nil {
-			s.client = c.Session
+			s.client, s.deadline = c.Session, deadline
 		}
 		return s, err
 	}
-	cc, err := m.clients.get(ctx, c, b)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	cc, err := m.clients.get(wctx, c, b)
 	if err != nil {
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("backend %q: session not opened within requestTimeout: %w", name, ErrUnavailable)
+		}
 		return nil, err
 	}
-	s := &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session}
+	s := &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session, deadline: deadline}
 	s.held.Store(true)
 	return s, nil
 }

@@ -29,7 +29,9 @@ func (c *conn) request(ctx context.Context, method string, params any) (*json.Ra
 	resp, err := t.SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: id, Method: method, Params: params})
 	if err != nil {
 		if ctx.Err() != nil {
-			c.cancel(ctx, id)
+			// Off the caller's goroutine: the call fails within its own
+			// deadline, not that plus the time to tell the backend.
+			c.cancelLater(func() { c.cancel(ctx, id) })
 		}
 		return nil, transport.NewError(err)
 	}

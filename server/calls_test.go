@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vmcp/vmcp/config"
 )
@@ -22,6 +24,12 @@ type rawBackend struct {
 	*httptest.Server
 	mu    sync.Mutex
 	calls []rawCall // the tools/call requests it got
+	// inits counts initialize requests; with hangInits, every one after
+	// the first (the shared connection's) hangs until the client gives up.
+	inits     atomic.Int32
+	hangInits bool
+	// cancelled counts notifications/cancelled.
+	cancelled atomic.Int32
 }
 
 type rawCall struct {
@@ -77,17 +85,28 @@ func (b *rawBackend) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch msg.Method {
 	case "initialize":
+		if b.inits.Add(1) > 1 && b.hangInits {
+			<-r.Context().Done()
+			return
+		}
 		w.Header().Set("Mcp-Session-Id", "raw-session-1")
 		reply(`{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":%q,"capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"0"}}}`,
 			msg.ID, msg.Params.ProtocolVersion)
+	case "notifications/cancelled":
+		b.cancelled.Add(1)
+		w.WriteHeader(http.StatusAccepted)
 	case "":
 		w.WriteHeader(http.StatusAccepted)
 	case "tools/list":
-		reply(`{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"fail","inputSchema":{"type":"object"}},{"name":"extra","inputSchema":{"type":"object"}},{"name":"stream","inputSchema":{"type":"object"}}]}}`, msg.ID)
+		reply(`{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"fail","inputSchema":{"type":"object"}},{"name":"extra","inputSchema":{"type":"object"}},{"name":"stream","inputSchema":{"type":"object"}},{"name":"hang","inputSchema":{"type":"object"}}]}}`, msg.ID)
 	case "tools/call":
 		b.mu.Lock()
 		b.calls = append(b.calls, rawCall{body: string(body), session: r.Header.Get("Mcp-Session-Id"), version: r.Header.Get("Mcp-Protocol-Version")})
 		b.mu.Unlock()
+		if msg.Params.Name == "hang" {
+			<-r.Context().Done()
+			return
+		}
 		if answer, ok := rawAnswers[msg.Params.Name]; ok {
 			reply(answer, msg.ID)
 			return
@@ -161,9 +180,12 @@ func (c *rawClient) call(body string) (contentType string, msgs []string) {
 	return contentType, msgs
 }
 
-func startRawVMCP(t *testing.T, b *rawBackend, optimizer bool) *rawClient {
+func startRawVMCP(t *testing.T, b *rawBackend, optimizer bool, edit ...func(*config.Backend)) *rawClient {
 	t.Helper()
 	cfg := testConfig(t, config.Backend{Name: "raw", Transport: config.TransportStreamableHTTP, URL: b.URL})
+	for _, f := range edit {
+		f(&cfg.Backends[0])
+	}
 	cfg.Optimizer.Enabled = optimizer
 	srv, err := New(cfg, Options{Logger: quietLogger()})
 	if err != nil {
@@ -253,5 +275,52 @@ func TestBackendRequestIDs(t *testing.T) {
 		if _, _, ok := parseBackendRequestID([]byte(bad)); ok {
 			t.Errorf("%s parsed as a backend request id", bad)
 		}
+	}
+}
+
+// TestCallsEndWithinTheRequestTimeout: a call fails within its backend's
+// requestTimeout whatever holds it up, the backend's answer or the opening
+// of the client's session with it (bounded by connectTimeout before), and
+// the backend is told the call is cancelled.
+func TestCallsEndWithinTheRequestTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		hangInits bool
+		tool      string
+	}{
+		{"the backend does not answer", false, "raw_hang"},
+		{"the backend does not open the session", true, "raw_extra"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newRawBackend(t)
+			b.hangInits = tc.hangInits
+			c := startRawVMCP(t, b, false, func(be *config.Backend) {
+				be.RequestTimeout = config.Duration(timeout)
+				be.ConnectTimeout = config.Duration(20 * time.Second)
+			})
+			start := time.Now()
+			_, msgs := c.call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tc.tool + `","arguments":{}}}`)
+			took := time.Since(start)
+			if len(msgs) != 1 || !strings.Contains(msgs[0], `"error"`) || !strings.Contains(msgs[0], "requestTimeout") {
+				t.Errorf("answer %q (after %v), want an error naming the timeout", msgs, took)
+			}
+			// The margin covers a loaded machine; before, these took
+			// requestTimeout + 2 s and connectTimeout.
+			if took > timeout+1500*time.Millisecond {
+				t.Errorf("the call took %v, want about %v", took, timeout)
+			}
+			if !tc.hangInits {
+				deadline := time.Now().Add(5 * time.Second)
+				for b.cancelled.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if b.cancelled.Load() == 0 {
+					t.Error("the backend was not told the call was cancelled")
+				}
+			}
+		})
 	}
 }
