@@ -3,6 +3,7 @@ package jsonrpc
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,7 +115,12 @@ func literal(b []byte, i int, word string) (int, error) {
 func skipString(b []byte, i int) (int, error) {
 	j := i + 1
 	for {
-		for j+8 <= len(b) && !special(binary.LittleEndian.Uint64(b[j:])) {
+		for j+8 <= len(b) {
+			if m := special(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+				// The lowest marked byte is the first special one.
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			j += 8
 		}
 		if j >= len(b) {
@@ -146,14 +152,16 @@ func skipString(b []byte, i int) (int, error) {
 	}
 }
 
-// special reports whether one of the eight bytes of w is a quote, a
-// backslash or below 0x20 (the bit tricks of "Bit Twiddling Hacks":
-// haszero and hasless).
-func special(w uint64) bool {
+// special marks (with the byte's high bit) the bytes of w, read little
+// endian, that may be a quote, a backslash or below 0x20, with the bit
+// tricks of "Bit Twiddling Hacks" (haszero, hasless). Bytes above a marked
+// one may be marked wrongly; the lowest mark is always right, and zero
+// means none.
+func special(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote := w ^ (ones * '"')
 	slash := w ^ (ones * '\\')
-	return ((quote-ones)&^quote|(slash-ones)&^slash|(w-ones*0x20)&^w)&highs != 0
+	return ((quote-ones)&^quote | (slash-ones)&^slash | (w-ones*0x20)&^w) & highs
 }
 
 func isHex(c byte) bool {
@@ -354,6 +362,25 @@ func ScanEnvelope(msg []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: data after the message", ErrSyntax)
 	}
 	return e, nil
+}
+
+// FindID returns the top-level id of msg, a JSON-RPC message, reading no
+// further than it: a response that starts with its id (as most servers
+// write them) costs the same whatever the size of its result. It fails
+// when msg has no id or is malformed up to it.
+func FindID(msg []byte) ([]byte, error) {
+	var id []byte
+	err := EachMember(msg, 0, func(key, value []byte, _, _ int) bool {
+		if key != nil && KeyIs(key, "id") {
+			id = value
+			return false
+		}
+		return true
+	})
+	if err == nil && id == nil {
+		err = fmt.Errorf("%w: no id", ErrSyntax)
+	}
+	return id, err
 }
 
 // ErrDuplicateKey is wrapped when a member vmcp reads appears twice.

@@ -173,11 +173,34 @@ func New(opts Options) func(http.Handler) http.Handler {
 func readBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(timeout))
-	body, err := io.ReadAll(r.Body)
+	body, err := readAll(r.Body, r.ContentLength)
 	if err == nil {
 		_ = rc.SetReadDeadline(time.Time{})
 	}
 	return body, err
+}
+
+// readAll reads r to its end into a buffer sized for n bytes when n is
+// known (the Content-Length), so a large body is not copied while its
+// buffer grows.
+func readAll(r io.Reader, n int64) ([]byte, error) {
+	if n <= 0 || n > 64<<20 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, n+1) // +1: the read that finds the end
+	for {
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than announced: grow
+		}
+	}
 }
 
 // Parse reads body: the envelope, and of params only the members vmcp

@@ -266,16 +266,18 @@ func (a *answer) json(resp *http.Response) {
 	_, _ = a.w.Write(tail)
 }
 
-// withClientID splits a response message around its id, so that the
+// withClientID splits the backend's response around its id, so that the
 // client's id can be written between the two; ok is false for a message
-// that is no response to the call.
+// that is no response to the call. The id is vmcp's, unique on the
+// backend session: a message with it answers the call, and what follows
+// the id is not read (the client reads it).
 func (a *answer) withClientID(msg []byte) (head, tail []byte, ok bool) {
-	e, err := jsonrpc.ScanEnvelope(msg)
-	if err != nil || e.ID == nil || (e.Result == nil && e.Error == nil) {
+	id, err := jsonrpc.FindID(msg)
+	if err != nil || !bytes.Equal(id, a.backendID) {
 		return nil, nil, false
 	}
-	at, _ := jsonrpc.OffsetIn(msg, e.ID)
-	return msg[:at], msg[at+len(e.ID):], true
+	at, _ := jsonrpc.OffsetIn(msg, id)
+	return msg[:at], msg[at+len(id):], true
 }
 
 // events relays an event stream: each event's message is written as the
