@@ -152,6 +152,7 @@ func (s *stage) record(rec Recorder, r *http.Request, p *parse.Parsed, withArgs 
 			e.Backend, e.OriginalName = b, orig
 		}
 	}
+	e.Name = parse.TruncateName(e.Name)
 	if withArgs && s.args && len(p.Arguments) > 0 {
 		args, cut := truncate(p.Arguments, s.maxArgs)
 		e.Arguments, e.ArgumentsTruncated = string(args), cut

@@ -181,7 +181,12 @@ func (t *Tools) callTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 
 // unknownTool is the error text of a call_tool naming no catalogue tool.
 func (t *Tools) unknownTool(name string) string {
-	msg := fmt.Sprintf("call_tool: unknown tool %q", name)
+	msg := fmt.Sprintf("call_tool: unknown tool %q", parse.TruncateName(name))
+	if len(name) > parse.MaxNameBytes {
+		// No catalogue name is near it, and comparing would cost the
+		// length of the name for every tool.
+		return msg + " Use find_tool to search for tools."
+	}
 	if near := closestNames(t.indexed.Load().tools, name, 3); len(near) > 0 {
 		msg += "; did you mean " + strings.Join(near, ", ") + "?"
 	}

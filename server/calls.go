@@ -95,7 +95,7 @@ func (c *callRelay) failed(w http.ResponseWriter, r *http.Request, p *parse.Pars
 		return
 	}
 	if r.Context().Err() == nil {
-		c.log.Warn("relay of a call failed", "method", p.Method, "name", truncateName(p.ResourceID), "error", err)
+		c.log.Warn("relay of a call failed", "method", p.Method, "name", parse.TruncateName(p.ResourceID), "error", err)
 	}
 	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
 }
@@ -441,14 +441,4 @@ func putBuffer(b *bytes.Buffer) {
 	}
 	b.Reset()
 	bufferPool.Put(b)
-}
-
-// truncateName shortens a client's name for a log line: names are the
-// client's text and may be of any size.
-func truncateName(s string) string {
-	const limit = 256
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…(" + strconv.Itoa(len(s)-limit) + " more bytes)"
 }

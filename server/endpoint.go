@@ -225,6 +225,39 @@ func (e *mcpEndpoint) refuseBatch(w http.ResponseWriter, q *request) bool {
 	return true
 }
 
+// unknownLongName answers a request for a name longer than
+// parse.MaxNameBytes that is not in the catalogue as mcp-go answers an
+// unknown name, with the name cut: a client's megabyte-long name is not
+// echoed back.
+func (e *mcpEndpoint) unknownLongName(w http.ResponseWriter, q *request) bool {
+	p := q.p
+	if len(p.ResourceID) <= parse.MaxNameBytes || p.ID == nil || p.Optimizer == parse.FindToolName {
+		return false
+	}
+	if _, ok := e.tools.agg.Catalogue().Route(p.Method, p.ResourceID); ok {
+		return false
+	}
+	name := parse.TruncateName(p.ResourceID)
+	msg := map[string]string{
+		"tools/call":     "tool '" + name + "' not found: tool not found",
+		"prompts/get":    "prompt '" + name + "' not found: prompt not found",
+		"resources/read": "resource '" + name + "' not found",
+	}[p.Method]
+	code := jsonrpc.CodeInvalidParams
+	if p.Method == "resources/read" {
+		code = codeResourceNotFound
+	}
+	if p.Optimizer == parse.CallToolName {
+		return false // call_tool's own handler answers with the nearest names, cut
+	}
+	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: code, Message: msg})
+	return true
+}
+
+// codeResourceNotFound is MCP's error code for a resource that does not
+// exist.
+const codeResourceNotFound = -32002
+
 // cancelCall cancels the relayed call a client's notifications/cancelled
 // names; any other goes to mcp-go, which cancels the calls it serves.
 func (e *mcpEndpoint) cancelCall(w http.ResponseWriter, q *request) bool {
