@@ -222,9 +222,22 @@ type RateLimiting struct {
 	Shared  *Bucket     `mapstructure:"shared"`
 	PerUser *Bucket     `mapstructure:"perUser"`
 	Tools   []ToolLimit `mapstructure:"tools"`
-	// CheckTimeout bounds one Redis check before failing open. Default 50ms.
+	// CheckTimeout bounds one store check; a check that takes longer is a
+	// store failure. Default 50ms.
 	CheckTimeout Duration `mapstructure:"checkTimeout"`
+	// OnStoreFailure decides the calls whose check the store fails, and
+	// every call while it keeps failing: local (default) enforces the same
+	// buckets in this replica's memory, allow lets calls through, deny
+	// refuses them with 503.
+	OnStoreFailure string `mapstructure:"onStoreFailure"`
 }
+
+// What rateLimiting.onStoreFailure may say.
+const (
+	StoreFailureLocal = "local"
+	StoreFailureAllow = "allow"
+	StoreFailureDeny  = "deny"
+)
 
 // Configured reports whether any bucket is set: only then is anything
 // limited, and a store needed.

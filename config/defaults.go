@@ -77,6 +77,7 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&a.ConflictResolutionConfig.PrefixFormat, defaultPrefixFormat)
 
 	setDefault(&c.RateLimiting.CheckTimeout, defaultCheckTimeout)
+	setDefault(&c.RateLimiting.OnStoreFailure, StoreFailureLocal)
 	setDefault(&c.Optimizer.MaxToolsToReturn, defaultMaxToolsToReturn)
 	setDefault(&c.Audit.Output, defaultAuditOutput)
 	setDefault(&c.Telemetry.ServiceName, defaultName)

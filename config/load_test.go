@@ -53,7 +53,7 @@ func designExample() *Config {
 			PerUser: &Bucket{MaxTokens: 60, RefillPeriod: minute},
 			Tools: []ToolLimit{{Name: "github_create_pr",
 				PerUser: &Bucket{MaxTokens: 5, RefillPeriod: minute}}},
-			CheckTimeout: Duration(50 * time.Millisecond),
+			CheckTimeout: Duration(50 * time.Millisecond), OnStoreFailure: StoreFailureLocal,
 		},
 		Optimizer: Optimizer{MaxToolsToReturn: 8},
 		Audit:     Audit{Enabled: true, Output: "stdout"},

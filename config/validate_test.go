@@ -53,6 +53,7 @@ func TestValidateZeroConfig(t *testing.T) {
 		"aggregation.conflictResolution: required",
 		`aggregation.conflictResolutionConfig.prefixFormat: must contain "{backend}"`,
 		"rateLimiting.checkTimeout: must be positive",
+		`rateLimiting.onStoreFailure: must be local, allow or deny, got ""`,
 		"optimizer.maxToolsToReturn: must be between 1 and 100",
 		"audit.output: required",
 	})
