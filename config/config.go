@@ -67,6 +67,17 @@ type Server struct {
 	// clients (one per client session and HTTP backend it uses); beyond it
 	// the least recently used idle one is closed. Default 1024.
 	MaxBackendSessions int `mapstructure:"maxBackendSessions"`
+	// IdleTimeout closes a keep-alive connection that has carried no
+	// request for this long. Default 2m. Requests themselves, long tool
+	// calls and GET streams included, have no overall write or read
+	// timeout: headers must arrive within 10s and a POST body within 30s.
+	IdleTimeout Duration `mapstructure:"idleTimeout"`
+	// MaxConnections caps the client connections open at once; each one
+	// beyond it is answered 503 with Retry-After and closed. Default: half
+	// the process's open-file limit (RLIMIT_NOFILE), the other half left
+	// to backend connections, stdio pipes, Redis and files; 4096 where
+	// the limit cannot be read.
+	MaxConnections int `mapstructure:"maxConnections"`
 }
 
 // Transport names how vmcp talks to a backend.

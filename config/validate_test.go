@@ -48,6 +48,8 @@ func TestValidateZeroConfig(t *testing.T) {
 		`server.path: must start with "/"`,
 		"server.maxBodyBytes: must be positive",
 		"server.maxBackendSessions: must be positive",
+		"server.idleTimeout: must be positive",
+		"server.maxConnections: must be positive",
 		"backends: at least one backend is required",
 		"incomingAuth.type: required",
 		"aggregation.conflictResolution: required",

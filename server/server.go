@@ -276,6 +276,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	ln = limitConns(ln, s.cfg.Server.MaxConnections, s.log) // conns.go
 	s.listener = ln
 	s.closers = append(s.closers, func() error {
 		if s.httpSrv == nil { // never served: the listener is still ours to close
@@ -296,7 +297,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.sync.Sync()
 	s.warnUnknownLimitedTools()
-	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	// No ReadTimeout or WriteTimeout: they would cut long calls and GET
+	// streams; parse bounds the reading of a body.
+	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.Server.IdleTimeout.D(),
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		err := s.httpSrv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

@@ -18,6 +18,9 @@ type State struct {
 	Catalogue func() CatalogueSize
 	// Sessions returns the number of live MCP sessions.
 	Sessions func() int
+	// Connections returns the open client connections and the number
+	// refused at server.maxConnections since start.
+	Connections func() (open, refused int64)
 }
 
 // BackendState is one backend as the gauges see it.
@@ -41,6 +44,8 @@ type CatalogueSize struct {
 //	vmcp_backend_health{backend, health}  1 for the backend's current health state
 //	vmcp_catalogue_items{kind}            tools, resources, resource_templates, prompts
 //	vmcp_sessions_active
+//	vmcp_connections_open
+//	vmcp_connections_refused_total        refused at server.maxConnections
 //
 // With metrics off it does nothing. The callbacks stop with Shutdown.
 func Observe(tel *Telemetry, s State) error {
@@ -73,6 +78,16 @@ func Observe(tel *Telemetry, s State) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	conns, err := m.Int64ObservableGauge("vmcp_connections_open",
+		metric.WithDescription("Open client connections."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	refused, err := m.Int64ObservableCounter("vmcp_connections_refused_total",
+		metric.WithDescription("Client connections refused with 503 (or closed) because server.maxConnections were open."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		if s.Backends != nil {
 			for _, b := range s.Backends() {
@@ -98,8 +113,13 @@ func Observe(tel *Telemetry, s State) error {
 		if s.Sessions != nil {
 			o.ObserveInt64(sessions, int64(s.Sessions()))
 		}
+		if s.Connections != nil {
+			open, n := s.Connections()
+			o.ObserveInt64(conns, open)
+			o.ObserveInt64(refused, n)
+		}
 		return nil
-	}, up, state, health, items, sessions)
+	}, up, state, health, items, sessions, conns, refused)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
