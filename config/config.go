@@ -78,6 +78,14 @@ type Server struct {
 	// to backend connections, stdio pipes, Redis and files; 4096 where
 	// the limit cannot be read.
 	MaxConnections int `mapstructure:"maxConnections"`
+	// MaxSessions caps the live MCP sessions; an initialize beyond it is
+	// refused with 503 and Retry-After. Default 10000.
+	MaxSessions int `mapstructure:"maxSessions"`
+	// MaxSessionsPerIdentity caps the live sessions of one identity
+	// (issuer and subject). At the cap, a new session ends the identity's
+	// least recently used one if no request has named it for 10s, or is
+	// refused with 429 and Retry-After. Default 100.
+	MaxSessionsPerIdentity int `mapstructure:"maxSessionsPerIdentity"`
 }
 
 // Transport names how vmcp talks to a backend.

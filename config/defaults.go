@@ -17,6 +17,8 @@ const (
 	defaultShutdownTimeout    = Duration(15 * time.Second)
 	defaultMaxBackendSessions = 1024
 	defaultIdleTimeout        = Duration(2 * time.Minute)
+	defaultMaxSessions        = 10000
+	defaultMaxSessionsPerID   = 100
 	defaultHTTPConnect        = Duration(10 * time.Second)
 	defaultStdioConnect       = Duration(60 * time.Second)
 	defaultRequestTimeout     = Duration(60 * time.Second)
@@ -55,6 +57,8 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&s.MaxBackendSessions, defaultMaxBackendSessions)
 	setDefault(&s.IdleTimeout, defaultIdleTimeout)
 	setDefault(&s.MaxConnections, defaultMaxConnections())
+	setDefault(&s.MaxSessions, defaultMaxSessions)
+	setDefault(&s.MaxSessionsPerIdentity, defaultMaxSessionsPerID)
 
 	for i := range c.Backends {
 		b := &c.Backends[i]

@@ -13,7 +13,8 @@ func TestParseFillsDefaults(t *testing.T) {
 		Name: "vmcp",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
 			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
-			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections()},
+			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
+			MaxSessions: 10000, MaxSessionsPerIdentity: 100},
 		Backends: []Backend{
 			{Name: "a", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
 				ConnectTimeout: Duration(10 * time.Second), RequestTimeout: Duration(time.Minute)},
@@ -45,7 +46,7 @@ func TestApplyDefaultsKeepsValues(t *testing.T) {
 	cfg := Config{
 		Name: "n",
 		Server: Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1, MaxBackendSessions: 7,
-			IdleTimeout: 9, MaxConnections: 10},
+			IdleTimeout: 9, MaxConnections: 10, MaxSessions: 11, MaxSessionsPerIdentity: 12},
 		Backends:     []Backend{{Transport: TransportStdio, ConnectTimeout: 2, RequestTimeout: 3}},
 		IncomingAuth: IncomingAuth{Type: AuthOIDC, OIDC: &OIDC{ClockSkew: 4}},
 		Aggregation: Aggregation{ConflictResolution: ConflictManual,

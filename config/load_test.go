@@ -18,7 +18,8 @@ func designExample() *Config {
 		Name: "engineering",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
 			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
-			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections()},
+			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
+			MaxSessions: 10000, MaxSessionsPerIdentity: 100},
 		Backends: []Backend{
 			{Name: "github", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
 				ConnectTimeout: Duration(10 * time.Second), RequestTimeout: minute},

@@ -75,6 +75,12 @@ func (s Server) validate() error {
 	if s.MaxConnections <= 0 {
 		p.addf("maxConnections", "must be positive, got %d", s.MaxConnections)
 	}
+	if s.MaxSessions <= 0 {
+		p.addf("maxSessions", "must be positive, got %d", s.MaxSessions)
+	}
+	if s.MaxSessionsPerIdentity <= 0 {
+		p.addf("maxSessionsPerIdentity", "must be positive, got %d", s.MaxSessionsPerIdentity)
+	}
 	return p.err()
 }
 

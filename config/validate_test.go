@@ -50,6 +50,8 @@ func TestValidateZeroConfig(t *testing.T) {
 		"server.maxBackendSessions: must be positive",
 		"server.idleTimeout: must be positive",
 		"server.maxConnections: must be positive",
+		"server.maxSessions: must be positive",
+		"server.maxSessionsPerIdentity: must be positive",
 		"backends: at least one backend is required",
 		"incomingAuth.type: required",
 		"aggregation.conflictResolution: required",

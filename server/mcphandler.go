@@ -45,6 +45,9 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := &mcpserver.HTTPRequest{Method: r.Method, URL: r.URL, Header: r.Header, Context: r.Context()}
 	if p, ok := parse.FromContext(r.Context()); ok {
+		if e.sessions.refuseNew(w, r, p, owner(r)) { // session bounds: sessions.go
+			return
+		}
 		if e.servedToolList(w, r, p) || e.answeredUnhealthy(w, p) || e.modern.served(w, r, p) {
 			return
 		}

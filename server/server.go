@@ -284,6 +284,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return nil
 	})
+	// The session bounds and idle sweep (sessions.go), stopped before mcp-go.
+	s.closers = append(s.closers, s.sessions.start(s.cfg.Server, s.mcpHTTP, s.log))
 	if err := s.buildRoutes(ctx); err != nil {
 		return err
 	}

@@ -66,7 +66,8 @@ func (s *Server) observeState() error {
 			return telemetry.CatalogueSize{Tools: len(c.Tools), Resources: len(c.Resources),
 				ResourceTemplates: len(c.ResourceTemplates), Prompts: len(c.Prompts)}
 		},
-		Sessions: s.sessions.count,
+		Sessions:      s.sessions.count,
+		SessionBounds: s.sessions.counts,
 	}
 	if l, ok := s.listener.(*connLimiter); ok {
 		st.Connections = l.counts
