@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,32 @@ func TestRefusalsDoNotBlockAcceptAndEndWithClose(t *testing.T) {
 	}
 	if _, refused := l.counts(); refused != 5 {
 		t.Fatalf("refused %d, want 5", refused)
+	}
+}
+
+// TestIdleTimeoutSparesGETStreams: a GET stream that carries nothing for
+// longer than server.idleTimeout stays open: the timeout applies between
+// requests only, and no write timeout cuts a response.
+func TestIdleTimeoutSparesGETStreams(t *testing.T) {
+	t.Parallel()
+	srv := startForConns(t, func(s *config.Server) { s.IdleTimeout = config.Duration(100 * time.Millisecond) })
+	sid := post(srv, "", initBody).Header().Get("Mcp-Session-Id")
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nMcp-Session-Id: "+sid+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream: %v %v", resp, err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("GET stream after 5 idle timeouts: %v, want it still open", err)
 	}
 }
