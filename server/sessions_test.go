@@ -187,3 +187,23 @@ func (c *fakeClock) advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
+
+// TestBindKeepsTheCap: initializes that passed refuseNew together are
+// held to the cap when bound, by ending the owner's least recently used
+// session if it is idle enough.
+func TestBindKeepsTheCap(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newSessionIDs()
+	s.now = clk.now
+	stop := s.run(0, 1, time.Hour, quietLogger(), nil)
+	defer stop()
+	a := s.Generate()
+	clk.advance(evictableAfter)
+	b := s.Generate()
+	s.bind(a, "alice")
+	s.bind(b, "alice")
+	if s.valid(a) || !s.valid(b) {
+		t.Fatalf("a live %v, b live %v; want only the newer b", s.valid(a), s.valid(b))
+	}
+}
