@@ -67,6 +67,25 @@ type Server struct {
 	// clients (one per client session and HTTP backend it uses); beyond it
 	// the least recently used idle one is closed. Default 1024.
 	MaxBackendSessions int `mapstructure:"maxBackendSessions"`
+	// IdleTimeout closes a keep-alive connection that has carried no
+	// request for this long. Default 2m. Requests themselves, long tool
+	// calls and GET streams included, have no overall write or read
+	// timeout: headers must arrive within 10s and a POST body within 30s.
+	IdleTimeout Duration `mapstructure:"idleTimeout"`
+	// MaxConnections caps the client connections open at once; each one
+	// beyond it is answered 503 with Retry-After and closed. Default: half
+	// the process's open-file limit (RLIMIT_NOFILE), the other half left
+	// to backend connections, stdio pipes, Redis and files; 4096 where
+	// the limit cannot be read.
+	MaxConnections int `mapstructure:"maxConnections"`
+	// MaxSessions caps the live MCP sessions; an initialize beyond it is
+	// refused with 503 and Retry-After. Default 10000.
+	MaxSessions int `mapstructure:"maxSessions"`
+	// MaxSessionsPerIdentity caps the live sessions of one identity
+	// (issuer and subject). At the cap, a new session ends the identity's
+	// least recently used one if no request has named it for 10s, or is
+	// refused with 429 and Retry-After. Default 100.
+	MaxSessionsPerIdentity int `mapstructure:"maxSessionsPerIdentity"`
 }
 
 // Transport names how vmcp talks to a backend.
@@ -222,9 +241,22 @@ type RateLimiting struct {
 	Shared  *Bucket     `mapstructure:"shared"`
 	PerUser *Bucket     `mapstructure:"perUser"`
 	Tools   []ToolLimit `mapstructure:"tools"`
-	// CheckTimeout bounds one Redis check before failing open. Default 50ms.
+	// CheckTimeout bounds one store check; a check that takes longer is a
+	// store failure. Default 50ms.
 	CheckTimeout Duration `mapstructure:"checkTimeout"`
+	// OnStoreFailure decides the calls whose check the store fails, and
+	// every call while it keeps failing: local (default) enforces the same
+	// buckets in this replica's memory, allow lets calls through, deny
+	// refuses them with 503.
+	OnStoreFailure string `mapstructure:"onStoreFailure"`
 }
+
+// What rateLimiting.onStoreFailure may say.
+const (
+	StoreFailureLocal = "local"
+	StoreFailureAllow = "allow"
+	StoreFailureDeny  = "deny"
+)
 
 // Configured reports whether any bucket is set: only then is anything
 // limited, and a store needed.

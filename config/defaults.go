@@ -16,6 +16,9 @@ const (
 	defaultMaxBodyBytes       = 1 << 20
 	defaultShutdownTimeout    = Duration(15 * time.Second)
 	defaultMaxBackendSessions = 1024
+	defaultIdleTimeout        = Duration(2 * time.Minute)
+	defaultMaxSessions        = 10000
+	defaultMaxSessionsPerID   = 100
 	defaultHTTPConnect        = Duration(10 * time.Second)
 	defaultStdioConnect       = Duration(60 * time.Second)
 	defaultRequestTimeout     = Duration(60 * time.Second)
@@ -52,6 +55,10 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&s.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(&s.ShutdownTimeout, defaultShutdownTimeout)
 	setDefault(&s.MaxBackendSessions, defaultMaxBackendSessions)
+	setDefault(&s.IdleTimeout, defaultIdleTimeout)
+	setDefault(&s.MaxConnections, defaultMaxConnections())
+	setDefault(&s.MaxSessions, defaultMaxSessions)
+	setDefault(&s.MaxSessionsPerIdentity, defaultMaxSessionsPerID)
 
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -77,6 +84,7 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&a.ConflictResolutionConfig.PrefixFormat, defaultPrefixFormat)
 
 	setDefault(&c.RateLimiting.CheckTimeout, defaultCheckTimeout)
+	setDefault(&c.RateLimiting.OnStoreFailure, StoreFailureLocal)
 	setDefault(&c.Optimizer.MaxToolsToReturn, defaultMaxToolsToReturn)
 	setDefault(&c.Audit.Output, defaultAuditOutput)
 	setDefault(&c.Telemetry.ServiceName, defaultName)
@@ -100,4 +108,14 @@ func setDefault[T comparable](p *T, v T) {
 	if *p == zero {
 		*p = v
 	}
+}
+
+// fallbackMaxConnections is server.maxConnections where the open-file
+// limit is not known.
+const fallbackMaxConnections = 4096
+
+// halfOfFileLimit is half of an open-file limit, between 64 and 1<<20 (a
+// limit of "unlimited" reads as the largest integer).
+func halfOfFileLimit(limit uint64) int {
+	return int(min(max(limit/2, 64), 1<<20))
 }

@@ -12,7 +12,9 @@ func TestParseFillsDefaults(t *testing.T) {
 	want := &Config{
 		Name: "vmcp",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
-			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024},
+			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
+			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
+			MaxSessions: 10000, MaxSessionsPerIdentity: 100},
 		Backends: []Backend{
 			{Name: "a", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
 				ConnectTimeout: Duration(10 * time.Second), RequestTimeout: Duration(time.Minute)},
@@ -25,7 +27,7 @@ func TestParseFillsDefaults(t *testing.T) {
 		}},
 		Aggregation: Aggregation{ConflictResolution: ConflictPrefix,
 			ConflictResolutionConfig: ConflictResolutionConfig{PrefixFormat: "{backend}_"}},
-		RateLimiting: RateLimiting{CheckTimeout: Duration(50 * time.Millisecond)},
+		RateLimiting: RateLimiting{CheckTimeout: Duration(50 * time.Millisecond), OnStoreFailure: StoreFailureLocal},
 		Optimizer:    Optimizer{MaxToolsToReturn: 8},
 		Audit:        Audit{Output: "stdout"},
 		Telemetry:    Telemetry{ServiceName: "vmcp"},
@@ -42,13 +44,14 @@ func TestParseFillsDefaults(t *testing.T) {
 func TestApplyDefaultsKeepsValues(t *testing.T) {
 	t.Parallel()
 	cfg := Config{
-		Name:         "n",
-		Server:       Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1, MaxBackendSessions: 7},
+		Name: "n",
+		Server: Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1, MaxBackendSessions: 7,
+			IdleTimeout: 9, MaxConnections: 10, MaxSessions: 11, MaxSessionsPerIdentity: 12},
 		Backends:     []Backend{{Transport: TransportStdio, ConnectTimeout: 2, RequestTimeout: 3}},
 		IncomingAuth: IncomingAuth{Type: AuthOIDC, OIDC: &OIDC{ClockSkew: 4}},
 		Aggregation: Aggregation{ConflictResolution: ConflictManual,
 			ConflictResolutionConfig: ConflictResolutionConfig{PrefixFormat: "{backend}."}},
-		RateLimiting: RateLimiting{CheckTimeout: 6},
+		RateLimiting: RateLimiting{CheckTimeout: 6, OnStoreFailure: StoreFailureDeny},
 		Optimizer:    Optimizer{MaxToolsToReturn: 7},
 		Audit:        Audit{Output: "stderr"},
 		Telemetry:    Telemetry{ServiceName: "t"},
@@ -94,5 +97,20 @@ func TestHealthDefaultsFollowSetValues(t *testing.T) {
 	env := mustParse(t, oneBackend, map[string]string{"VMCP_HEALTH_UNHEALTHYAFTER": "7", "VMCP_HEALTH_BREAKER_OPENFOR": "1m"})
 	if env.Health.UnhealthyAfter != 7 || env.Health.Breaker.OpenFor.D() != time.Minute || !env.Health.Breaker.On() {
 		t.Errorf("health from the environment = %+v", env.Health)
+	}
+}
+
+func TestMaxConnectionsFollowsTheFileLimit(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		limit uint64
+		want  int
+	}{{1024, 512}, {20000, 10000}, {100, 64}, {1 << 40, 1 << 20}, {^uint64(0), 1 << 20}} {
+		if got := halfOfFileLimit(c.limit); got != c.want {
+			t.Errorf("halfOfFileLimit(%d) = %d, want %d", c.limit, got, c.want)
+		}
+	}
+	if n := defaultMaxConnections(); n < 64 || n > 1<<20 {
+		t.Errorf("defaultMaxConnections() = %d, want within [64, 1<<20]", n)
 	}
 }

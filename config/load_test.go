@@ -17,7 +17,9 @@ func designExample() *Config {
 	return &Config{
 		Name: "engineering",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
-			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024},
+			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
+			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
+			MaxSessions: 10000, MaxSessionsPerIdentity: 100},
 		Backends: []Backend{
 			{Name: "github", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
 				ConnectTimeout: Duration(10 * time.Second), RequestTimeout: minute},
@@ -53,7 +55,7 @@ func designExample() *Config {
 			PerUser: &Bucket{MaxTokens: 60, RefillPeriod: minute},
 			Tools: []ToolLimit{{Name: "github_create_pr",
 				PerUser: &Bucket{MaxTokens: 5, RefillPeriod: minute}}},
-			CheckTimeout: Duration(50 * time.Millisecond),
+			CheckTimeout: Duration(50 * time.Millisecond), OnStoreFailure: StoreFailureLocal,
 		},
 		Optimizer: Optimizer{MaxToolsToReturn: 8},
 		Audit:     Audit{Enabled: true, Output: "stdout"},

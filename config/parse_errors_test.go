@@ -205,6 +205,8 @@ func TestParseErrors(t *testing.T) {
 			}},
 		{"check timeout", oneBackend + "rateLimiting: {checkTimeout: -5ms}\n",
 			[]string{"rateLimiting.checkTimeout: must be positive"}},
+		{"store failure policy", oneBackend + "rateLimiting: {onStoreFailure: open}\n",
+			[]string{`rateLimiting.onStoreFailure: must be local, allow or deny, got "open"`}},
 
 		// redis and sessionStorage
 		{"redis without address", oneBackend + "redis: {db: 1}\n", []string{"redis.address: required"}},

@@ -69,6 +69,18 @@ func (s Server) validate() error {
 	if s.MaxBackendSessions <= 0 {
 		p.addf("maxBackendSessions", "must be positive, got %d", s.MaxBackendSessions)
 	}
+	if s.IdleTimeout <= 0 {
+		p.addf("idleTimeout", "must be positive, got %s", s.IdleTimeout)
+	}
+	if s.MaxConnections <= 0 {
+		p.addf("maxConnections", "must be positive, got %d", s.MaxConnections)
+	}
+	if s.MaxSessions <= 0 {
+		p.addf("maxSessions", "must be positive, got %d", s.MaxSessions)
+	}
+	if s.MaxSessionsPerIdentity <= 0 {
+		p.addf("maxSessionsPerIdentity", "must be positive, got %d", s.MaxSessionsPerIdentity)
+	}
 	return p.err()
 }
 

@@ -125,6 +125,11 @@ func (r RateLimiting) validate(authType string) error {
 	if r.CheckTimeout <= 0 {
 		p.addf("checkTimeout", "must be positive, got %s", r.CheckTimeout)
 	}
+	switch r.OnStoreFailure {
+	case StoreFailureLocal, StoreFailureAllow, StoreFailureDeny:
+	default:
+		p.addf("onStoreFailure", "must be local, allow or deny, got %q", r.OnStoreFailure)
+	}
 	return p.err()
 }
 

@@ -14,18 +14,25 @@ const scopeAll = "all"
 
 // metrics are the stage's instruments:
 //
-//	vmcp_ratelimit_decisions_total{scope, outcome=allowed|rejected|fail_open}
+//	vmcp_ratelimit_decisions_total{scope, outcome=allowed|rejected|fail_open|store_unavailable}
 //	vmcp_ratelimit_check_duration_seconds
 //	vmcp_ratelimit_fail_open_total
+//	vmcp_ratelimit_store_outages_total          times the store was found failing
+//	vmcp_ratelimit_store_failing                1 while it is, else 0
+//	vmcp_ratelimit_decided_without_store_total{on_store_failure=local|allow|deny}
 //
-// Scope labels are bounded: "all", or the scopes of rejecting buckets,
+// Calls decided by the local buckets while the store fails count as allowed
+// or rejected. Scope labels are bounded: "all", or the scopes of rejecting buckets,
 // which name only configured tools that are in the catalogue.
 type metrics struct {
 	decisions metric.Int64Counter
 	duration  metric.Float64Histogram
 	failOpen  metric.Int64Counter
+	outages   metric.Int64Counter
+	failing   metric.Int64UpDownCounter
+	without   metric.Int64Counter
 
-	allowedAttrs, failOpenAttrs metric.AddOption
+	allowedAttrs, failOpenAttrs, unavailableAttrs metric.AddOption
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
@@ -42,16 +49,35 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	failOpen, err := m.Int64Counter("vmcp_ratelimit_fail_open_total",
-		metric.WithDescription("tools/call requests let through because the rate-limit store failed or was being skipped."))
+		metric.WithDescription("tools/call requests let through unchecked because the rate-limit store failed (rateLimiting.onStoreFailure: allow)."))
+	if err != nil {
+		return nil, err
+	}
+	outages, err := m.Int64Counter("vmcp_ratelimit_store_outages_total",
+		metric.WithDescription("Times the rate-limit store was found failing (consecutive failed checks)."))
+	if err != nil {
+		return nil, err
+	}
+	failing, err := m.Int64UpDownCounter("vmcp_ratelimit_store_failing",
+		metric.WithDescription("1 while the rate-limit store is failing and calls are decided without it, else 0."))
+	if err != nil {
+		return nil, err
+	}
+	without, err := m.Int64Counter("vmcp_ratelimit_decided_without_store_total",
+		metric.WithDescription("tools/call requests decided without the rate-limit store because it failed, by rateLimiting.onStoreFailure."))
 	if err != nil {
 		return nil, err
 	}
 	return &metrics{
-		decisions:     decisions,
-		duration:      duration,
-		failOpen:      failOpen,
-		allowedAttrs:  decisionAttrs(scopeAll, "allowed"),
-		failOpenAttrs: decisionAttrs(scopeAll, "fail_open"),
+		decisions:        decisions,
+		duration:         duration,
+		failOpen:         failOpen,
+		outages:          outages,
+		failing:          failing,
+		without:          without,
+		allowedAttrs:     decisionAttrs(scopeAll, "allowed"),
+		failOpenAttrs:    decisionAttrs(scopeAll, "fail_open"),
+		unavailableAttrs: decisionAttrs(scopeAll, "store_unavailable"),
 	}, nil
 }
 
@@ -74,3 +100,16 @@ func (m *metrics) failedOpen(ctx context.Context) {
 func (m *metrics) checked(ctx context.Context, d time.Duration) {
 	m.duration.Record(ctx, d.Seconds())
 }
+
+func (m *metrics) unavailable(ctx context.Context) { m.decisions.Add(ctx, 1, m.unavailableAttrs) }
+
+func (m *metrics) decidedWithout(ctx context.Context, mode string) {
+	m.without.Add(ctx, 1, metric.WithAttributes(attribute.String("on_store_failure", mode)))
+}
+
+func (m *metrics) outageBegan() {
+	m.outages.Add(context.Background(), 1)
+	m.failing.Add(context.Background(), 1)
+}
+
+func (m *metrics) outageEnded() { m.failing.Add(context.Background(), -1) }

@@ -5,8 +5,10 @@
 // token bucket (shared, perUser, and the tool's own shared and perUser) in
 // one Store.Take: the call passes only if every bucket has a token, and
 // then takes one from each. A rejected call is answered 429 with
-// Retry-After and a JSON-RPC error; a failing store lets calls through
-// (fail open).
+// Retry-After and a JSON-RPC error. While the store fails, calls are
+// decided as rateLimiting.onStoreFailure says: by the same buckets in this
+// replica's memory (local), let through (allow) or refused with 503
+// (deny).
 package ratelimit
 
 import (
@@ -32,7 +34,7 @@ import (
 )
 
 // defaultCheckTimeout bounds one Store.Take when the config sets no
-// checkTimeout. A check that takes longer fails open.
+// checkTimeout. A check that takes longer is a store failure.
 const defaultCheckTimeout = 50 * time.Millisecond
 
 // Options are the already-built dependencies of the stage. New opens
@@ -52,7 +54,7 @@ type Options struct {
 	// Recorder receives an audit event for every rejected call.
 	// nil: audit.Discard.
 	Recorder audit.Recorder
-	// Logger receives the fail-open warnings. nil: slog.Default().
+	// Logger receives the store outage warnings. nil: slog.Default().
 	Logger *slog.Logger
 	// Meter creates the stage's instruments. nil: a no-op meter.
 	Meter metric.Meter
@@ -74,13 +76,25 @@ func New(cfg config.RateLimiting, opts Options) (func(http.Handler) http.Handler
 
 // limiter is the enabled stage; one per server, shared by all requests.
 type limiter struct {
-	keys     *keyer
-	store    Store
-	timeout  time.Duration
-	rec      audit.Recorder
-	failOpen *failOpen
-	metrics  *metrics
-	now      func() time.Time
+	keys    *keyer
+	store   Store
+	timeout time.Duration
+	rec     audit.Recorder
+	circuit *circuit
+	metrics *metrics
+	now     func() time.Time
+	// mode is rateLimiting.onStoreFailure; local is the store that
+	// decides while the store fails in mode local, else nil.
+	mode  string
+	local Store
+}
+
+// modeWhileOpen says, for each rateLimiting.onStoreFailure, what happens to
+// calls while the store fails.
+var modeWhileOpen = map[string]string{
+	config.StoreFailureLocal: "enforcing the same limits in this replica's memory",
+	config.StoreFailureAllow: "letting calls through unchecked",
+	config.StoreFailureDeny:  "refusing calls with 503",
 }
 
 // newLimiter builds the stage with clock now; nil (and no error) when no
@@ -113,16 +127,37 @@ func newLimiter(cfg config.RateLimiting, opts Options, now func() time.Time) (*l
 	if timeout <= 0 {
 		timeout = defaultCheckTimeout
 	}
-	return &limiter{
-		keys:     keys,
-		store:    opts.Store,
-		timeout:  timeout,
-		rec:      opts.Recorder,
-		failOpen: newFailOpen(opts.Logger, now),
-		metrics:  m,
-		now:      now,
-	}, nil
+	mode := cfg.OnStoreFailure
+	if mode == "" {
+		mode = config.StoreFailureLocal
+	}
+	if _, ok := modeWhileOpen[mode]; !ok {
+		return nil, fmt.Errorf("onStoreFailure: must be local, allow or deny, got %q", mode)
+	}
+	l := &limiter{
+		keys:    keys,
+		store:   opts.Store,
+		timeout: timeout,
+		rec:     opts.Recorder,
+		metrics: m,
+		now:     now,
+		mode:    mode,
+	}
+	if mode == config.StoreFailureLocal {
+		l.local = NewMemoryStore(MemoryOptions{Now: now})
+	}
+	l.circuit = &circuit{log: opts.Logger, now: now, mode: mode, onOpen: m.outageBegan, onClose: m.outageEnded}
+	return l, nil
 }
+
+// verdict is what check decided for a call.
+type verdict int
+
+const (
+	pass        verdict = iota // the call goes on to next
+	rejected                   // a bucket had no token: 429
+	unavailable                // the store fails and onStoreFailure is deny: 503
+)
 
 func (l *limiter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -140,32 +175,38 @@ func (l *limiter) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		d, passed := l.check(r.Context(), pl.buckets[:pl.n])
-		if passed {
+		switch d, v := l.check(r.Context(), pl.buckets[:pl.n]); v {
+		case pass:
 			next.ServeHTTP(w, r)
-			return
+		case rejected:
+			l.reject(w, r, p, id, d, pl.scopes[:pl.n])
+		default:
+			l.refuse(w, r, p, id, d)
 		}
-		l.reject(w, r, p, id, d, pl.scopes[:pl.n])
 	})
 }
 
-// check asks the store, unless the fail-open cooldown is on. It reports
-// whether the call may pass; on false, d is the store's rejection.
-func (l *limiter) check(ctx context.Context, buckets []Bucket) (d Decision, passed bool) {
+// check asks the store, unless it is failing; then the call is decided as
+// onStoreFailure says (without). On rejected and unavailable, d holds the
+// wait to report.
+func (l *limiter) check(ctx context.Context, buckets []Bucket) (d Decision, v verdict) {
 	// The span "ratelimit.check", when the request is traced: a child of
 	// its span, from that span's provider; untraced requests pay nothing.
+	var fallback bool
 	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
 		var span trace.Span
 		ctx, span = parent.TracerProvider().Tracer("github.com/vmcp/vmcp/ratelimit").Start(ctx, "ratelimit.check")
 		defer func() {
-			span.SetAttributes(attribute.Bool("vmcp.ratelimit.allowed", passed), attribute.Bool("vmcp.ratelimit.fail_open", passed && !d.Allowed))
+			span.SetAttributes(attribute.Bool("vmcp.ratelimit.allowed", v == pass),
+				attribute.Bool("vmcp.ratelimit.fail_open", v == pass && fallback && l.mode == config.StoreFailureAllow),
+				attribute.Bool("vmcp.ratelimit.store_failing", fallback))
 			span.End()
 		}()
 	}
-	if l.failOpen.coolingDown() {
-		l.failOpen.skipped()
-		l.metrics.failedOpen(ctx)
-		return d, true
+	ask, probe := l.circuit.ask()
+	if !ask {
+		fallback = true
+		return l.without(ctx, buckets)
 	}
 	start := l.now()
 	tctx, cancel := context.WithTimeout(ctx, l.timeout)
@@ -176,18 +217,42 @@ func (l *limiter) check(ctx context.Context, buckets []Bucket) (d Decision, pass
 	case err != nil && ctx.Err() != nil:
 		// The client went away; not the store's fault. next sees the
 		// cancelled context.
-		return d, true
+		l.circuit.abandoned(probe)
+		return d, pass
 	case err != nil:
-		l.failOpen.failure(err)
-		l.metrics.failedOpen(ctx)
-		return d, true
+		l.circuit.failed(err, probe)
+		fallback = true
+		return l.without(ctx, buckets)
 	}
-	l.failOpen.success()
+	l.circuit.answered(probe)
+	return l.decided(ctx, d)
+}
+
+// without decides a call the store did not: by the local buckets, by
+// letting it through, or by refusing it, per onStoreFailure.
+func (l *limiter) without(ctx context.Context, buckets []Bucket) (Decision, verdict) {
+	l.circuit.decidedWithout()
+	l.metrics.decidedWithout(ctx, l.mode)
+	switch l.mode {
+	case config.StoreFailureDeny:
+		l.metrics.unavailable(ctx)
+		return Decision{RetryAfter: l.circuit.retryAfter()}, unavailable
+	case config.StoreFailureLocal:
+		if d, err := l.local.Take(ctx, buckets); err == nil {
+			return l.decided(ctx, d)
+		}
+	}
+	l.metrics.failedOpen(ctx)
+	return Decision{}, pass
+}
+
+// decided counts and returns a store's decision.
+func (l *limiter) decided(ctx context.Context, d Decision) (Decision, verdict) {
 	if d.Allowed {
 		l.metrics.allowed(ctx)
-		return d, true
+		return d, pass
 	}
-	return d, false
+	return d, rejected
 }
 
 // reject answers a call the store refused, without calling next.
@@ -212,6 +277,42 @@ func (l *limiter) reject(w http.ResponseWriter, r *http.Request, p *parse.Parsed
 		Message: "Rate limit exceeded",
 		Data:    rejectionData{RetryAfterSeconds: secs, Scope: scope},
 	})
+}
+
+// refuse answers a call that was not checked because the store fails and
+// onStoreFailure is deny: 503, as the refusal is the server's trouble, not
+// the caller's excess (429 would tell it to slow down and mislead its
+// backoff), and it passes once the store answers, at the earliest with the
+// next probe, which Retry-After names.
+func (l *limiter) refuse(w http.ResponseWriter, r *http.Request, p *parse.Parsed, id auth.Identity, d Decision) {
+	secs := retryAfterSeconds(d.RetryAfter)
+	l.rec.Record(r.Context(), audit.Event{
+		Time:       l.now(),
+		Issuer:     id.Issuer,
+		Subject:    id.Subject,
+		ClientAddr: r.RemoteAddr,
+		Method:     p.Method,
+		Name:       p.ResourceID,
+		Via:        p.Optimizer,
+		Outcome:    audit.OutcomeRateLimited,
+		Reason:     reasonStoreUnavailable,
+	})
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	jsonrpc.WriteError(w, http.StatusServiceUnavailable, p.ID, jsonrpc.Error{
+		Code:    jsonrpc.CodeInternalError,
+		Message: "Rate limit store unavailable; calls are refused until it answers",
+		Data:    unavailableData{RetryAfterSeconds: secs, Reason: reasonStoreUnavailable},
+	})
+}
+
+// reasonStoreUnavailable names a refusal by onStoreFailure: deny, in the
+// audit trail and the JSON-RPC error.
+const reasonStoreUnavailable = "rate_limit_store_unavailable"
+
+// unavailableData is the data member of the JSON-RPC error of a refusal.
+type unavailableData struct {
+	RetryAfterSeconds int64  `json:"retryAfterSeconds"`
+	Reason            string `json:"reason"`
 }
 
 // rejectionData is the data member of the JSON-RPC error of a rejection.

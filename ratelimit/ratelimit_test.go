@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,10 +264,12 @@ func TestErrorCode(t *testing.T) {
 	}
 }
 
-// TestStoreFailureFailsOpen walks one outage: failures pass and count, the
-// warning is rate-limited, three failures start a cooldown in which the
-// store is not asked, and the first success after it ends the episode.
-func TestStoreFailureFailsOpen(t *testing.T) {
+// TestStoreOutageEnforcesLimitsLocally walks one outage in the default
+// mode (local): a failed check is decided by the same buckets in memory,
+// five failures in a row open the circuit (logged once; the store is not
+// asked), one probe per second asks it, and the first answer closes the
+// circuit, so the store decides again.
+func TestStoreOutageEnforcesLimitsLocally(t *testing.T) {
 	t.Parallel()
 	clk := &stageClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	down := errors.New("redis: connection refused")
@@ -274,71 +277,165 @@ func TestStoreFailureFailsOpen(t *testing.T) {
 	st.setErr(down)
 	s := newTestStageClock(t, fullConfig(), st, clk)
 
-	call := func(step string, wantStoreCalls int) {
+	call := func(step string, who auth.Identity, wantCode, wantStoreCalls int) {
 		t.Helper()
-		w := s.serve(toolCall("github_create_pr", "1", "", alice))
-		if w.Code != http.StatusOK {
-			t.Fatalf("%s: status %d, want the call to pass", step, w.Code)
+		w := s.serve(toolCall("github_create_pr", "1", "", who))
+		if w.Code != wantCode {
+			t.Fatalf("%s: status %d %s, want %d", step, w.Code, w.Body, wantCode)
 		}
 		if got := len(st.calls()); got != wantStoreCalls {
 			t.Fatalf("%s: store asked %d times in all, want %d", step, got, wantStoreCalls)
 		}
 	}
 
-	call("failure 1", 1)
-	if w := s.log.warnings(); len(w) != 1 || !strings.Contains(w[0], "connection refused") {
-		t.Fatalf("warnings after the first failure: %q; want one naming the error", w)
+	// github_create_pr allows 2 calls per hour and user.
+	call("failure 1", alice, http.StatusOK, 1)
+	call("failure 2", alice, http.StatusOK, 2)
+	call("failure 3: alice is over her limit in memory too", alice, http.StatusTooManyRequests, 3)
+	if w := s.log.warnings(); len(w) != 0 {
+		t.Fatalf("warnings before the circuit opened: %q", w)
 	}
-	clk.advance(time.Second)
-	call("failure 2", 2)
-	call("failure 3", 3)
-	clk.advance(time.Second)
-	call("cooldown skip 1", 3)
-	clk.advance(3 * time.Second)
-	call("cooldown skip 2", 3)
-	if got := s.total("vmcp_ratelimit_fail_open_total"); got != 5 {
-		t.Fatalf("fail-open total %d, want 5 (3 failures, 2 skips)", got)
+	call("failure 4", bob, http.StatusOK, 4)
+	call("failure 5 opens the circuit", bob, http.StatusOK, 5)
+	if w := s.log.warnings(); len(w) != 1 || !strings.Contains(w[0], "connection refused") || !strings.Contains(w[0], "memory") {
+		t.Fatalf("warnings once the circuit opened: %q; want one naming the error and the local limits", w)
 	}
-	if got := s.decisions("all", "fail_open"); got != 5 {
-		t.Fatalf("fail_open decisions %d, want 5", got)
-	}
+	call("open: not asked, bob over his limit", bob, http.StatusTooManyRequests, 5)
+	clk.advance(500 * time.Millisecond)
+	call("open: still not asked", alice, http.StatusTooManyRequests, 5)
+	clk.advance(600 * time.Millisecond)
+	call("probe fails", alice, http.StatusTooManyRequests, 6)
+	call("open again", alice, http.StatusTooManyRequests, 6)
 	if w := s.log.warnings(); len(w) != 1 {
-		t.Fatalf("warnings within 10s: %q; want one", w)
+		t.Fatalf("warnings in one outage: %q; want one", w)
+	}
+	if got := s.total("vmcp_ratelimit_decided_without_store_total"); got != 9 {
+		t.Fatalf("decided without the store: %d, want 9", got)
+	}
+	if got := s.total("vmcp_ratelimit_store_outages_total"); got != 1 {
+		t.Fatalf("outages %d, want 1", got)
+	}
+	if got := s.total("vmcp_ratelimit_fail_open_total"); got != 0 {
+		t.Fatalf("fail-open total %d, want 0: nothing passed unchecked", got)
 	}
 
-	// The cooldown (5s from failure 3) is over: the store is asked again;
-	// a failure now starts another cooldown at once.
-	clk.advance(time.Second)
-	call("probe fails", 4)
-	call("cooldown again", 4)
-
-	// 10s after the first warning the next failure warns again, counting
-	// what was not reported.
-	clk.advance(5 * time.Second)
-	call("failure after 10s", 5)
-	w := s.log.warnings()
-	if len(w) != 2 || !strings.Contains(w[1], "suppressed=6") {
-		t.Fatalf("warnings %q; want a second one with suppressed=6", w)
-	}
-
-	// The store comes back: cooldown over, the call is checked and the
-	// limits hold again.
-	clk.advance(6 * time.Second)
+	// Redis answers again: the next probe closes the circuit, and the
+	// store's own buckets decide from then on.
 	st.setErr(nil)
-	call("recovered", 6)
-	st.setErr(down)
-	call("one failure after recovery", 7)
-	call("second failure", 8) // no cooldown: the count restarted
-	if got := s.total("vmcp_ratelimit_fail_open_total"); got != 10 {
-		t.Fatalf("fail-open total %d, want 10", got)
+	clk.advance(time.Second)
+	call("probe answered", alice, http.StatusOK, 7)
+	call("closed", alice, http.StatusOK, 8)
+	if got := s.total("vmcp_ratelimit_store_failing"); got != 0 {
+		t.Fatalf("store_failing %d after recovery, want 0", got)
 	}
-	if s.next.calls() != 11 {
-		t.Fatalf("next called %d times, want every one of the 11 calls", s.next.calls())
+	if !s.log.has(slog.LevelInfo, "answers again") {
+		t.Fatal("no log line when the store answered again")
+	}
+	if s.next.calls() != 6 {
+		t.Fatalf("next called %d times, want 6", s.next.calls())
+	}
+}
+
+// TestFailuresAmongAnswersKeepTheStore: failed or slow checks that are not
+// five in a row switch nothing off: every call still asks the store, and a
+// slow check that answers within the deadline counts as an answer.
+func TestFailuresAmongAnswersKeepTheStore(t *testing.T) {
+	t.Parallel()
+	cfg := fullConfig()
+	cfg.CheckTimeout = config.Duration(time.Second)
+	var n atomic.Int64
+	st := &stageStore{take: func(context.Context, []Bucket) (Decision, error) {
+		switch n.Add(1) % 5 {
+		case 0:
+			time.Sleep(20 * time.Millisecond) // slow, answered
+			return Decision{Allowed: true}, nil
+		case 1, 2, 3:
+			return Decision{}, context.DeadlineExceeded
+		}
+		return Decision{Allowed: true}, nil
+	}}
+	s := newTestStage(t, cfg, st)
+	for i := range 20 {
+		who := auth.Identity{Issuer: "https://idp.example", Subject: strconv.Itoa(i)}
+		s.serve(toolCall("search", "1", "", who))
+		if got := len(st.calls()); got != i+1 {
+			t.Fatalf("call %d: store asked %d times, want every call", i+1, got)
+		}
+	}
+	if w := s.log.warnings(); len(w) != 0 {
+		t.Fatalf("warnings %q; want none: the store never failed five times in a row", w)
+	}
+}
+
+// TestOnStoreFailureAllow lets calls through unchecked while the store
+// fails, counting them as fail_open.
+func TestOnStoreFailureAllow(t *testing.T) {
+	t.Parallel()
+	cfg := fullConfig()
+	cfg.OnStoreFailure = config.StoreFailureAllow
+	st := &stageStore{}
+	st.setErr(errors.New("down"))
+	s := newTestStage(t, cfg, st)
+	for range 8 {
+		if w := s.serve(toolCall("github_create_pr", "1", "", alice)); w.Code != http.StatusOK {
+			t.Fatalf("status %d, want every call through", w.Code)
+		}
+	}
+	if got := len(st.calls()); got != failuresToOpen {
+		t.Fatalf("store asked %d times, want %d (then the circuit is open)", got, failuresToOpen)
+	}
+	if got, want := s.decisions("all", "fail_open"), int64(8); got != want {
+		t.Fatalf("fail_open decisions %d, want %d", got, want)
+	}
+	if w := s.log.warnings(); len(w) != 1 || !strings.Contains(w[0], "unchecked") {
+		t.Fatalf("warnings %q; want one saying calls pass unchecked", w)
+	}
+}
+
+// TestOnStoreFailureDeny refuses calls while the store fails: 503 with
+// Retry-After and a JSON-RPC error naming the reason; next is not called
+// and the refusal is audited.
+func TestOnStoreFailureDeny(t *testing.T) {
+	t.Parallel()
+	cfg := fullConfig()
+	cfg.OnStoreFailure = config.StoreFailureDeny
+	st := &stageStore{}
+	st.setErr(errors.New("down"))
+	s := newTestStage(t, cfg, st)
+	w := s.serve(toolCall("github_create_pr", "7", "", alice))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("status %d Retry-After %q, want 503 and 1", w.Code, w.Header().Get("Retry-After"))
+	}
+	var body struct {
+		ID    json.RawMessage `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+			Data struct {
+				RetryAfterSeconds int64  `json:"retryAfterSeconds"`
+				Reason            string `json:"reason"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if string(body.ID) != "7" || body.Error.Code != -32603 || body.Error.Data.Reason != "rate_limit_store_unavailable" || body.Error.Data.RetryAfterSeconds != 1 {
+		t.Fatalf("body %s", w.Body)
+	}
+	if s.next.calls() != 0 {
+		t.Fatal("a refused call reached next")
+	}
+	if ev := s.audit.all(); len(ev) != 1 || ev[0].Reason != "rate_limit_store_unavailable" {
+		t.Fatalf("audit %+v", ev)
+	}
+	if got := s.decisions("all", "store_unavailable"); got != 1 {
+		t.Fatalf("store_unavailable decisions %d, want 1", got)
 	}
 }
 
 // TestSlowStorePassesWithinDeadline: a store that does not answer within
-// checkTimeout costs the call about the deadline, then it passes.
+// checkTimeout costs the call about the deadline, then the local buckets
+// let it pass.
 func TestSlowStorePassesWithinDeadline(t *testing.T) {
 	t.Parallel()
 	cfg := fullConfig()
@@ -361,8 +458,8 @@ func TestSlowStorePassesWithinDeadline(t *testing.T) {
 	if elapsed < 30*time.Millisecond || elapsed > time.Second {
 		t.Fatalf("call took %v; want about the 30ms deadline", elapsed)
 	}
-	if got := s.total("vmcp_ratelimit_fail_open_total"); got != 1 {
-		t.Fatalf("fail-open total %d, want 1", got)
+	if got := s.total("vmcp_ratelimit_decided_without_store_total"); got != 1 {
+		t.Fatalf("decided without the store: %d, want 1", got)
 	}
 }
 
@@ -381,8 +478,8 @@ func TestClientGoneIsNotAStoreFailure(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s.serve(toolCall("github_create_pr", "1", "", alice).WithContext(ctx))
-	if got := s.total("vmcp_ratelimit_fail_open_total"); got != 0 {
-		t.Fatalf("fail-open total %d, want 0", got)
+	if got := s.total("vmcp_ratelimit_decided_without_store_total"); got != 0 {
+		t.Fatalf("decided without the store: %d, want 0", got)
 	}
 	if w := s.log.warnings(); len(w) != 0 {
 		t.Fatalf("warnings %q for a client that went away", w)
@@ -654,6 +751,18 @@ func (l *logSink) Handle(_ context.Context, r slog.Record) error {
 	defer l.mu.Unlock()
 	l.recs = append(l.recs, r.Clone())
 	return nil
+}
+
+// has reports whether a record of level contains text.
+func (l *logSink) has(level slog.Level, text string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.recs {
+		if r.Level == level && strings.Contains(r.Message, text) {
+			return true
+		}
+	}
+	return false
 }
 
 // warnings returns the warning records as "message k=v k=v".

@@ -101,7 +101,7 @@ func (s *RedisStore) Load(ctx context.Context) error {
 // Take checks every bucket and takes one token from each only if all have
 // one, in one round trip. An empty list is allowed without I/O. Errors (an
 // invalid bucket, Redis trouble, ctx's deadline, an unexpected reply) come
-// back wrapped; the caller decides whether to fail open.
+// back wrapped; the caller decides what a failed check means.
 func (s *RedisStore) Take(ctx context.Context, buckets []Bucket) (Decision, error) {
 	if len(buckets) == 0 {
 		return Decision{Allowed: true}, nil

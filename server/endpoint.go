@@ -89,6 +89,7 @@ type route struct {
 // DELETE, and everything the handlers below leave).
 func (e *mcpEndpoint) routes() []route {
 	return []route{
+		{"initialize", sessionBased, e.refuseSession},               // session bounds (server.maxSessions, maxSessionsPerIdentity) before mcp-go opens one
 		{kindBatch, sessionBased, e.refuseBatch},                    // MCP dropped batches in 2025-06-18; older revisions go to mcp-go
 		{kindBatch, stateless, e.refuseBatch},                       // and the stateless revision never had them
 		{"tools/list", sessionBased, e.servedToolList},              // the catalogue's encoded list: mcp-go would encode every tool per request
@@ -211,6 +212,12 @@ func owner(r *http.Request) string {
 		return ""
 	}
 	return id.Issuer + "\n" + id.Subject
+}
+
+// refuseSession refuses an initialize over the session bounds
+// (sessionIDs.refuseNew).
+func (e *mcpEndpoint) refuseSession(w http.ResponseWriter, q *request) bool {
+	return q.session == "" && e.sessions.refuseNew(w, q.r, q.p, owner(q.r))
 }
 
 // refuseBatch answers a JSON-RPC batch of a revision that has none

@@ -31,7 +31,7 @@ func (s *Server) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
 		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), nil
 	}
 	opts := &redis.Options{Addr: r.Address, Username: r.Username, DB: r.DB,
-		// The limiter fails open on its own deadline; the client must not
+		// The limiter bounds each check by its own deadline; the client must not
 		// retry behind its back.
 		MaxRetries: -1,
 	}

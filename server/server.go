@@ -172,7 +172,6 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
 		mcpserver.WithEndpointPath(cfg.Server.Path),
 		mcpserver.WithSessionIdManager(s.sessions),
-		mcpserver.WithSessionIdleTTL(30*time.Minute),
 		mcpserver.WithStreamableHTTPLogger(s.log),
 	)
 	s.closers = append(s.closers, func() error { return s.mcpHTTP.Shutdown(context.Background()) })
@@ -279,6 +278,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	ln = limitConns(ln, s.cfg.Server.MaxConnections, s.log) // conns.go
 	s.listener = ln
 	s.closers = append(s.closers, func() error {
 		if s.httpSrv == nil { // never served: the listener is still ours to close
@@ -286,6 +286,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return nil
 	})
+	// The session bounds and idle sweep (sessions.go), stopped before mcp-go.
+	s.closers = append(s.closers, s.sessions.start(s.cfg.Server, s.mcpHTTP, s.log))
 	if err := s.buildRoutes(ctx); err != nil {
 		return err
 	}
@@ -299,7 +301,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.sync.Sync()
 	s.warnUnknownLimitedTools()
-	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	// No ReadTimeout or WriteTimeout: they would cut long calls and GET
+	// streams; parse bounds the reading of a body.
+	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.Server.IdleTimeout.D(),
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		err := s.httpSrv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

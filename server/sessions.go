@@ -1,33 +1,136 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/parse"
+	"github.com/vmcp/vmcp/telemetry"
 )
 
 // errUnknownSession makes mcp-go answer 404, telling the client to start a
 // new session.
 var errUnknownSession = errors.New("unknown session")
 
+// How sessions are bounded.
+const (
+	// sessionIdleTimeout ends a session no request has named for this
+	// long.
+	sessionIdleTimeout = 30 * time.Minute
+	// maxSweepEvery is the longest time between two looks for idle
+	// sessions, so a session ends within it after its idle timeout.
+	maxSweepEvery = 30 * time.Second
+	// evictableAfter is how long a session must have gone unused before
+	// a new session of the same identity may end it; a caller whose every
+	// session was used more recently is refused instead.
+	evictableAfter = 10 * time.Second
+	// globalRetryAfter is the Retry-After of a refusal at maxSessions.
+	globalRetryAfter = 10 * time.Second
+	// codeSessionLimit is the JSON-RPC error code of a refused session:
+	// an implementation-defined server error, outside the -32020..-32099
+	// that MCP reserves.
+	codeSessionLimit = -32000
+)
+
 // sessionIDs issues MCP session ids, remembers the live ones (so that a
 // deleted, expired or made-up id is refused with 404 instead of being taken
-// at its word) and which identity each belongs to. It implements mcp-go's
-// SessionIdManager.
+// at its word), which identity each belongs to and when a request last
+// named it. It implements mcp-go's SessionIdManager. Once started (start)
+// it bounds the sessions: in all, per identity, and in idle time.
 type sessionIDs struct {
 	mu sync.RWMutex
-	// live maps a session id to its owner: the issuer and subject of the
-	// identity that initialised it, "" until bound.
-	live map[string]string
+	// live maps a session id to its session.
+	live map[string]*liveSession
+	// owned maps an owner to its sessions, by id.
+	owned map[string]map[string]*liveSession
+
+	// Set by start; zero: no bound.
+	max, perOwner int
+	idle          time.Duration
+	// end ends a session as a DELETE does; nil: Terminate alone.
+	end func(id string)
+	log *slog.Logger
+	now func() time.Time
+
+	refusedAll, refusedOwner, evicted, expired atomic.Int64
+	lastWarn                                   atomic.Int64 // Unix ns of the last refusal warning
 }
 
-func newSessionIDs() *sessionIDs { return &sessionIDs{live: make(map[string]string)} }
+// liveSession is one live session.
+type liveSession struct {
+	// owner is the issuer and subject of the identity that initialised
+	// it, "" until bound.
+	owner string
+	// used is when a request last named it, Unix ns.
+	used atomic.Int64
+}
+
+func newSessionIDs() *sessionIDs {
+	return &sessionIDs{live: make(map[string]*liveSession), owned: make(map[string]map[string]*liveSession),
+		now: time.Now, log: slog.Default()}
+}
+
+// start bounds the sessions by server.maxSessions and
+// server.maxSessionsPerIdentity and ends those idle for
+// sessionIdleTimeout, within maxSweepEvery of it, through mcp's DELETE
+// handling (so its unregister hooks close the backend sessions). It returns
+// the sweeper's stop, which waits for it.
+func (s *sessionIDs) start(cfg config.Server, mcpHTTP *mcpserver.StreamableHTTPServer, log *slog.Logger) (stop func() error) {
+	return s.run(cfg.MaxSessions, cfg.MaxSessionsPerIdentity, sessionIdleTimeout, log, func(id string) {
+		h := http.Header{}
+		h.Set(mcpserver.HeaderKeySessionID, id)
+		mcpHTTP.Handle(discardResponse{h: http.Header{}}, &mcpserver.HTTPRequest{
+			Method: http.MethodDelete, Header: h, Context: context.Background()})
+	})
+}
+
+// run is start with the idle timeout and the end of a session given.
+func (s *sessionIDs) run(maxAll, perOwner int, idle time.Duration, log *slog.Logger, end func(string)) (stop func() error) {
+	s.mu.Lock()
+	s.max, s.perOwner, s.idle, s.end, s.log = maxAll, perOwner, idle, end, log
+	s.mu.Unlock()
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() { // owned by s: ends with stop
+		defer close(stopped)
+		t := time.NewTicker(max(min(idle/4, maxSweepEvery), time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.sweep()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() error {
+		once.Do(func() { close(done) })
+		<-stopped
+		return nil
+	}
+}
 
 // Generate issues a new id: 128 random bits.
 func (s *sessionIDs) Generate() string {
 	id := "mcp-session-" + rand.Text()
+	ls := &liveSession{}
+	ls.used.Store(s.now().UnixNano())
 	s.mu.Lock()
-	s.live[id] = ""
+	s.live[id] = ls
 	s.mu.Unlock()
 	return id
 }
@@ -40,35 +143,212 @@ func (s *sessionIDs) Validate(id string) (isTerminated bool, err error) {
 	return false, nil
 }
 
+// valid reports whether id is live; a live one counts as used now.
 func (s *sessionIDs) valid(id string) bool {
 	s.mu.RLock()
-	_, ok := s.live[id]
+	ls, ok := s.live[id]
 	s.mu.RUnlock()
+	if ok {
+		ls.used.Store(s.now().UnixNano())
+	}
 	return ok
 }
 
-// bind records owner as the owner of a live, unbound session.
+// bind records owner as the owner of a live, unbound session. A session
+// beyond the owner's bound (sessions opened at once, past refuseNew
+// together) makes room by ending the owner's least recently used one, if
+// it is idle enough.
 func (s *sessionIDs) bind(id, owner string) {
 	s.mu.Lock()
-	if o, ok := s.live[id]; ok && o == "" {
-		s.live[id] = owner
+	ls, ok := s.live[id]
+	if !ok || ls.owner != "" || owner == "" {
+		s.mu.Unlock()
+		return
+	}
+	ls.owner = owner
+	own := s.owned[owner]
+	if own == nil {
+		own = make(map[string]*liveSession)
+		s.owned[owner] = own
+	}
+	own[id] = ls
+	var victim string
+	if s.perOwner > 0 && len(own) > s.perOwner {
+		victim, _ = s.evictableLocked(owner, id)
 	}
 	s.mu.Unlock()
+	if victim != "" {
+		s.evict(victim)
+	}
 }
 
 // usableBy reports whether the session id may be used by owner: it is
 // unknown to vmcp (mcp-go then refuses it) or bound to that owner.
 func (s *sessionIDs) usableBy(id, owner string) bool {
 	s.mu.RLock()
-	o, ok := s.live[id]
+	ls, ok := s.live[id]
 	s.mu.RUnlock()
-	return !ok || o == "" || o == owner
+	if !ok {
+		return true
+	}
+	if ls.owner == "" || ls.owner == owner {
+		ls.used.Store(s.now().UnixNano())
+		return true
+	}
+	return false
 }
 
 // Terminate forgets id; later requests with it get 404.
 func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 	s.mu.Lock()
-	delete(s.live, id)
+	if ls, ok := s.live[id]; ok {
+		delete(s.live, id)
+		if own := s.owned[ls.owner]; own != nil {
+			delete(own, id)
+			if len(own) == 0 {
+				delete(s.owned, ls.owner)
+			}
+		}
+	}
 	s.mu.Unlock()
 	return false, nil
 }
+
+// refuseNew answers a request that would open a session beyond the bounds,
+// and reports whether it did; the endpoint calls it before handing the
+// request to mcp-go. Only an initialize of a session-based revision opens a
+// session. At server.maxSessions it is refused with 503. At
+// server.maxSessionsPerIdentity for owner, owner's least recently used
+// session is ended to make room when no request has named it for
+// evictableAfter; otherwise the initialize is refused with 429 and the
+// time until that session may be ended.
+func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.Parsed, owner string) bool {
+	if p.Method != string(mcp.MethodInitialize) || p.Batch || r.Header.Get(mcpserver.HeaderKeySessionID) != "" ||
+		mcp.IsModernProtocol(r.Header.Get(mcpserver.HeaderKeyProtocolVersion)) || mcp.IsModernProtocol(p.ProtocolVersion) {
+		return false
+	}
+	s.mu.RLock()
+	full := s.max > 0 && len(s.live) >= s.max
+	var victim string
+	var wait time.Duration
+	if !full && owner != "" && s.perOwner > 0 && len(s.owned[owner]) >= s.perOwner {
+		victim, wait = s.evictableLocked(owner, "")
+	}
+	s.mu.RUnlock()
+	switch {
+	case full:
+		s.refusedAll.Add(1)
+		s.warn("new session refused: server.maxSessions are live", "max_sessions", s.max)
+		refuseSession(w, p, http.StatusServiceUnavailable, globalRetryAfter,
+			"server at its session limit (server.maxSessions); retry later", "max_sessions")
+		return true
+	case victim != "":
+		s.evict(victim)
+	case wait > 0:
+		s.refusedOwner.Add(1)
+		s.warn("new session refused: the identity has server.maxSessionsPerIdentity sessions, all in recent use",
+			"max_sessions_per_identity", s.perOwner)
+		refuseSession(w, p, http.StatusTooManyRequests, wait,
+			"too many sessions for this identity (server.maxSessionsPerIdentity); end one (DELETE) or retry later", "max_sessions_per_identity")
+		return true
+	}
+	return false
+}
+
+// warn logs a refusal, at most once per refusedLogEvery; the counters
+// in counts have them all.
+func (s *sessionIDs) warn(msg string, args ...any) {
+	now, last := s.now().UnixNano(), s.lastWarn.Load()
+	if last != 0 && now-last < int64(refusedLogEvery) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg, args...)
+}
+
+// evictableLocked returns owner's least recently used session other than
+// keep if no request has named it for evictableAfter, else "" and the
+// wait until it may be ended. s.mu is held.
+func (s *sessionIDs) evictableLocked(owner, keep string) (id string, wait time.Duration) {
+	var lru string
+	oldest := int64(math.MaxInt64)
+	for sid, ls := range s.owned[owner] {
+		if u := ls.used.Load(); sid != keep && u < oldest {
+			lru, oldest = sid, u
+		}
+	}
+	if lru == "" {
+		return "", 0
+	}
+	idle := s.now().Sub(time.Unix(0, oldest))
+	if idle < evictableAfter {
+		return "", evictableAfter - idle
+	}
+	return lru, 0
+}
+
+// evict ends id to make room for another session of its owner.
+func (s *sessionIDs) evict(id string) {
+	s.evicted.Add(1)
+	s.log.Info("session ended to make room for a new one of the same identity (server.maxSessionsPerIdentity)",
+		"session_prefix", prefix(id))
+	s.endSession(id)
+}
+
+// sweep ends the sessions no request has named for the idle timeout.
+func (s *sessionIDs) sweep() {
+	cutoff := s.now().Add(-s.idle).UnixNano()
+	var idle []string
+	var seen []*liveSession
+	s.mu.RLock()
+	for id, ls := range s.live {
+		if ls.used.Load() <= cutoff {
+			idle, seen = append(idle, id), append(seen, ls)
+		}
+	}
+	s.mu.RUnlock()
+	for i, id := range idle {
+		if seen[i].used.Load() > cutoff { // named meanwhile
+			continue
+		}
+		s.expired.Add(1)
+		s.log.Debug("idle session ended", "session_prefix", prefix(id), "idle_timeout", s.idle)
+		s.endSession(id)
+	}
+}
+
+// endSession ends id as a DELETE would, or only forgets it when there is
+// no end.
+func (s *sessionIDs) endSession(id string) {
+	if s.end != nil {
+		s.end(id)
+	}
+	_, _ = s.Terminate(id) // in case end did not (mcp-go already had let it go)
+}
+
+// counts returns the session bounds' counters.
+func (s *sessionIDs) counts() telemetry.SessionCounts {
+	return telemetry.SessionCounts{
+		RefusedMax: s.refusedAll.Load(), RefusedPerIdentity: s.refusedOwner.Load(),
+		Evicted: s.evicted.Load(), Expired: s.expired.Load(),
+	}
+}
+
+// refuseSession answers an initialize refused by a session bound: status,
+// Retry-After (whole seconds, rounded up) and a JSON-RPC error echoing its
+// id, whose data names the bound.
+func refuseSession(w http.ResponseWriter, p *parse.Parsed, status int, retry time.Duration, msg, reason string) {
+	secs := max(int64(math.Ceil(retry.Seconds())), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: codeSessionLimit, Message: msg,
+		Data: map[string]any{"retryAfterSeconds": secs, "reason": reason}})
+}
+
+// discardResponse is the response writer of a DELETE vmcp sends mcp-go
+// itself to end a session.
+type discardResponse struct{ h http.Header }
+
+func (d discardResponse) Header() http.Header         { return d.h }
+func (d discardResponse) WriteHeader(int)             {}
+func (d discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardResponse) Flush()                      {}
+func (d discardResponse) CanStream() bool             { return false }

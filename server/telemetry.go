@@ -51,7 +51,7 @@ func (s *Server) withMetrics(rec audit.Recorder) (joined, metrics audit.Recorder
 
 // observeState registers the gauges of backends, catalogue and sessions.
 func (s *Server) observeState() error {
-	err := telemetry.Observe(s.tel, telemetry.State{
+	st := telemetry.State{
 		Backends: func() []telemetry.BackendState {
 			sts := s.backends.Status()
 			out := make([]telemetry.BackendState, len(sts))
@@ -66,8 +66,13 @@ func (s *Server) observeState() error {
 			return telemetry.CatalogueSize{Tools: len(c.Tools), Resources: len(c.Resources),
 				ResourceTemplates: len(c.ResourceTemplates), Prompts: len(c.Prompts)}
 		},
-		Sessions: s.sessions.count,
-	})
+		Sessions:      s.sessions.count,
+		SessionBounds: s.sessions.counts,
+	}
+	if l, ok := s.listener.(*connLimiter); ok {
+		st.Connections = l.counts
+	}
+	err := telemetry.Observe(s.tel, st)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}

@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/parse"
+)
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// TestIdleSessionsEndWithinTheSweep: a session no request names for the
+// idle timeout is ended (through end, as a DELETE) within a sweep, one
+// that requests keep naming is not.
+func TestIdleSessionsEndWithinTheSweep(t *testing.T) {
+	t.Parallel()
+	s := newSessionIDs()
+	var mu sync.Mutex
+	var ended []string
+	stop := s.run(0, 0, 200*time.Millisecond, quietLogger(), func(id string) {
+		mu.Lock()
+		ended = append(ended, id)
+		mu.Unlock()
+		_, _ = s.Terminate(id)
+	})
+	defer stop()
+	idle, busy := s.Generate(), s.Generate()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.valid(busy) && s.count() == 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle session was not ended within 5s of a 200ms idle timeout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !s.valid(busy) {
+		t.Fatal("a session in use was ended")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) != 1 || ended[0] != idle {
+		t.Fatalf("ended %q, want only the idle session", ended)
+	}
+	if c := s.counts(); c.Expired != 1 {
+		t.Fatalf("expired %d, want 1", c.Expired)
+	}
+}
+
+// TestSessionsPerIdentity: at its cap, an identity's new session ends its
+// least recently used one when that has been unused for evictableAfter,
+// and is refused with 429 and the wait otherwise; other identities are
+// not affected.
+func TestSessionsPerIdentity(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newSessionIDs()
+	s.now = clk.now
+	var ended []string
+	stop := s.run(0, 2, time.Hour, quietLogger(), func(id string) { ended = append(ended, id); _, _ = s.Terminate(id) })
+	defer stop()
+	open := func(owner string) (string, *httptest.ResponseRecorder) {
+		t.Helper()
+		w := httptest.NewRecorder()
+		if s.refuseNew(w, initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner) {
+			return "", w
+		}
+		id := s.Generate()
+		s.bind(id, owner)
+		return id, w
+	}
+	a, _ := open("alice")
+	clk.advance(time.Second)
+	b, _ := open("alice")
+	clk.advance(evictableAfter)
+	s.valid(b) // b is used now; a is 11s idle
+	c, _ := open("alice")
+	if c == "" || len(ended) != 1 || ended[0] != a || s.valid(a) {
+		t.Fatalf("third session %q, ended %q; want a new one and the idle %q ended", c, ended, a)
+	}
+	clk.advance(3 * time.Second)
+	d, w := open("alice")
+	if d != "" || w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "7" {
+		t.Fatalf("fourth session: %q %d Retry-After %q; want 429 after 7s (b and c are in recent use)", d, w.Code, w.Header().Get("Retry-After"))
+	}
+	var body struct {
+		ID    json.RawMessage `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+			Data struct {
+				Reason string `json:"reason"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || string(body.ID) != "1" || body.Error.Code != codeSessionLimit ||
+		body.Error.Data.Reason != "max_sessions_per_identity" {
+		t.Fatalf("refusal %s (%v)", w.Body, err)
+	}
+	if e, _ := open("bob"); e == "" {
+		t.Fatal("another identity was refused")
+	}
+	if c := s.counts(); c.Evicted != 1 || c.RefusedPerIdentity != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+// TestServerRefusesSessionsOverTheBounds goes through Server.ServeHTTP:
+// over maxSessionsPerIdentity the oldest idle session of the caller ends
+// (404 afterwards, its mcp-go session unregistered, so its backend
+// sessions closed), and over maxSessions an initialize gets 503 with
+// Retry-After and a JSON-RPC error.
+func TestServerRefusesSessionsOverTheBounds(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "alpha", "search")
+	cfg := testConfig(t, config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"})
+	cfg.Server.MaxSessions, cfg.Server.MaxSessionsPerIdentity = 3, 2
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &fakeClock{t: time.Now()}
+	srv.sessions.now = clk.now
+	defer srv.Shutdown(context.Background())
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	initialize := func() *httptest.ResponseRecorder { return post(srv, "", initBody) }
+	first := initialize().Header().Get("Mcp-Session-Id")
+	second := initialize().Header().Get("Mcp-Session-Id")
+	if first == "" || second == "" {
+		t.Fatal("no session within the bounds")
+	}
+	if w := initialize(); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("third session at once: %d %s, want 429", w.Code, w.Body)
+	}
+	clk.advance(evictableAfter + time.Second)
+	third := initialize().Header().Get("Mcp-Session-Id")
+	if third == "" {
+		t.Fatal("no room made for a new session")
+	}
+	if w := post(srv, first, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); w.Code != http.StatusNotFound {
+		t.Fatalf("the evicted session answered %d, want 404", w.Code)
+	}
+	if _, ok := srv.relay.sessions.Load(first); ok {
+		t.Fatal("the evicted session is still registered with mcp-go (its backend sessions stay open)")
+	}
+
+	// Another identity may open one more; then the server is full.
+	srv.sessions.bind(srv.sessions.Generate(), "someone else")
+	w := initialize()
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "10" {
+		t.Fatalf("over maxSessions: %d Retry-After %q %s; want 503 and 10", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	var body struct {
+		ID    json.RawMessage `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || string(body.ID) != "1" || body.Error.Code != codeSessionLimit {
+		t.Fatalf("refusal %s (%v)", w.Body, err)
+	}
+}
+
+func initRequest() *http.Request {
+	return httptest.NewRequest(http.MethodPost, "/mcp", nil)
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestBindKeepsTheCap: initializes that passed refuseNew together are
+// held to the cap when bound, by ending the owner's least recently used
+// session if it is idle enough.
+func TestBindKeepsTheCap(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newSessionIDs()
+	s.now = clk.now
+	stop := s.run(0, 1, time.Hour, quietLogger(), nil)
+	defer stop()
+	a := s.Generate()
+	clk.advance(evictableAfter)
+	b := s.Generate()
+	s.bind(a, "alice")
+	s.bind(b, "alice")
+	if s.valid(a) || !s.valid(b) {
+		t.Fatalf("a live %v, b live %v; want only the newer b", s.valid(a), s.valid(b))
+	}
+}
