@@ -40,7 +40,7 @@ import (
 type callRelay struct {
 	router   *router.Router
 	backends *backends.Manager
-	clients  *relay // the live client sessions and their capabilities
+	clients  *clientRelay // the live client sessions and their capabilities
 	log      *slog.Logger
 	ids      atomic.Uint64
 	// calls holds the cancel function of every call in flight, by client

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -19,42 +18,23 @@ import (
 	"github.com/vmcp/vmcp/router"
 )
 
-// relay carries what backends send for a client to that client through
-// mcp-go's server (backends.Relay), and what a client asks of its backend
-// sessions (logging/setLevel, resource subscriptions, its end) to them
-// through mcp-go's hooks.
+// relay carries what a client asks of its backend sessions outside a call
+// (logging/setLevel, resource subscriptions, roots changes, its end) to
+// them, through mcp-go's hooks and before mcp-go answers. What backends send
+// to clients goes the other way, through clientRelay.
 type relay struct {
-	mcp      *mcpserver.MCPServer
+	clients  *clientRelay
 	backends *backends.Manager
 	router   *router.Router
 	log      *slog.Logger
-	// sessions holds the live client sessions mcp-go registered, by id: a
-	// backend's request that arrives outside its call (on the backend's GET
-	// stream) is sent to the client session it belongs to.
-	sessions sync.Map
-	// out queues the notifications relayed to each client session.
-	out outboxes
 }
 
-// newRelay returns a relay whose mcp, backends and router are filled in
-// before anything is served. Its close is out.close.
-func newRelay(log *slog.Logger) *relay {
-	r := &relay{log: log}
-	r.out.live = func(id string) bool {
-		_, ok := r.sessions.Load(id)
-		return ok
-	}
-	r.out.onErr = func(method string, err error) {
-		r.log.Debug("relay notification", "method", method, "error", err)
-	}
-	r.out.onDrop = func(id string, n int, first bool) {
-		if first {
-			r.log.Warn("client session's notification queue is full; dropping notifications until it drains",
-				"client_session_prefix", prefix(id), "queue", outboxLen)
-			return
-		}
-		r.log.Warn("notifications dropped on a full queue", "client_session_prefix", prefix(id), "dropped", n)
-	}
+// newRelay returns the relay and registers its hooks in hooks and its
+// notification handler with mcp.
+func newRelay(clients *clientRelay, m *backends.Manager, rt *router.Router, hooks *mcpserver.Hooks, mcp *mcpserver.MCPServer, log *slog.Logger) *relay {
+	r := &relay{clients: clients, backends: m, router: rt, log: log}
+	r.register(hooks)
+	mcp.AddNotificationHandler(rootsListChanged, r.rootsChanged)
 	return r
 }
 
@@ -69,7 +49,7 @@ func prefix(id string) string { return id[:min(len(id), 20)] }
 // or progress, relayed just before its answer, would otherwise be lost now
 // and then. The wait (at most flushWait) is the call's; calls that relayed
 // nothing pay one map lookup.
-func (r *relay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
+func (r *clientRelay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now().UnixNano()
 		res, err := next(ctx, req)
@@ -80,19 +60,18 @@ func (r *relay) flushed(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFun
 	}
 }
 
-var _ backends.Relay = (*relay)(nil)
+var _ backends.Relay = (*clientRelay)(nil)
 
 // errNoClient answers a backend's request that has no client to go to.
 var errNoClient = errors.New("no client session to relay the request to")
 
-// hooks returns the mcp-go hooks the relay needs.
-func (r *relay) hooks() *mcpserver.Hooks {
-	h := &mcpserver.Hooks{}
-	h.AddOnRegisterSession(func(_ context.Context, s mcpserver.ClientSession) { r.sessions.Store(s.SessionID(), s) })
+// register adds the mcp-go hooks the relay needs to h.
+func (r *relay) register(h *mcpserver.Hooks) {
+	h.AddOnRegisterSession(func(_ context.Context, s mcpserver.ClientSession) { r.clients.sessions.Store(s.SessionID(), s) })
 	h.AddOnUnregisterSession(func(_ context.Context, s mcpserver.ClientSession) {
 		// DELETE, idle expiry or shutdown: the client's backend sessions end.
-		r.sessions.Delete(s.SessionID())
-		r.out.ended(s.SessionID())
+		r.clients.sessions.Delete(s.SessionID())
+		r.clients.out.ended(s.SessionID())
 		r.backends.CloseClient(s.SessionID())
 	})
 	h.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
@@ -112,7 +91,6 @@ func (r *relay) hooks() *mcpserver.Hooks {
 			r.subscription(ctx, req.Params.URI, (*backends.Session).Unsubscribe)
 		}
 	})
-	return h
 }
 
 // rootsListChanged is the client's notification that its roots changed.
@@ -164,7 +142,7 @@ func (r *relay) forwardSubscription(w http.ResponseWriter, req *http.Request, p 
 		return nil, false
 	}
 	id := req.Header.Get(mcpserver.HeaderKeySessionID)
-	v, ok := r.sessions.Load(id)
+	v, ok := r.clients.sessions.Load(id)
 	if id == "" || !ok {
 		return nil, false
 	}
@@ -234,7 +212,7 @@ func (r *relay) subscription(ctx context.Context, uri string, do func(*backends.
 
 // client describes the client of MCP session id for the backends, when
 // mcp-go knows that session.
-func (r *relay) client(id string) (backends.Client, bool) {
+func (r *clientRelay) client(id string) (backends.Client, bool) {
 	if id == "" {
 		return backends.Client{}, false
 	}
@@ -263,7 +241,7 @@ func clientOf(ctx context.Context) backends.Client {
 // with: ctx itself when it carries that client's session (the request came
 // on the stream of the call that caused it), otherwise ctx with the live
 // session of that id.
-func (r *relay) clientCtx(ctx context.Context, id string) (context.Context, mcpserver.ClientSession, error) {
+func (r *clientRelay) clientCtx(ctx context.Context, id string) (context.Context, mcpserver.ClientSession, error) {
 	if s := mcpserver.ClientSessionFromContext(ctx); s != nil && (id == "" || s.SessionID() == id) {
 		return ctx, s, nil
 	}
@@ -286,7 +264,7 @@ func declared(s mcpserver.ClientSession) mcp.ClientCapabilities {
 	return mcp.ClientCapabilities{}
 }
 
-func (r *relay) Sample(ctx context.Context, id string, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+func (r *clientRelay) Sample(ctx context.Context, id string, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
 	ctx, s, err := r.clientCtx(ctx, id)
 	if err != nil {
 		return nil, err
@@ -297,7 +275,7 @@ func (r *relay) Sample(ctx context.Context, id string, req mcp.CreateMessageRequ
 	return r.mcp.RequestSampling(ctx, req)
 }
 
-func (r *relay) Elicit(ctx context.Context, id string, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+func (r *clientRelay) Elicit(ctx context.Context, id string, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
 	ctx, s, err := r.clientCtx(ctx, id)
 	if err != nil {
 		return nil, err
@@ -308,7 +286,7 @@ func (r *relay) Elicit(ctx context.Context, id string, req mcp.ElicitationReques
 	return r.mcp.RequestElicitation(ctx, req)
 }
 
-func (r *relay) ListRoots(ctx context.Context, id string, req mcp.ListRootsRequest) (*mcp.ListRootsResult, error) {
+func (r *clientRelay) ListRoots(ctx context.Context, id string, req mcp.ListRootsRequest) (*mcp.ListRootsResult, error) {
 	ctx, s, err := r.clientCtx(ctx, id)
 	if err != nil {
 		return nil, err
@@ -322,7 +300,7 @@ func (r *relay) ListRoots(ctx context.Context, id string, req mcp.ListRootsReque
 // Notify queues n for the client: for the stream of the call that caused
 // it when ctx is that call's, otherwise for the client's session. It does
 // not wait for n to be written (see outboxes).
-func (r *relay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification) {
+func (r *clientRelay) Notify(ctx context.Context, id string, n mcp.JSONRPCNotification) {
 	params := n.Params.AdditionalFields
 	if n.Params.Meta != nil {
 		params = make(map[string]any, len(n.Params.AdditionalFields)+1)

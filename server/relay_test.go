@@ -24,10 +24,9 @@ func (f *fakeSession) SessionID() string                                   { ret
 
 // testRelay returns a relay with one live client session, and stops it
 // (checking that no writer is left) when the test ends.
-func testRelay(t *testing.T, queue int) (*relay, *fakeSession) {
+func testRelay(t *testing.T, queue int) (*clientRelay, *fakeSession) {
 	t.Helper()
-	r := newRelay(quietLogger())
-	r.mcp = mcpserver.NewMCPServer("test", "1")
+	r := newClientRelay(mcpserver.NewMCPServer("test", "1"), quietLogger())
 	s := &fakeSession{id: "client-1", ch: make(chan mcp.JSONRPCNotification, queue)}
 	r.sessions.Store(s.id, s)
 	t.Cleanup(func() {

@@ -112,40 +112,11 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	// catalogue's sync is in place.
 	s.health = watchHealth(s.applyHealth)
 	s.closers = append(s.closers, s.health.close)
-	// The relay is filled in below, before anything is served.
-	rel := newRelay(s.log)
-	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
-		HTTPClient:    opts.HTTPClient,
-		WrapTransport: s.backendTransport(),
-		Logger:        s.log,
-		OnChange:      s.backendChanged,
-		Getenv:        opts.Getenv,
-		// health: see health.go
-		PingInterval:   cfg.Health.Interval.D(),
-		PingTimeout:    cfg.Health.Timeout.D(),
-		DegradedAfter:  cfg.Health.DegradedAfter,
-		UnhealthyAfter: cfg.Health.UnhealthyAfter,
-		Breaker:        breakerConfig(cfg.Health.Breaker),
-		OnHealthChange: s.health.changed,
-		// relay: see relay.go
-		Relay:             rel,
-		MaxClientSessions: cfg.Server.MaxBackendSessions,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, s.backends.Close)
-	// Before the backends close: what they relay meanwhile is dropped.
-	s.closers = append(s.closers, rel.out.close)
-
-	rt := router.New(s.agg.Catalogue, func(ctx context.Context, backend string) (router.Backend, error) {
-		sess, err := s.backends.Session(ctx, clientOf(ctx), backend)
-		if err != nil {
-			return nil, err
-		}
-		return sess, nil
-	})
-	rel.backends, rel.router = s.backends, rt
+	// The router opens backend sessions through s.backends, built below
+	// before anything is served; mcp-go's server needs the router (for
+	// completions) and the backends need the relay to mcp-go's clients.
+	rt := router.New(s.agg.Catalogue, s.openBackend)
+	hooks := &mcpserver.Hooks{} // filled by newRelay below
 	mcp := mcpserver.NewMCPServer(cfg.Name, opts.Version,
 		mcpserver.WithToolCapabilities(true),
 		mcpserver.WithResourceCapabilities(true, true),
@@ -157,14 +128,35 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		mcpserver.WithLogging(),
 		mcpserver.WithElicitation(),
 		mcpserver.WithRoots(),
-		mcpserver.WithHooks(rel.hooks()),
+		mcpserver.WithHooks(hooks),
 		mcpserver.WithRecovery(),
 	)
 	mcp.EnableSampling()
-	mcp.AddNotificationHandler(rootsListChanged, rel.rootsChanged)
-	rel.mcp = mcp
-	s.relay = rel
-	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: rel.flushed(rt.CallTool), log: s.log}
+	clients := newClientRelay(mcp, s.log) // clientrelay.go
+	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
+		HTTPClient:    opts.HTTPClient,
+		WrapTransport: s.backendTransport(),
+		Logger:        s.log,
+		OnChange:      s.backendChanged,
+		Getenv:        opts.Getenv,
+		// health: see health.go
+		PingInterval:      cfg.Health.Interval.D(),
+		PingTimeout:       cfg.Health.Timeout.D(),
+		DegradedAfter:     cfg.Health.DegradedAfter,
+		UnhealthyAfter:    cfg.Health.UnhealthyAfter,
+		Breaker:           breakerConfig(cfg.Health.Breaker),
+		OnHealthChange:    s.health.changed,
+		Relay:             clients,
+		MaxClientSessions: cfg.Server.MaxBackendSessions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.backends.Close)
+	// Before the backends close: what they relay meanwhile is dropped.
+	s.closers = append(s.closers, clients.out.close)
+	s.relay = newRelay(clients, s.backends, rt, hooks, mcp, s.log) // relay.go
+	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: clients.flushed(rt.CallTool), log: s.log}
 	if cfg.Optimizer.Enabled {
 		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
 	}
@@ -177,6 +169,16 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	s.closers = append(s.closers, func() error { return s.mcpHTTP.Shutdown(context.Background()) })
 
 	return s, nil
+}
+
+// openBackend opens the session to backend of the client whose request ctx
+// is, for the router (calls served through mcp-go).
+func (s *Server) openBackend(ctx context.Context, backend string) (router.Backend, error) {
+	sess, err := s.backends.Session(ctx, clientOf(ctx), backend)
+	if err != nil {
+		return nil, err
+	}
+	return sess, nil
 }
 
 // buildRoutes assembles the request path and the routes around it. It runs
@@ -228,8 +230,8 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		discovery: discovery.New(s.sync),
 	}
 	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, relay: s.relay, log: s.log, inflight: &s.inflight,
-		calls:  &callRelay{router: s.sync.router, backends: s.backends, clients: s.relay, log: s.log},   // calls.go
-		modern: &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log}, // modern.go
+		calls:  &callRelay{router: s.sync.router, backends: s.backends, clients: s.relay.clients, log: s.log}, // calls.go
+		modern: &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log},       // modern.go
 	}
 	endpoint.index()
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))

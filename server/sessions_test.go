@@ -145,7 +145,7 @@ func TestServerRefusesSessionsOverTheBounds(t *testing.T) {
 	if w := post(srv, first, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); w.Code != http.StatusNotFound {
 		t.Fatalf("the evicted session answered %d, want 404", w.Code)
 	}
-	if _, ok := srv.relay.sessions.Load(first); ok {
+	if _, ok := srv.relay.clients.sessions.Load(first); ok {
 		t.Fatal("the evicted session is still registered with mcp-go (its backend sessions stay open)")
 	}
 
