@@ -92,6 +92,12 @@ func (l *methodLog) wrap(h http.Handler) http.Handler {
 	})
 }
 
+func (l *methodLog) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.bodies...)
+}
+
 func (l *methodLog) saw(s string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -284,8 +290,14 @@ func TestCancelReachesBackend(t *testing.T) {
 	if _, err := s.CallTool(ctx, req); err == nil {
 		t.Fatal("a call cancelled by its context succeeded")
 	}
+	// The notification goes out after the call has returned (off the
+	// caller's goroutine).
+	deadline := time.Now().Add(5 * time.Second)
+	for !(log.saw(`"method":"notifications/cancelled"`) && log.saw(`"requestId":"vmcp-`)) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !log.saw(`"method":"notifications/cancelled"`) || !log.saw(`"requestId":"vmcp-`) {
-		t.Errorf("backend got no notifications/cancelled for the call; bodies: %q", log.bodies)
+		t.Errorf("backend got no notifications/cancelled for the call; bodies: %q", log.snapshot())
 	}
 }
 

@@ -241,7 +241,8 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 	if c.Session == "" || !perClient(b.cfg.Transport) {
 		s, err := b.session()
 		if s != nil {
-			s.client, s.deadline = c.Session, deadline
+			s.client = c.Session
+			s.deadline.Store(deadline.UnixNano())
 		}
 		return s, err
 	}
@@ -254,7 +255,8 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 		}
 		return nil, err
 	}
-	s := &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session, deadline: deadline}
+	s := &Session{backend: b, conn: cc.conn, owner: cc, client: c.Session}
+	s.deadline.Store(deadline.UnixNano())
 	s.held.Store(true)
 	return s, nil
 }

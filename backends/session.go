@@ -27,10 +27,11 @@ type Session struct {
 	// held is set while the per-client session is held for the caller
 	// (Manager.Session); owner.active counts it.
 	held atomic.Bool
-	// deadline, when set, ends every request made with s: Manager.Session
-	// sets it one request timeout after it was asked, so the wait for the
-	// session and the request share that one bound.
-	deadline time.Time
+	// deadline, when set (Unix ns), ends the first request made with s:
+	// Manager.Session sets it one request timeout after it was asked, so
+	// the wait for the session and the request share that one bound.
+	// Later requests get a request timeout of their own.
+	deadline atomic.Int64
 }
 
 // Release stops holding a client's own backend session for the caller, so
@@ -358,8 +359,8 @@ func listKind[T any](ctx context.Context, s *Session, method string, list func(c
 }
 
 func (s *Session) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if !s.deadline.IsZero() {
-		return context.WithDeadline(ctx, s.deadline)
+	if d := s.deadline.Swap(0); d != 0 {
+		return context.WithDeadline(ctx, time.Unix(0, d))
 	}
 	return context.WithTimeout(ctx, requestTimeout(s.backend.cfg))
 }
