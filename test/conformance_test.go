@@ -88,7 +88,7 @@ func conformanceSuite(t *testing.T) (node, suite string) {
 	suite = filepath.Join(dir, "@modelcontextprotocol", "conformance", "dist", "index.js")
 	for _, f := range []string{node, suite} {
 		if _, err := os.Stat(f); err != nil {
-			t.Skipf("skipping the MCP conformance suite: %s is missing; run `npm ci` in test/conformance (it installs the pinned Node.js 22 and the suite; the Node.js package exists for linux-x64 only)", f)
+			missingPrerequisite(t, fmt.Sprintf("the MCP conformance suite: %s is missing; run `npm ci` in test/conformance (it installs the pinned Node.js 22 and the suite; the Node.js package exists for linux-x64 only)", f))
 		}
 	}
 	return node, suite

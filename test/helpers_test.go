@@ -106,12 +106,31 @@ func goBuild(pkg, out string) error {
 	return nil
 }
 
-// needNode skips t when Node.js or test/js/node_modules is missing.
+// needNode stops t when Node.js or test/js/node_modules is missing
+// (missingPrerequisite).
 func needNode(t *testing.T) {
 	t.Helper()
 	if nodeMissing != "" {
-		t.Skip("skipping Node-based test: " + nodeMissing)
+		missingPrerequisite(t, "Node-based test: "+nodeMissing)
 	}
+}
+
+// skipMissingEnv names the variable that lets tests whose prerequisites
+// are not installed skip instead of fail.
+const skipMissingEnv = "VMCP_TEST_SKIP_MISSING"
+
+// missingPrerequisite stops a test whose prerequisite (redis-server,
+// Node.js, the npm packages) is not installed. It fails, saying what to
+// install, so that a plain `go test ./...` (which shows skips only with
+// -v) does not pass while testing less than it says; with
+// VMCP_TEST_SKIP_MISSING=1 the test is skipped instead.
+func missingPrerequisite(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv(skipMissingEnv) == "1" {
+		t.Skip("skipping " + what)
+	}
+	t.Fatal("cannot run " + what + ". `bash .ci/run` installs every prerequisite and runs the tests; " +
+		skipMissingEnv + "=1 skips the tests that need what is missing")
 }
 
 // uniqueName returns base with a random suffix; it marks processes so a

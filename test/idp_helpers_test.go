@@ -54,15 +54,15 @@ var idpSecrets = map[string]string{
 // requiredScope is the scope vmcp requires in these tests.
 const requiredScope = "mcp:tools"
 
-// needIdP skips t when the OpenID provider cannot run: no node, or no
+// needIdP stops t (missingPrerequisite) when the OpenID provider cannot run: no node, or no
 // oidc-provider under test/js/node_modules (CI installs both).
 func needIdP(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("skipping OIDC end-to-end test: node is not on PATH (install Node.js >= 20)")
+		missingPrerequisite(t, "OIDC end-to-end test: node is not on PATH (install Node.js >= 20)")
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot, "test", "js", "node_modules", "oidc-provider")); err != nil {
-		t.Skip("skipping OIDC end-to-end test: test/js/node_modules/oidc-provider is missing (run `npm ci` in test/js)")
+		missingPrerequisite(t, "OIDC end-to-end test: test/js/node_modules/oidc-provider is missing (run `npm ci` in test/js)")
 	}
 }
 
