@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os/exec"
 	"sync"
 	"sync/atomic"
@@ -26,8 +27,11 @@ const protocolVersion = "2025-11-25"
 type backend struct {
 	cfg     config.Backend
 	headers map[string]string
-	m       *Manager
-	log     *slog.Logger
+	// url is cfg.URL parsed once, for the requests vmcp builds itself; nil
+	// for stdio.
+	url *url.URL
+	m   *Manager
+	log *slog.Logger
 
 	// changed and lost are signalled by transport goroutines (never blocking)
 	// and drained by the supervisor, which alone touches the connection.
@@ -50,9 +54,14 @@ type backend struct {
 }
 
 func newBackend(c config.Backend, headers map[string]string, m *Manager) *backend {
+	u, _ := url.Parse(c.URL) // validated by config
+	if c.URL == "" {
+		u = nil
+	}
 	return &backend{
 		cfg:     c,
 		headers: headers,
+		url:     u,
 		m:       m,
 		log:     m.log.With("backend", c.Name),
 		changed: make(chan struct{}, 1),

@@ -63,8 +63,7 @@ func (m *Manager) SessionData(ctx context.Context, c Client, name string) (Sessi
 		return SessionData{}, err
 	}
 	defer cc.active.Add(-1)
-	d, _ := cc.data()
-	return d, nil
+	return cc.session, nil
 }
 
 // relayable returns backend name and client c's open session with it,
@@ -81,7 +80,7 @@ func (m *Manager) relayable(ctx context.Context, c Client, name string) (*backen
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, ok := cc.data(); !ok {
+	if cc.header == nil {
 		cc.active.Add(-1)
 		return nil, nil, ErrNotRelayable
 	}
@@ -125,12 +124,12 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 			}
 			return nil, err
 		}
-		d, _ := cc.data()
-		resp, err := m.exchange(ctx, callCtx, b, d, body)
+		d := cc.session
+		resp, err := m.exchange(ctx, callCtx, b, cc.header, body)
 		if err != nil {
 			if callCtx.Err() != nil {
 				// The request may have reached the backend: tell it.
-				m.cancelCall(b, d, id, cancelReason(callCtx))
+				m.cancelCall(b, cc.header, id, cancelReason(callCtx))
 			}
 			cc.active.Add(-1)
 			cancel()
@@ -146,7 +145,7 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 			continue
 		}
 		resp.Body = &callBody{ReadCloser: resp.Body, ctx: callCtx, cancel: cancel, done: func() { cc.active.Add(-1) },
-			notify: func(reason string) { m.cancelCall(b, d, id, reason) }}
+			notify: func(reason string) { m.cancelCall(b, cc.header, id, reason) }}
 		return resp, nil
 	}
 }
@@ -163,8 +162,7 @@ func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte
 	defer cc.active.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, answerPostTimeout)
 	defer cancel()
-	d, _ := cc.data()
-	resp, err := m.exchange(ctx, ctx, b, d, body)
+	resp, err := m.exchange(ctx, ctx, b, cc.header, body)
 	if err != nil {
 		return err
 	}
@@ -176,15 +174,15 @@ func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte
 	return nil
 }
 
-// exchange POSTs body on session d of b under callCtx and counts the
+// exchange POSTs body with header (a session's) to b under callCtx and counts the
 // outcome for b's circuit breaker and health (ctx is the caller's: a
 // request it abandoned says nothing about the backend).
-func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, d SessionData, body []byte) (*http.Response, error) {
+func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, header http.Header, body []byte) (*http.Response, error) {
 	done, ok := b.breaker.allow()
 	if !ok {
 		return nil, &circuitOpenError{backend: b.cfg.Name}
 	}
-	resp, err := m.postSession(callCtx, b, d, body)
+	resp, err := m.post(callCtx, b, header, body)
 	var failure error
 	switch {
 	case err != nil:
@@ -209,16 +207,13 @@ func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, d SessionDa
 	return resp, nil
 }
 
-// postSession sends one POST on session d: its id and protocol version,
-// the backend's outgoing auth, content negotiation; nothing else.
-func (m *Manager) postSession(ctx context.Context, b *backend, d SessionData, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	h := req.Header
-	h["Content-Type"] = jsonContentType
-	h["Accept"] = acceptBoth
+// sessionHeader returns the headers of a request on session d: its id and
+// protocol version, content negotiation, the backend's outgoing auth;
+// nothing else.
+func (b *backend) sessionHeader(d SessionData) http.Header {
+	h := make(http.Header, 4+len(b.headers))
+	h["Content-Type"] = []string{"application/json"}
+	h["Accept"] = []string{"application/json, text/event-stream"}
 	if d.ID != "" {
 		h["Mcp-Session-Id"] = []string{d.ID}
 	}
@@ -226,17 +221,32 @@ func (m *Manager) postSession(ctx context.Context, b *backend, d SessionData, bo
 	for k, v := range b.headers {
 		h.Set(k, v)
 	}
-	return m.opts.HTTPClient.Do(req)
+	return h
 }
 
-var (
-	jsonContentType = []string{"application/json"}
-	acceptBoth      = []string{"application/json, text/event-stream"}
-)
+// post sends one POST of body with header (shared: not modified) to b,
+// through the transport of the Manager's HTTP client: a relayed call
+// follows no redirect, and builds no more than it sends.
+func (m *Manager) post(ctx context.Context, b *backend, header http.Header, body []byte) (*http.Response, error) {
+	req := (&http.Request{
+		Method: http.MethodPost, URL: b.url, Host: b.url.Host, Header: header,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+		// A request on a keep-alive connection the backend closed meanwhile
+		// is sent again on a new one.
+		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+	}).WithContext(ctx)
+	rt := m.opts.HTTPClient.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return rt.RoundTrip(req)
+}
 
 // cancelCall tells the backend, off the caller's goroutine and within
-// cancelTimeout, that the request id on session d is cancelled.
-func (m *Manager) cancelCall(b *backend, d SessionData, id json.RawMessage, reason string) {
+// cancelTimeout, that the request id on the session of header is
+// cancelled.
+func (m *Manager) cancelCall(b *backend, header http.Header, id json.RawMessage, reason string) {
 	if len(id) == 0 {
 		return
 	}
@@ -248,7 +258,7 @@ func (m *Manager) cancelCall(b *backend, d SessionData, id json.RawMessage, reas
 	m.background(func() {
 		ctx, cancel := context.WithTimeout(m.runCtx, cancelTimeout)
 		defer cancel()
-		resp, err := m.postSession(ctx, b, d, body)
+		resp, err := m.post(ctx, b, header, body)
 		if err != nil {
 			b.log.Debug("send notifications/cancelled", "error", err)
 			return

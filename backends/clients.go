@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,11 @@ type clientConn struct {
 	ready chan struct{}
 	conn  *conn
 	err   error
+	// session and header are the open session as data and the headers of
+	// a request on it (read only: shared by concurrent requests), set with
+	// conn for a streamable-HTTP backend.
+	session SessionData
+	header  http.Header
 	// active counts calls in flight and sessions handed out by get whose
 	// first call has not ended (Session.Release); an active session is not
 	// evicted.
@@ -171,6 +177,9 @@ func (p *clientConns) dial(ctx context.Context, c Client, b *backend, cc *client
 		return
 	}
 	cc.conn = conn
+	if d, ok := cc.data(); ok {
+		cc.session, cc.header = d, b.sessionHeader(d)
+	}
 	close(cc.ready)
 	if cc.closed.Load() {
 		// Closed while opening (the client ended, or the connection was

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/jsonrpc"
 )
 
 // benchServer starts vmcp in front of one in-process backend with n tools
@@ -80,6 +82,60 @@ func BenchmarkToolsList10000(b *testing.B) {
 func BenchmarkToolsCall(b *testing.B) {
 	srv, sid := benchServer(b, 10)
 	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"big_tool_00001","arguments":{"id":"x"}}}`
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := post(srv, sid, body)
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"ok"`)) {
+			b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// BenchmarkToolsCallRawBackend is BenchmarkToolsCall with a backend that
+// costs almost nothing (a fixed answer, written without any SDK), so that
+// what it counts is vmcp's own work: the chain, the relay and the HTTP
+// round trip to the backend (both ends of it), plus the test's request
+// and recorder.
+func BenchmarkToolsCallRawBackend(b *testing.B) {
+	answer := []byte(`{"jsonrpc":"2.0","id":ID,"result":{"content":[{"type":"text","text":"ok"}]}}`)
+	head, tail, _ := bytes.Cut(answer, []byte("ID"))
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case bytes.Contains(body, []byte(`"method":"initialize"`)):
+			w.Header().Set("Mcp-Session-Id", "s1")
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"0"}}}`)
+		case bytes.Contains(body, []byte(`"method":"tools/list"`)):
+			id, _ := jsonrpc.FindID(body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}`)
+		case bytes.Contains(body, []byte(`"method":"tools/call"`)):
+			id, _ := jsonrpc.FindID(body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(head)
+			_, _ = w.Write(id)
+			_, _ = w.Write(tail)
+		case r.Method == http.MethodGet:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	b.Cleanup(backend.Close)
+	cfg := testConfig(b, config.Backend{Name: "raw", Transport: config.TransportStreamableHTTP, URL: backend.URL})
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	sid := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`).Header().Get("Mcp-Session-Id")
+	post(srv, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"raw_t","arguments":{"id":"x"}}}`
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
