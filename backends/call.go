@@ -54,6 +54,13 @@ func (cc *clientConn) data() (SessionData, bool) {
 	return d, true
 }
 
+// Relayable reports whether calls to backend name can go to it as bytes
+// (Post): it is reached over streamable HTTP.
+func (m *Manager) Relayable(name string) bool {
+	b, ok := m.backends[name]
+	return ok && b.cfg.Transport == config.TransportStreamableHTTP
+}
+
 // SessionData returns client c's session with backend name as data,
 // opening it as Session does. It fails with ErrNotRelayable for a backend
 // not reached over streamable HTTP or a client without an MCP session.

@@ -198,7 +198,9 @@ type sessionPoster struct {
 	id     []byte
 }
 
-func (s sessionPoster) Supports(context.Context, string, string) bool { return true }
+func (s sessionPoster) Supports(_ context.Context, backend, _ string) bool {
+	return s.m.Relayable(backend)
+}
 
 func (s sessionPoster) Post(ctx context.Context, backend, _ string, body []byte, _ http.Header) (*http.Response, error) {
 	return s.m.Post(ctx, s.client, backend, s.id, body)
