@@ -56,14 +56,13 @@ func unsetEnvName(t *testing.T) string {
 	return name
 }
 
-// execute runs the CLI with args and returns its stdout, stderr and error.
-func execute(t *testing.T, args ...string) (stdout, stderr string, err error) {
+// execute runs the CLI with args and returns its stdout, stderr and exit
+// code.
+func execute(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	root := newRoot(&out, &errOut)
-	root.SetArgs(args)
-	err = root.Execute()
-	return out.String(), errOut.String(), err
+	code = run(args, &out, &errOut)
+	return out.String(), errOut.String(), code
 }
 
 const goodConfig = `
@@ -132,6 +131,50 @@ func TestCommands(t *testing.T) {
 			wantOut: []string{"vmcp dev\n"},
 		},
 		{
+			name:    "--version",
+			args:    []string{"--version"},
+			wantOut: []string{"vmcp dev\n"},
+		},
+		{
+			name:       "a misspelt flag is named, with a hint",
+			args:       []string{"serve", "--confg", "{config}"},
+			wantErr:    true,
+			wantErrOut: []string{"Error: unknown flag: --confg\n", "Run 'vmcp serve --help' for usage.\n"},
+		},
+		{
+			name:       "a flag without its value is named",
+			args:       []string{"validate", "--config"},
+			wantErr:    true,
+			wantErrOut: []string{"Error: flag needs an argument: --config\n", "Run 'vmcp validate --help' for usage.\n"},
+		},
+		{
+			name:       "an unknown subcommand is named, with a suggestion",
+			args:       []string{"serv"},
+			wantErr:    true,
+			wantErrOut: []string{`Error: unknown command "serv" for "vmcp"`, "serve", "Run 'vmcp --help' for usage.\n"},
+		},
+		{
+			name:       "an extra argument is named",
+			args:       []string{"validate", "-c", "{config}", "vmcp.yaml"},
+			config:     goodConfig,
+			wantErr:    true,
+			wantErrOut: []string{`Error: unknown command "vmcp.yaml" for "vmcp validate"`, "Run 'vmcp validate --help' for usage.\n"},
+		},
+		{
+			name:       "an extra argument to version is named",
+			args:       []string{"version", "now"},
+			wantErr:    true,
+			wantErrOut: []string{`Error: unknown command "now" for "vmcp version"`},
+		},
+		{
+			name:       "a bad --log-level is named before the config is read",
+			args:       []string{"serve", "-c", "{config}", "--log-level", "loud"},
+			config:     goodConfig,
+			wantErr:    true,
+			wantErrOut: []string{"Error: --log-level: ", `"loud"`, "Run 'vmcp serve --help' for usage.\n"},
+			notErrOut:  []string{"vmcp serving"},
+		},
+		{
 			name:    "validate a good config",
 			args:    []string{"validate", "--config", "{config}"},
 			config:  goodConfig,
@@ -143,6 +186,7 @@ func TestCommands(t *testing.T) {
 			config:     badConfig,
 			wantErr:    true,
 			wantErrOut: append([]string{"{config}: 4 error(s)\n"}, badConfigPaths...),
+			notErrOut:  []string{"Error:", "--help"}, // printed once, by validate
 		},
 		{
 			name:       "validate a missing file",
@@ -193,10 +237,10 @@ func TestCommands(t *testing.T) {
 				args[i] = subst(a)
 			}
 
-			stdout, stderr, err := execute(t, args...)
+			stdout, stderr, code := execute(t, args...)
 
-			if (err != nil) != tt.wantErr {
-				t.Errorf("error = %v, want error %v\nstderr:\n%s", err, tt.wantErr, stderr)
+			if (code != 0) != tt.wantErr {
+				t.Errorf("exit code = %d, want error %v\nstderr:\n%s", code, tt.wantErr, stderr)
 			}
 			for _, w := range tt.wantOut {
 				if !strings.Contains(stdout, subst(w)) {
