@@ -110,12 +110,23 @@ outgoingAuth:
 `
 }
 
+// redisConfig keeps rate limits in a Redis whose password is in envName.
+func redisConfig(envName string) string {
+	return goodConfig + `
+redis: {address: 127.0.0.1:1, passwordEnv: ` + envName + `}
+rateLimiting:
+  shared: {maxTokens: 10, refillPeriod: 1m}
+`
+}
+
 func TestCommands(t *testing.T) {
 	t.Parallel()
 	unset := unsetEnvName(t)
 	tests := []struct {
-		name   string
-		args   []string // "{config}" is replaced by the path of config
+		name string
+		// "{config}" in args, config and the wanted output is replaced by
+		// the path of config.
+		args   []string
 		config string
 		// wantErr: the command fails (main exits 1).
 		wantErr bool
@@ -202,6 +213,33 @@ func TestCommands(t *testing.T) {
 			wantErrOut: []string{"{config}: 1 error(s)\n", unset, "not set"},
 		},
 		{
+			name:       "validate names the unset redis.passwordEnv variable",
+			args:       []string{"validate", "-c", "{config}"},
+			config:     redisConfig(unset),
+			wantErr:    true,
+			wantErrOut: []string{"{config}: 1 error(s)\n", "redis.passwordEnv: ", unset, "not set"},
+		},
+		{
+			name:       "validate refuses an audit file in a missing directory",
+			args:       []string{"validate", "-c", "{config}"},
+			config:     goodConfig + "audit: {enabled: true, output: \"{config}.d/audit.log\"}\n",
+			wantErr:    true,
+			wantErrOut: []string{"{config}: 1 error(s)\n", "audit.output: ", "{config}.d/audit.log", "no such file or directory"},
+		},
+		{
+			name:       "validate refuses an audit output that is a directory",
+			args:       []string{"validate", "-c", "{config}"},
+			config:     goodConfig + "audit: {enabled: true, output: /}\n",
+			wantErr:    true,
+			wantErrOut: []string{"audit.output: ", "is a directory"},
+		},
+		{
+			name:    "validate accepts an audit file it can create, and leaves none",
+			args:    []string{"validate", "-c", "{config}"},
+			config:  goodConfig + "audit: {enabled: true, output: \"{config}.audit.log\"}\n",
+			wantOut: []string{"{config}: ok\n"},
+		},
+		{
 			name:    "validate checks an oidc config without reaching the provider",
 			args:    []string{"validate", "-c", "{config}"},
 			config:  oidcConfig,
@@ -228,10 +266,12 @@ func TestCommands(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "vmcp.yaml")
-			if tt.config != "" {
-				path = writeConfig(t, tt.config)
-			}
 			subst := func(s string) string { return strings.ReplaceAll(s, "{config}", path) }
+			if tt.config != "" {
+				if err := os.WriteFile(path, []byte(subst(tt.config)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			args := make([]string, len(tt.args))
 			for i, a := range tt.args {
 				args[i] = subst(a)
@@ -259,6 +299,9 @@ func TestCommands(t *testing.T) {
 				if strings.Contains(stderr, n) {
 					t.Errorf("stderr contains %q:\n%s", n, stderr)
 				}
+			}
+			if _, err := os.Stat(path + ".audit.log"); err == nil {
+				t.Errorf("an audit file was left behind at %s.audit.log", path)
 			}
 		})
 	}
