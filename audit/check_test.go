@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vmcp/vmcp/config"
@@ -32,6 +33,13 @@ func TestCheckOutput(t *testing.T) {
 			return filepath.Join(dir, "missing", "audit.log")
 		}},
 		{name: "a directory", wantErr: "is a directory", setup: func(_ *testing.T, dir string) string { return dir }},
+		{name: "a FIFO without a reader, not opened", setup: func(t *testing.T, dir string) string {
+			path := filepath.Join(dir, "audit.fifo")
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Skip("mkfifo:", err)
+			}
+			return path
+		}},
 		{name: "a read-only file", wantErr: "permission denied", setup: func(t *testing.T, dir string) string {
 			if os.Geteuid() == 0 {
 				t.Skip("root may write to any file")
@@ -61,6 +69,9 @@ func TestCheckOutput(t *testing.T) {
 			if after := snapshot(t, dir); after != before {
 				t.Errorf("CheckOutput changed the directory:\nbefore: %s\nafter:  %s", before, after)
 			}
+			if strings.Contains(tt.name, "FIFO") {
+				return // NewWriter would wait for a reader
+			}
 			// NewWriter agrees.
 			w, werr := NewWriter(config.Audit{Enabled: true, Output: out}, WriterOptions{})
 			if werr == nil {
@@ -83,7 +94,7 @@ func snapshot(t *testing.T, dir string) string {
 	var b strings.Builder
 	for _, e := range entries {
 		b.WriteString(e.Name())
-		if !e.IsDir() {
+		if e.Type().IsRegular() {
 			data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
 			b.WriteString("=" + string(data))
 		}
