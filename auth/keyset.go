@@ -253,6 +253,11 @@ func (ks *keySet) parse(body []byte) ([]jose.JSONWebKey, error) {
 			// verify with one.
 			continue
 		}
+		if !k.Valid() {
+			// Parsed but unusable (an RSA key with an empty modulus, say).
+			ks.logger.Debug("oidc: skipping an invalid JWKS key", "url", ks.url, "index", i, "kid", k.KeyID)
+			continue
+		}
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {

@@ -56,9 +56,6 @@ func newAnsweringHTTP(t *transport.StreamableHTTP, url string, headers map[strin
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	if timeout <= 0 {
-		timeout = defaultRequestTimeout
-	}
 	life, end := context.WithCancel(context.Background())
 	return &answeringHTTP{StreamableHTTP: t, url: url, headers: headers, hc: hc, log: log, timeout: timeout, life: life, endLife: end}
 }

@@ -229,11 +229,7 @@ func (b *backend) ping(ctx context.Context) error {
 // connect opens, initialises and installs a new connection.
 func (b *backend) connect(ctx context.Context) error {
 	b.setState(StateConnecting, nil)
-	timeout := b.cfg.ConnectTimeout.D()
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.ConnectTimeout.D())
 	defer cancel()
 
 	// The connection's streams and child live on ctx, as dial requires; the

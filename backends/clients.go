@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -423,11 +422,7 @@ func (b *backend) dialClient(ctx context.Context, c Client, cc *clientConn) (*co
 		// The backend is down: fail fast, the supervisor is on it.
 		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, ErrUnavailable)
 	}
-	timeout := b.cfg.ConnectTimeout.D()
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.ConnectTimeout.D())
 	defer cancel()
 
 	h := clientHandlers{relay: b.m.opts.Relay, session: c.Session}

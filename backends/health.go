@@ -49,18 +49,19 @@ func (e *circuitOpenError) Is(target error) bool {
 	return target == ErrCircuitOpen || target == ErrUnavailable
 }
 
-// BreakerConfig tunes a backend's circuit breaker. The zero value (or a
-// FailureThreshold of zero) disables it.
+// BreakerConfig tunes a backend's circuit breaker. In Options, the zero
+// value takes config's default (see Options.Breaker).
 type BreakerConfig struct {
-	// FailureThreshold consecutive failed calls open the circuit.
+	// FailureThreshold consecutive failed calls open the circuit. Zero or
+	// negative: no breaker.
 	FailureThreshold int
 	// OpenFor is how long the circuit stays open before one probe call is
-	// let through. Zero: 30s.
+	// let through. Zero: config's health.breaker.openFor default.
 	OpenFor time.Duration
 }
 
 // health counts a backend's consecutive failures and derives its state.
-// Its zero thresholds are not valid; newHealth fills them.
+// Its thresholds are positive (New fills them from config's defaults).
 type health struct {
 	degradedAfter, unhealthyAfter int
 
@@ -70,12 +71,6 @@ type health struct {
 }
 
 func newHealth(degradedAfter, unhealthyAfter int) *health {
-	if degradedAfter <= 0 {
-		degradedAfter = 1
-	}
-	if unhealthyAfter <= 0 {
-		unhealthyAfter = max(3, degradedAfter)
-	}
 	return &health{degradedAfter: degradedAfter, unhealthyAfter: unhealthyAfter, state: HealthHealthy}
 }
 
@@ -122,14 +117,11 @@ type breaker struct {
 	probing  bool // a half-open probe is in flight
 }
 
-// newBreaker returns nil (disabled) for a zero threshold. now nil means
-// time.Now.
+// newBreaker returns nil (disabled) for a threshold of zero or less. now
+// nil means time.Now.
 func newBreaker(cfg BreakerConfig, now func() time.Time) *breaker {
 	if cfg.FailureThreshold <= 0 {
 		return nil
-	}
-	if cfg.OpenFor <= 0 {
-		cfg.OpenFor = 30 * time.Second
 	}
 	if now == nil {
 		now = time.Now

@@ -20,9 +20,6 @@ func TestHealthStates(t *testing.T) {
 		outcomes                      []error
 		want                          []HealthState
 	}{
-		{"defaults", 0, 0,
-			[]error{fail, fail, fail, fail, nil},
-			[]HealthState{HealthDegraded, HealthDegraded, HealthUnhealthy, HealthUnhealthy, HealthHealthy}},
 		{"success resets the count", 1, 3,
 			[]error{fail, fail, nil, fail, fail, fail},
 			[]HealthState{HealthDegraded, HealthDegraded, HealthHealthy, HealthDegraded, HealthDegraded, HealthUnhealthy}},

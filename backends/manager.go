@@ -42,20 +42,22 @@ type Options struct {
 	// Getenv resolves headerValueEnv of outgoing auth. nil: os.LookupEnv.
 	Getenv func(string) (string, bool)
 	// PingInterval is how often a connected backend is checked with an MCP
-	// ping. Zero: 15s. Negative: never.
+	// ping. Zero: config's health.interval default. Negative: never.
 	PingInterval time.Duration
-	// PingTimeout bounds one ping. Zero: 5s. A ping that times out counts
-	// as a failure but keeps the connection until the backend is
-	// unhealthy; one the transport fails drops it at once.
+	// PingTimeout bounds one ping. Zero: config's health.timeout default.
+	// A ping that times out counts as a failure but keeps the connection
+	// until the backend is unhealthy; one the transport fails drops it at
+	// once.
 	PingTimeout time.Duration
 	// MaxBackoff caps the wait between reconnect attempts. Zero: 30s.
 	MaxBackoff time.Duration
 	// DegradedAfter and UnhealthyAfter are the numbers of consecutive
 	// failures (failed pings, connection attempts and calls; lost
-	// connections) that make a backend degraded and unhealthy. Zero: 1
-	// and 3. A success makes it healthy again.
+	// connections) that make a backend degraded and unhealthy. Zero:
+	// config's health defaults. A success makes it healthy again.
 	DegradedAfter, UnhealthyAfter int
-	// Breaker is every backend's circuit breaker. Zero: no breaker.
+	// Breaker is every backend's circuit breaker. Zero: config's
+	// health.breaker default (on). A negative FailureThreshold: no breaker.
 	Breaker BreakerConfig
 	// OnHealthChange is called after a backend's health state changed, from
 	// whichever goroutine observed the change (a call or the supervisor),
@@ -69,7 +71,8 @@ type Options struct {
 	Relay Relay
 	// MaxClientSessions bounds the per-client sessions to HTTP backends,
 	// over all backends; beyond it the least recently used one without a
-	// call in flight is closed. Zero: 1024.
+	// call in flight is closed. Zero: config's server.maxBackendSessions
+	// default.
 	MaxClientSessions int
 	// now is the breakers' clock; nil: time.Now. Tests set it.
 	now func() time.Time
@@ -100,8 +103,9 @@ type Manager struct {
 }
 
 // New prepares one supervised connection per backend; it connects nothing
-// until Start. It fails when outgoing auth names an environment variable
-// that is not set.
+// until Start. What cfgs and opts leave zero takes config's defaults, as
+// config.Load would fill them. It fails when outgoing auth names an
+// environment variable that is not set.
 func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -120,17 +124,9 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 		hc.Transport = opts.WrapTransport(base)
 		opts.HTTPClient = &hc
 	}
-	if opts.PingInterval == 0 {
-		opts.PingInterval = 15 * time.Second
-	}
+	cfgs, opts = withDefaults(cfgs, opts) // defaults.go
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 30 * time.Second
-	}
-	if opts.PingTimeout <= 0 {
-		opts.PingTimeout = 5 * time.Second
-	}
-	if opts.MaxClientSessions <= 0 {
-		opts.MaxClientSessions = 1024
 	}
 	m := &Manager{backends: make(map[string]*backend, len(cfgs)), opts: opts, log: opts.Logger, pool: pool}
 	m.runCtx, m.stop = context.WithCancel(context.Background())

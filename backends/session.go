@@ -365,17 +365,11 @@ func (s *Session) withTimeout(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, requestTimeout(s.backend.cfg))
 }
 
-// defaultRequestTimeout bounds one request to a backend whose config sets
-// no requestTimeout.
-const defaultRequestTimeout = 60 * time.Second
-
 // requestTimeout returns the bound of one request to the backend of cfg:
 // a call, a stateless relay, or vmcp's answer to the backend's request.
+// New fills an unset requestTimeout with config's default.
 func requestTimeout(cfg config.Backend) time.Duration {
-	if d := cfg.RequestTimeout.D(); d > 0 {
-		return d
-	}
-	return defaultRequestTimeout
+	return cfg.RequestTimeout.D()
 }
 
 // wrap names the backend in err and reports transport failures.

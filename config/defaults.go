@@ -61,13 +61,7 @@ func (c *Config) applyDefaults(keepPort bool) {
 	setDefault(&s.MaxSessionsPerIdentity, defaultMaxSessionsPerID)
 
 	for i := range c.Backends {
-		b := &c.Backends[i]
-		if b.Transport == TransportStdio {
-			setDefault(&b.ConnectTimeout, defaultStdioConnect)
-		} else {
-			setDefault(&b.ConnectTimeout, defaultHTTPConnect)
-		}
-		setDefault(&b.RequestTimeout, defaultRequestTimeout)
+		c.Backends[i].ApplyDefaults()
 	}
 
 	setDefault(&c.IncomingAuth.Type, AuthAnonymous)
@@ -100,6 +94,28 @@ func (c *Config) applyDefaults(keepPort bool) {
 	}
 	setDefault(&h.Breaker.FailureThreshold, defaultBreakerFailures)
 	setDefault(&h.Breaker.OpenFor, defaultBreakerOpenFor)
+}
+
+// ApplyDefaults fills b's unset timeouts: connectTimeout (10s, 60s for
+// stdio) and requestTimeout (60s). Config.ApplyDefaults calls it for every
+// backend.
+func (b *Backend) ApplyDefaults() {
+	if b.Transport == TransportStdio {
+		setDefault(&b.ConnectTimeout, defaultStdioConnect)
+	} else {
+		setDefault(&b.ConnectTimeout, defaultHTTPConnect)
+	}
+	setDefault(&b.RequestTimeout, defaultRequestTimeout)
+}
+
+// Defaults returns the Config that has every default filled and nothing
+// else: the value each key takes when it is unset. A package that takes
+// parts of a Config in code (backends.Options) fills its zero fields from
+// it, so each default is written once, here.
+func Defaults() Config {
+	var c Config
+	c.ApplyDefaults()
+	return c
 }
 
 // setDefault sets *p to v when *p is the zero value.

@@ -34,6 +34,18 @@ func (e *fieldError) Unwrap() []error {
 	return []error{ErrInvalid}
 }
 
+// Invalid returns a configuration mistake found outside Validate, by code
+// that resolves or opens what the config names (an environment variable, a
+// file): like Validate's errors it reads "path: " and err's message, and
+// wraps both ErrInvalid and err. A joined err gives one problem per error,
+// each under path.
+func Invalid(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return at(path, err)
+}
+
 // invalidf returns a problem with no path yet; callers add coordinates
 // with at.
 func invalidf(format string, args ...any) error {

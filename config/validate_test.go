@@ -134,3 +134,43 @@ func TestServerAllowedHostsAndOrigins(t *testing.T) {
 		`server.allowedOrigins[7]: must be an origin such as`,
 	})
 }
+
+// TestInvalid: an error found outside Validate reads like Validate's, path
+// first, and wraps both ErrInvalid and its cause; each joined cause is its
+// own problem.
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("permission denied")
+	tests := []struct {
+		name string
+		path string
+		err  error
+		want string
+	}{
+		{name: "nil", path: "audit.output", err: nil, want: ""},
+		{name: "one", path: "audit.output", err: cause, want: "audit.output: permission denied"},
+		{name: "joined", path: "rateLimiting", err: errors.Join(cause, errors.New("b")), want: "rateLimiting: permission denied\nrateLimiting: b"},
+		{name: "a field error gets a parent", path: "redis", err: invalidf("x"), want: "redis: x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := Invalid(tt.path, tt.err)
+			if tt.err == nil {
+				if err != nil {
+					t.Fatalf("Invalid(%q, nil) = %v, want nil", tt.path, err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Invalid = %v, want %q", err, tt.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("Invalid(...) does not wrap ErrInvalid")
+			}
+			if tt.err != nil && tt.name != "a field error gets a parent" && !errors.Is(err, cause) {
+				t.Errorf("Invalid(...) does not wrap its cause")
+			}
+		})
+	}
+}

@@ -144,10 +144,10 @@ func (s *Server) applyHealth(name string) {
 }
 
 // breakerConfig turns the config's breaker into the backends' one; a
-// disabled breaker is the zero value.
+// disabled breaker has a negative threshold (zero takes the default, on).
 func breakerConfig(b config.Breaker) backends.BreakerConfig {
 	if !b.On() {
-		return backends.BreakerConfig{}
+		return backends.BreakerConfig{FailureThreshold: -1}
 	}
 	return backends.BreakerConfig{FailureThreshold: b.FailureThreshold, OpenFor: b.OpenFor.D()}
 }

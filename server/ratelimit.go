@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -38,17 +37,11 @@ func (s *Server) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
 	if path, ok := strings.CutPrefix(r.Address, config.UnixSocketScheme); ok {
 		opts.Network, opts.Addr = "unix", path
 	}
-	if r.PasswordEnv != "" {
-		getenv := s.opts.Getenv
-		if getenv == nil {
-			getenv = os.LookupEnv
-		}
-		pw, ok := getenv(r.PasswordEnv)
-		if !ok {
-			return nil, fmt.Errorf("redis.passwordEnv: environment variable %s is not set", r.PasswordEnv)
-		}
-		opts.Password = pw
+	pw, err := redisPassword(r, s.opts.Getenv)
+	if err != nil {
+		return nil, err
 	}
+	opts.Password = pw
 	if r.TLS {
 		host, _, err := net.SplitHostPort(r.Address)
 		if err != nil {

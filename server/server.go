@@ -81,8 +81,12 @@ type Server struct {
 }
 
 // New validates cfg and assembles a server without connecting or listening
-// (see Start). cfg is taken as given: defaults are expected to be applied,
-// as config.Load does.
+// (see Start). It also refuses what Start would refuse without the network
+// (an unset redis.passwordEnv, an audit file that cannot be opened, a rate
+// limiter that cannot be built), so a config New accepts fails in Start
+// only for what needs the network (listener, Redis, identity provider).
+// cfg is taken as given: defaults are expected to be applied, as
+// config.Load does.
 func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -100,6 +104,9 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		}
 	}()
 
+	if err := s.preflight(); err != nil { // preflight.go
+		return nil, err
+	}
 	if err := s.setupTelemetry(); err != nil {
 		return nil, err
 	}

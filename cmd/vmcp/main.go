@@ -4,6 +4,10 @@
 //	vmcp serve --config vmcp.yaml
 //	vmcp validate --config vmcp.yaml
 //	vmcp version
+//
+// A mistake in the command line (an unknown flag or subcommand, an extra
+// argument, a bad --log-level) is printed with a hint to --help; a mistake
+// in the config is printed with its key path. Both exit 1.
 package main
 
 import (
@@ -28,18 +32,44 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
-		os.Exit(1)
-	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// run executes the command line args and returns the exit code. An error
+// the command has not reported itself (cobra's: a bad flag, an unknown
+// subcommand, an extra argument; or a bad flag value) is printed to stderr
+// with a hint to the failing command's --help.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return 0
+	}
+	if !errors.As(err, new(reported)) {
+		fmt.Fprintf(stderr, "Error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+	}
+	return 1
+}
+
+// reported marks an error the command has already written out (config
+// errors with their key paths, start-up failures in the log), so run does
+// not print it again.
+type reported struct{ error }
+
+func (r reported) Unwrap() error { return r.error }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "vmcp",
-		Short:         "A virtual MCP server aggregating many MCP servers behind one endpoint",
+		Use:     "vmcp",
+		Short:   "A virtual MCP server aggregating many MCP servers behind one endpoint",
+		Version: version,
+		// run prints the errors nobody reported, with a one-line hint
+		// instead of the whole usage.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("vmcp {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(stderr), newValidate(stdout, stderr), newVersion(stdout))
@@ -70,7 +100,7 @@ func newValidate(stdout, stderr io.Writer) *cobra.Command {
 			}
 			if err != nil {
 				printErrors(stderr, path, err)
-				return err
+				return reported{err}
 			}
 			fmt.Fprintf(stdout, "%s: ok\n", path)
 			return nil
@@ -98,14 +128,17 @@ func newServe(stderr io.Writer) *cobra.Command {
 			cfg, err := config.Load(path)
 			if err != nil {
 				printErrors(stderr, path, err)
-				return err
+				return reported{err}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
-			return serve(ctx, stop, hup, *cfg, log)
+			if err := serve(ctx, stop, hup, *cfg, log); err != nil {
+				return reported{err} // logged
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "vmcp.yaml", "path to the config file")

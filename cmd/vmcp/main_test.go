@@ -56,14 +56,13 @@ func unsetEnvName(t *testing.T) string {
 	return name
 }
 
-// execute runs the CLI with args and returns its stdout, stderr and error.
-func execute(t *testing.T, args ...string) (stdout, stderr string, err error) {
+// execute runs the CLI with args and returns its stdout, stderr and exit
+// code.
+func execute(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	root := newRoot(&out, &errOut)
-	root.SetArgs(args)
-	err = root.Execute()
-	return out.String(), errOut.String(), err
+	code = run(args, &out, &errOut)
+	return out.String(), errOut.String(), code
 }
 
 const goodConfig = `
@@ -111,12 +110,23 @@ outgoingAuth:
 `
 }
 
+// redisConfig keeps rate limits in a Redis whose password is in envName.
+func redisConfig(envName string) string {
+	return goodConfig + `
+redis: {address: 127.0.0.1:1, passwordEnv: ` + envName + `}
+rateLimiting:
+  shared: {maxTokens: 10, refillPeriod: 1m}
+`
+}
+
 func TestCommands(t *testing.T) {
 	t.Parallel()
 	unset := unsetEnvName(t)
 	tests := []struct {
-		name   string
-		args   []string // "{config}" is replaced by the path of config
+		name string
+		// "{config}" in args, config and the wanted output is replaced by
+		// the path of config.
+		args   []string
 		config string
 		// wantErr: the command fails (main exits 1).
 		wantErr bool
@@ -132,6 +142,50 @@ func TestCommands(t *testing.T) {
 			wantOut: []string{"vmcp dev\n"},
 		},
 		{
+			name:    "--version",
+			args:    []string{"--version"},
+			wantOut: []string{"vmcp dev\n"},
+		},
+		{
+			name:       "a misspelt flag is named, with a hint",
+			args:       []string{"serve", "--confg", "{config}"},
+			wantErr:    true,
+			wantErrOut: []string{"Error: unknown flag: --confg\n", "Run 'vmcp serve --help' for usage.\n"},
+		},
+		{
+			name:       "a flag without its value is named",
+			args:       []string{"validate", "--config"},
+			wantErr:    true,
+			wantErrOut: []string{"Error: flag needs an argument: --config\n", "Run 'vmcp validate --help' for usage.\n"},
+		},
+		{
+			name:       "an unknown subcommand is named, with a suggestion",
+			args:       []string{"serv"},
+			wantErr:    true,
+			wantErrOut: []string{`Error: unknown command "serv" for "vmcp"`, "serve", "Run 'vmcp --help' for usage.\n"},
+		},
+		{
+			name:       "an extra argument is named",
+			args:       []string{"validate", "-c", "{config}", "vmcp.yaml"},
+			config:     goodConfig,
+			wantErr:    true,
+			wantErrOut: []string{`Error: unknown command "vmcp.yaml" for "vmcp validate"`, "Run 'vmcp validate --help' for usage.\n"},
+		},
+		{
+			name:       "an extra argument to version is named",
+			args:       []string{"version", "now"},
+			wantErr:    true,
+			wantErrOut: []string{`Error: unknown command "now" for "vmcp version"`},
+		},
+		{
+			name:       "a bad --log-level is named before the config is read",
+			args:       []string{"serve", "-c", "{config}", "--log-level", "loud"},
+			config:     goodConfig,
+			wantErr:    true,
+			wantErrOut: []string{"Error: --log-level: ", `"loud"`, "Run 'vmcp serve --help' for usage.\n"},
+			notErrOut:  []string{"vmcp serving"},
+		},
+		{
 			name:    "validate a good config",
 			args:    []string{"validate", "--config", "{config}"},
 			config:  goodConfig,
@@ -143,6 +197,7 @@ func TestCommands(t *testing.T) {
 			config:     badConfig,
 			wantErr:    true,
 			wantErrOut: append([]string{"{config}: 4 error(s)\n"}, badConfigPaths...),
+			notErrOut:  []string{"Error:", "--help"}, // printed once, by validate
 		},
 		{
 			name:       "validate a missing file",
@@ -156,6 +211,33 @@ func TestCommands(t *testing.T) {
 			config:     headerInjectionConfig(unset),
 			wantErr:    true,
 			wantErrOut: []string{"{config}: 1 error(s)\n", unset, "not set"},
+		},
+		{
+			name:       "validate names the unset redis.passwordEnv variable",
+			args:       []string{"validate", "-c", "{config}"},
+			config:     redisConfig(unset),
+			wantErr:    true,
+			wantErrOut: []string{"{config}: 1 error(s)\n", "redis.passwordEnv: ", unset, "not set"},
+		},
+		{
+			name:       "validate refuses an audit file in a missing directory",
+			args:       []string{"validate", "-c", "{config}"},
+			config:     goodConfig + "audit: {enabled: true, output: \"{config}.d/audit.log\"}\n",
+			wantErr:    true,
+			wantErrOut: []string{"{config}: 1 error(s)\n", "audit.output: ", "{config}.d/audit.log", "no such file or directory"},
+		},
+		{
+			name:       "validate refuses an audit output that is a directory",
+			args:       []string{"validate", "-c", "{config}"},
+			config:     goodConfig + "audit: {enabled: true, output: /}\n",
+			wantErr:    true,
+			wantErrOut: []string{"audit.output: ", "is a directory"},
+		},
+		{
+			name:    "validate accepts an audit file it can create, and leaves none",
+			args:    []string{"validate", "-c", "{config}"},
+			config:  goodConfig + "audit: {enabled: true, output: \"{config}.audit.log\"}\n",
+			wantOut: []string{"{config}: ok\n"},
 		},
 		{
 			name:    "validate checks an oidc config without reaching the provider",
@@ -184,19 +266,21 @@ func TestCommands(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "vmcp.yaml")
-			if tt.config != "" {
-				path = writeConfig(t, tt.config)
-			}
 			subst := func(s string) string { return strings.ReplaceAll(s, "{config}", path) }
+			if tt.config != "" {
+				if err := os.WriteFile(path, []byte(subst(tt.config)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			args := make([]string, len(tt.args))
 			for i, a := range tt.args {
 				args[i] = subst(a)
 			}
 
-			stdout, stderr, err := execute(t, args...)
+			stdout, stderr, code := execute(t, args...)
 
-			if (err != nil) != tt.wantErr {
-				t.Errorf("error = %v, want error %v\nstderr:\n%s", err, tt.wantErr, stderr)
+			if (code != 0) != tt.wantErr {
+				t.Errorf("exit code = %d, want error %v\nstderr:\n%s", code, tt.wantErr, stderr)
 			}
 			for _, w := range tt.wantOut {
 				if !strings.Contains(stdout, subst(w)) {
@@ -215,6 +299,9 @@ func TestCommands(t *testing.T) {
 				if strings.Contains(stderr, n) {
 					t.Errorf("stderr contains %q:\n%s", n, stderr)
 				}
+			}
+			if _, err := os.Stat(path + ".audit.log"); err == nil {
+				t.Errorf("an audit file was left behind at %s.audit.log", path)
 			}
 		})
 	}
