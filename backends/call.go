@@ -195,11 +195,14 @@ func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, header http
 	case err != nil:
 		failure = err
 		if ctx.Err() == nil {
-			b.log.Warn("request on a client's backend session failed", "error", err)
+			b.log.Warn("request to the backend failed", "error", err)
 		}
 	case resp.StatusCode >= 500:
+		// An answer, but one that says the call failed (a proxy's 502, a
+		// crashed handler).
 		failure = fmt.Errorf("backend %q: HTTP %s", b.cfg.Name, resp.Status)
 	}
+	// No answer is a failure unless the caller gave up first.
 	observed := failure == nil || ctx.Err() == nil
 	done(observed, failure != nil)
 	if observed {

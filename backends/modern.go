@@ -128,7 +128,7 @@ func (x *Modern) probe(b *backend) (versions []string, expires time.Time) {
 	h := http.Header{}
 	h.Set(mcp.HeaderProtocolVersion, mcp.LATEST_PROTOCOL_VERSION)
 	h.Set(mcp.HeaderMethod, string(mcp.MethodServerDiscover))
-	resp, err := x.post(ctx, b, body, h)
+	resp, err := x.m.post(ctx, b, b.statelessHeader(h), body)
 	if err != nil {
 		b.log.Debug("server/discover probe failed; using the backend's session", "error", err)
 		return nil, time.Now().Add(modernRetryTTL)
@@ -214,32 +214,8 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 	if !ok || b.cfg.Transport != config.TransportStreamableHTTP || !mcp.IsModernProtocol(version) {
 		return nil, ErrNotModern
 	}
-	done, ok := b.breaker.allow()
-	if !ok {
-		return nil, &circuitOpenError{backend: backend}
-	}
 	callCtx, cancel := context.WithTimeout(ctx, requestTimeout(b.cfg))
-	resp, err := x.post(callCtx, b, body, header)
-	// Any answer is the backend answering, but a 5xx one (a proxy's 502, a
-	// crashed handler) says the call failed; no answer is a failure unless
-	// the caller gave up first.
-	var failure error
-	switch {
-	case err != nil:
-		failure = err
-		if ctx.Err() == nil {
-			b.log.Warn("stateless request failed", "error", err)
-		}
-		// The cause (an internal URL, a dial error) stays in the log.
-		err = fmt.Errorf("backend %q: %w", backend, ErrUnavailable)
-	case resp.StatusCode >= 500:
-		failure = fmt.Errorf("backend %q: HTTP %s", backend, resp.Status)
-	}
-	observed := failure == nil || ctx.Err() == nil
-	done(observed, failure != nil)
-	if observed {
-		b.observe(failure)
-	}
+	resp, err := x.m.exchange(ctx, callCtx, b, b.statelessHeader(header), body)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -248,25 +224,22 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 	return resp, nil
 }
 
-// post sends one POST to b's URL. Only the given MCP headers, the content
-// negotiation and b's outgoing auth go out; nothing else of a client's
-// request does.
-func (x *Modern) post(ctx context.Context, b *backend, body []byte, header http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
+// statelessHeader returns the headers of a stateless request to b: the
+// client's MCP headers (header), content negotiation and b's outgoing
+// auth; nothing else of a client's request.
+func (b *backend) statelessHeader(header http.Header) http.Header {
+	h := make(http.Header, len(header)+2+len(b.headers))
 	for k, vs := range header {
 		if isMCPHeader(k) {
-			req.Header[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
+			h[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
 		}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/event-stream")
 	for k, v := range b.headers {
-		req.Header.Set(k, v)
+		h.Set(k, v)
 	}
-	return x.m.opts.HTTPClient.Do(req)
+	return h
 }
 
 // isMCPHeader reports whether a client's header is one of the MCP request
