@@ -3,10 +3,10 @@ package jsonrpc
 import (
 	"bytes"
 	"encoding/binary"
-	"math/bits"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // ErrSyntax is wrapped by every error of the scanner: the input is not
