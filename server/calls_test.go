@@ -324,3 +324,34 @@ func TestCallsEndWithinTheRequestTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorsAreJSONRPC: what mcp-go answers as a plain-text HTTP error
+// reaches the client as a JSON-RPC error with the same status.
+func TestErrorsAreJSONRPC(t *testing.T) {
+	t.Parallel()
+	c := startRawVMCP(t, newRawBackend(t), false)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, c.url, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"ping"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/html")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", c.session)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var msg struct {
+		ID    json.RawMessage `json:"id"`
+		Error struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/json" ||
+		json.Unmarshal(body, &msg) != nil || string(msg.ID) != "5" || msg.Error.Code != -32600 || !strings.Contains(msg.Error.Message, "content type") {
+		t.Errorf("answer %d %s %s, want 400 with a JSON-RPC error", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -197,7 +198,9 @@ func (e *mcpEndpoint) serveMCPGo(w http.ResponseWriter, q *request) {
 	if q.p != nil {
 		req.Body = q.p.Body
 	}
-	e.mcp.Handle(streamingWriter{w: w, rc: http.NewResponseController(w)}, req)
+	sw := &streamingWriter{w: w, rc: http.NewResponseController(w), id: q.id()}
+	e.mcp.Handle(sw, req)
+	sw.finish()
 	if id := w.Header().Get(mcpserver.HeaderKeySessionID); id != "" && q.session == "" {
 		// A session was just created: it belongs to whoever created it.
 		e.sessions.bind(id, owner(q.r))
@@ -315,14 +318,58 @@ func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, q *request) bool {
 }
 
 // streamingWriter adapts an http.ResponseWriter to mcp-go's writer. The
-// response controller reaches Flush through any wrapping writers.
+// response controller reaches Flush through any wrapping writers. A
+// plain-text error of mcp-go's (a bad content type, an unknown session on
+// a path vmcp leaves to it) is held and written by finish as a JSON-RPC
+// error with the same status and text, so every error vmcp answers is
+// JSON-RPC.
 type streamingWriter struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
+	id []byte // the request's id, for an error answer
+	// code and text are mcp-go's plain-text error, when it wrote one.
+	code int
+	text []byte
 }
 
-func (s streamingWriter) Header() http.Header         { return s.w.Header() }
-func (s streamingWriter) WriteHeader(code int)        { s.w.WriteHeader(code) }
-func (s streamingWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
-func (s streamingWriter) Flush()                      { _ = s.rc.Flush() }
-func (s streamingWriter) CanStream() bool             { return true }
+func (s *streamingWriter) Header() http.Header { return s.w.Header() }
+
+func (s *streamingWriter) WriteHeader(code int) {
+	h := s.w.Header()
+	if code >= 400 && strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+		s.code = code
+		h.Del("X-Content-Type-Options")
+		return
+	}
+	s.w.WriteHeader(code)
+}
+
+func (s *streamingWriter) Write(p []byte) (int, error) {
+	if s.code != 0 {
+		if len(s.text) < 1024 {
+			s.text = append(s.text, p[:min(len(p), 1024-len(s.text))]...)
+		}
+		return len(p), nil
+	}
+	return s.w.Write(p)
+}
+
+func (s *streamingWriter) Flush() {
+	if s.code == 0 {
+		_ = s.rc.Flush()
+	}
+}
+
+func (s *streamingWriter) CanStream() bool { return true }
+
+// finish writes the JSON-RPC error of a plain-text one mcp-go answered.
+func (s *streamingWriter) finish() {
+	if s.code == 0 {
+		return
+	}
+	code := jsonrpc.CodeInvalidRequest
+	if s.code >= 500 {
+		code = jsonrpc.CodeInternalError
+	}
+	jsonrpc.WriteError(s.w, s.code, s.id, jsonrpc.Error{Code: code, Message: strings.TrimSpace(string(s.text))})
+}
