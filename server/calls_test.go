@@ -355,3 +355,33 @@ func TestErrorsAreJSONRPC(t *testing.T) {
 		t.Errorf("answer %d %s %s, want 400 with a JSON-RPC error", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
+
+// TestBatchesAreRefusedClearly: a JSON-RPC batch gets an invalid-request
+// error that says batches are not taken, at every revision (mcp-go called
+// it invalid JSON).
+func TestBatchesAreRefusedClearly(t *testing.T) {
+	t.Parallel()
+	c := startRawVMCP(t, newRawBackend(t), false)
+	for _, v := range []string{"", "2025-03-26", "2025-11-25", "2026-07-28"} {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, c.url,
+			strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Session-Id", c.session)
+		if v != "" {
+			req.Header.Set("Mcp-Protocol-Version", v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":-32600`) || !strings.Contains(string(body), "batches") {
+			t.Errorf("version %q: %d %s, want 400 -32600 naming batches", v, resp.StatusCode, body)
+		}
+	}
+}

@@ -91,7 +91,7 @@ type route struct {
 func (e *mcpEndpoint) routes() []route {
 	return []route{
 		{"initialize", sessionBased, e.refuseSession},               // session bounds (server.maxSessions, maxSessionsPerIdentity) before mcp-go opens one
-		{kindBatch, sessionBased, e.refuseBatch},                    // MCP dropped batches in 2025-06-18; older revisions go to mcp-go
+		{kindBatch, sessionBased, e.refuseBatch},                    // MCP dropped batches in 2025-06-18, and mcp-go takes none
 		{kindBatch, stateless, e.refuseBatch},                       // and the stateless revision never had them
 		{"tools/list", sessionBased, e.servedToolList},              // the catalogue's encoded list: mcp-go would encode every tool per request
 		{"tools/call", sessionBased, e.answeredUnhealthy},           // a hidden backend's tool names its backend (call_tool too), before mcp-go says "not found"
@@ -223,15 +223,15 @@ func (e *mcpEndpoint) refuseSession(w http.ResponseWriter, q *request) bool {
 	return q.session == "" && e.sessions.refuseNew(w, q.r, q.p, owner(q.r))
 }
 
-// refuseBatch answers a JSON-RPC batch of a revision that has none
-// (2025-06-18 on); older revisions' batches go to mcp-go.
+// refuseBatch answers a JSON-RPC batch: revisions from 2025-06-18 on
+// have none, and vmcp (like mcp-go, which would call it invalid JSON) does
+// not take the batches 2025-03-26 allowed.
 func (e *mcpEndpoint) refuseBatch(w http.ResponseWriter, q *request) bool {
-	v := q.r.Header.Get(mcpserver.HeaderKeyProtocolVersion)
-	if q.gen == sessionBased && (v == "" || v < "2025-06-18") {
-		return false
+	msg := "vmcp does not take JSON-RPC batches: send one message per request"
+	if v := q.r.Header.Get(mcpserver.HeaderKeyProtocolVersion); v >= "2025-06-18" {
+		msg = "JSON-RPC batches are not supported at protocol revision " + v
 	}
-	jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
-		Message: "JSON-RPC batches are not supported at protocol revision " + v})
+	jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: msg})
 	return true
 }
 
