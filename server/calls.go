@@ -185,10 +185,32 @@ func parseBackendRequestID(id []byte) (backend string, raw []byte, ok bool) {
 		return "", nil, false
 	}
 	raw, err = base64.RawURLEncoding.DecodeString(string(b64id))
-	if err != nil || len(raw) == 0 {
+	if err != nil || !isRequestID(raw) {
+		// The id goes into the body sent to the backend: anything but one
+		// id would let a client write its own message to the backend, past
+		// the rate limits and the audit.
 		return "", nil, false
 	}
 	return string(name), raw, true
+}
+
+// isRequestID reports whether raw is exactly one JSON-RPC request id: a
+// string or an integer.
+func isRequestID(raw []byte) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	end, err := jsonrpc.SkipValue(raw, 0)
+	if err != nil || end != len(raw) {
+		return false
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		return true
+	case c == '-' || (c >= '0' && c <= '9'):
+		return !bytes.ContainsAny(raw, ".eE")
+	}
+	return false
 }
 
 // sessionPoster posts a call on one client's backend sessions.

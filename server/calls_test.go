@@ -271,7 +271,8 @@ func TestBackendRequestIDs(t *testing.T) {
 			t.Errorf("%s %s: round trip gave %q %s %v", tc.backend, tc.id, backend, raw, ok)
 		}
 	}
-	for _, bad := range []string{`1`, `"vmcp/"`, `"vmcp/!!/x"`, `"other"`} {
+	injected := string(backendRequestID("github", []byte(`1,"method":"tools/call","params":{"name":"x"}`)))
+	for _, bad := range []string{`1`, `"vmcp/"`, `"vmcp/!!/x"`, `"other"`, injected, string(backendRequestID("github", []byte(`1.5`))), string(backendRequestID("github", []byte(` 1`)))} {
 		if _, _, ok := parseBackendRequestID([]byte(bad)); ok {
 			t.Errorf("%s parsed as a backend request id", bad)
 		}
