@@ -255,22 +255,27 @@ func (l *limiter) decided(ctx context.Context, d Decision) (Decision, verdict) {
 	return d, rejected
 }
 
-// reject answers a call the store refused, without calling next.
-func (l *limiter) reject(w http.ResponseWriter, r *http.Request, p *parse.Parsed, id auth.Identity, d Decision, scopes []string) {
-	scope := rejectedScope(d.Rejected, scopes)
-	l.metrics.rejected(r.Context(), scope)
-	secs := retryAfterSeconds(d.RetryAfter)
+// record records a call the stage refused, with reason.
+func (l *limiter) record(r *http.Request, p *parse.Parsed, id auth.Identity, reason string) {
 	l.rec.Record(r.Context(), audit.Event{
 		Time:       l.now(),
 		Issuer:     id.Issuer,
 		Subject:    id.Subject,
 		ClientAddr: r.RemoteAddr,
 		Method:     p.Method,
-		Name:       p.ResourceID,
+		Name:       parse.TruncateName(p.ResourceID),
 		Via:        p.Optimizer,
 		Outcome:    audit.OutcomeRateLimited,
-		Reason:     scope,
+		Reason:     reason,
 	})
+}
+
+// reject answers a call the store refused, without calling next.
+func (l *limiter) reject(w http.ResponseWriter, r *http.Request, p *parse.Parsed, id auth.Identity, d Decision, scopes []string) {
+	scope := rejectedScope(d.Rejected, scopes)
+	l.metrics.rejected(r.Context(), scope)
+	secs := retryAfterSeconds(d.RetryAfter)
+	l.record(r, p, id, scope)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	jsonrpc.WriteError(w, http.StatusTooManyRequests, p.ID, jsonrpc.Error{
 		Code:    errorCode(p.ProtocolVersion),
@@ -286,17 +291,7 @@ func (l *limiter) reject(w http.ResponseWriter, r *http.Request, p *parse.Parsed
 // next probe, which Retry-After names.
 func (l *limiter) refuse(w http.ResponseWriter, r *http.Request, p *parse.Parsed, id auth.Identity, d Decision) {
 	secs := retryAfterSeconds(d.RetryAfter)
-	l.rec.Record(r.Context(), audit.Event{
-		Time:       l.now(),
-		Issuer:     id.Issuer,
-		Subject:    id.Subject,
-		ClientAddr: r.RemoteAddr,
-		Method:     p.Method,
-		Name:       p.ResourceID,
-		Via:        p.Optimizer,
-		Outcome:    audit.OutcomeRateLimited,
-		Reason:     reasonStoreUnavailable,
-	})
+	l.record(r, p, id, reasonStoreUnavailable)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	jsonrpc.WriteError(w, http.StatusServiceUnavailable, p.ID, jsonrpc.Error{
 		Code:    jsonrpc.CodeInternalError,

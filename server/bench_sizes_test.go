@@ -15,7 +15,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
-	"github.com/vmcp/vmcp/config"
 )
 
 // BenchmarkToolsCallSizes measures tools/call of an echo tool with 100 B,
@@ -88,29 +87,13 @@ func benchEchoServer(b *testing.B) (http.Handler, string, *Server, string) {
 	h := mcpserver.NewStreamableHTTPServer(s)
 	ts := httptest.NewServer(h)
 	b.Cleanup(ts.Close)
-	cfg := testConfig(b, config.Backend{Name: "echo", Transport: config.TransportStreamableHTTP, URL: ts.URL + "/mcp"})
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	const initialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`
-	const initialized = `{"jsonrpc":"2.0","method":"notifications/initialized"}`
-	rec := post(srv, "", initialize)
-	sid := rec.Header().Get("Mcp-Session-Id")
-	if sid == "" {
-		b.Fatalf("no vmcp session: %d %s", rec.Code, rec.Body)
-	}
-	post(srv, sid, initialized)
-	rec = postHandler(h, "", initialize)
+	srv, sid := startBench(b, "echo", ts.URL+"/mcp")
+	rec := postHandler(h, "", benchInitialize)
 	bsid := rec.Header().Get("Mcp-Session-Id")
 	if bsid == "" {
 		b.Fatalf("no backend session: %d %s", rec.Code, rec.Body)
 	}
-	postHandler(h, bsid, initialized)
+	postHandler(h, bsid, benchInitialized)
 	return h, bsid, srv, sid
 }
 

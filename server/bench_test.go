@@ -30,10 +30,22 @@ func benchServer(b *testing.B, n int) (*Server, string) {
 			return mcp.NewToolResultText("ok"), nil
 		})
 	}
-	h := mcpserver.NewStreamableHTTPServer(s)
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(mcpserver.NewStreamableHTTPServer(s))
 	b.Cleanup(ts.Close)
-	cfg := testConfig(b, config.Backend{Name: "big", Transport: config.TransportStreamableHTTP, URL: ts.URL + "/mcp"})
+	return startBench(b, "big", ts.URL+"/mcp")
+}
+
+// Messages of a benchmark client's session.
+const (
+	benchInitialize  = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`
+	benchInitialized = `{"jsonrpc":"2.0","method":"notifications/initialized"}`
+)
+
+// startBench starts vmcp in front of the streamable-HTTP backend at url,
+// named name, and opens a client session with it.
+func startBench(b *testing.B, name, url string) (*Server, string) {
+	b.Helper()
+	cfg := testConfig(b, config.Backend{Name: name, Transport: config.TransportStreamableHTTP, URL: url})
 	srv, err := New(cfg, Options{Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
@@ -42,12 +54,12 @@ func benchServer(b *testing.B, n int) (*Server, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	rec := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`)
+	rec := post(srv, "", benchInitialize)
 	sid := rec.Header().Get("Mcp-Session-Id")
 	if sid == "" {
 		b.Fatalf("no session: %d %s", rec.Code, rec.Body)
 	}
-	post(srv, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	post(srv, sid, benchInitialized)
 	return srv, sid
 }
 
@@ -124,17 +136,7 @@ func BenchmarkToolsCallRawBackend(b *testing.B) {
 		}
 	}))
 	b.Cleanup(backend.Close)
-	cfg := testConfig(b, config.Backend{Name: "raw", Transport: config.TransportStreamableHTTP, URL: backend.URL})
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	sid := post(srv, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`).Header().Get("Mcp-Session-Id")
-	post(srv, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	srv, sid := startBench(b, "raw", backend.URL)
 	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"raw_t","arguments":{"id":"x"}}}`
 	b.ReportAllocs()
 	b.ResetTimer()
