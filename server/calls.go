@@ -78,7 +78,7 @@ func (c *callRelay) serve(w http.ResponseWriter, q *request) bool {
 	case errors.Is(err, router.ErrNotFound), errors.Is(err, router.ErrNotRelayed), errors.Is(err, backends.ErrNotRelayable):
 		return false
 	case err != nil:
-		c.failed(w, r, p, ctx, err)
+		c.failed(ctx, w, r, p, err)
 		return true
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -89,7 +89,7 @@ func (c *callRelay) serve(w http.ResponseWriter, q *request) bool {
 
 // failed answers a call that got no answer from its backend, as mcp-go
 // answers a failed handler: a JSON-RPC error naming the backend, HTTP 200.
-func (c *callRelay) failed(w http.ResponseWriter, r *http.Request, p *parse.Parsed, ctx context.Context, err error) {
+func (c *callRelay) failed(ctx context.Context, w http.ResponseWriter, r *http.Request, p *parse.Parsed, err error) {
 	if context.Cause(ctx) == errCancelledByClient {
 		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: codeRequestCancelled, Message: "request cancelled"})
 		return
