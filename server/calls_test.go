@@ -386,3 +386,24 @@ func TestBatchesAreRefusedClearly(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionChecks: one check before the table: a session-based request
+// other than initialize without a session id is 400, with an unknown one
+// 404, both JSON-RPC errors echoing the id.
+func TestSessionChecks(t *testing.T) {
+	t.Parallel()
+	c := startRawVMCP(t, newRawBackend(t), false)
+	for _, tc := range []struct {
+		session string
+		status  int
+	}{{"", http.StatusBadRequest}, {"mcp-session-made-up", http.StatusNotFound}} {
+		other := &rawClient{t: t, url: c.url, session: tc.session}
+		resp := other.post(`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"raw_extra","arguments":{}}}`)
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" ||
+			!strings.Contains(string(body), `"id":8`) || !strings.Contains(string(body), `"code":-32600`) {
+			t.Errorf("session %q: %d %s, want %d with a JSON-RPC error", tc.session, resp.StatusCode, body, tc.status)
+		}
+	}
+}
