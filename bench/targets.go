@@ -230,7 +230,7 @@ type vmcpTarget struct {
 func startVMCP(ctx context.Context, backendURL, extra string, logger *slog.Logger) (*vmcpTarget, error) {
 	yaml := fmt.Sprintf(`
 name: bench
-server: {host: 127.0.0.1, port: 0, path: /mcp, maxSessionsPerIdentity: 10000}  # every bench session is the same anonymous caller
+server: {host: 127.0.0.1, port: 0, path: /mcp, drainGrace: 0s, maxSessionsPerIdentity: 10000}  # every bench session is the same anonymous caller; no balancer to wait for
 backends:
   - {name: %s, transport: streamable-http, url: %q}
 %s`, backendName, backendURL, extra)

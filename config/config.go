@@ -48,7 +48,14 @@ type Server struct {
 	Path string `mapstructure:"path"` // default /mcp
 	// MaxBodyBytes caps a request body; larger bodies get 413. Default 1 MiB.
 	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
-	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
+	// DrainGrace is how long a shutdown keeps serving after /readyz turns
+	// 503, before the listener closes, so that a load balancer stops
+	// sending new work first. Default 5s; 0 (written explicitly in the file
+	// or environment, or set after ApplyDefaults in code) closes the
+	// listener at once.
+	DrainGrace Duration `mapstructure:"drainGrace"`
+	// ShutdownTimeout bounds the drain of in-flight requests that follows
+	// DrainGrace. Default 15s.
 	ShutdownTimeout Duration `mapstructure:"shutdownTimeout"`
 	// AllowedHosts lists the Host header values vmcp answers besides the
 	// loopback names (localhost, 127.0.0.0/8, ::1), which are always

@@ -15,6 +15,7 @@ const (
 	defaultPath               = "/mcp"
 	defaultMaxBodyBytes       = 1 << 20
 	defaultShutdownTimeout    = Duration(15 * time.Second)
+	defaultDrainGrace         = Duration(5 * time.Second)
 	defaultMaxBackendSessions = 1024
 	defaultIdleTimeout        = Duration(2 * time.Minute)
 	defaultMaxSessions        = 10000
@@ -38,21 +39,26 @@ const (
 
 // ApplyDefaults fills every field that has a default and is unset (zero);
 // it never changes a value that is set. Parse calls it before Validate;
-// call it for a Config built in code. Server.Port 0 becomes 4483 here, but
-// Parse keeps a port of 0 written in the file or environment.
-func (c *Config) ApplyDefaults() { c.applyDefaults(false) }
+// call it for a Config built in code. Server.Port 0 becomes 4483 and
+// Server.DrainGrace 0 becomes 5s here, but Parse keeps either written as 0
+// in the file or environment.
+func (c *Config) ApplyDefaults() { c.applyDefaults(func(string) bool { return false }) }
 
-// applyDefaults is ApplyDefaults; keepPort leaves Server.Port as it is.
-func (c *Config) applyDefaults(keepPort bool) {
+// applyDefaults is ApplyDefaults; a key for which written reports true
+// (server.port, server.drainGrace) keeps its zero value.
+func (c *Config) applyDefaults(written func(key string) bool) {
 	setDefault(&c.Name, defaultName)
 
 	s := &c.Server
 	setDefault(&s.Host, defaultHost)
-	if !keepPort {
+	if !written("server.port") {
 		setDefault(&s.Port, defaultPort)
 	}
 	setDefault(&s.Path, defaultPath)
 	setDefault(&s.MaxBodyBytes, defaultMaxBodyBytes)
+	if !written("server.drainGrace") {
+		setDefault(&s.DrainGrace, defaultDrainGrace)
+	}
 	setDefault(&s.ShutdownTimeout, defaultShutdownTimeout)
 	setDefault(&s.MaxBackendSessions, defaultMaxBackendSessions)
 	setDefault(&s.IdleTimeout, defaultIdleTimeout)

@@ -12,8 +12,8 @@ func TestParseFillsDefaults(t *testing.T) {
 	want := &Config{
 		Name: "vmcp",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
-			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
-			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
+			MaxBodyBytes: 1 << 20, DrainGrace: Duration(5 * time.Second), ShutdownTimeout: Duration(15 * time.Second),
+			MaxBackendSessions: 1024, IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
 			MaxSessions: 10000, MaxSessionsPerIdentity: 100},
 		Backends: []Backend{
 			{Name: "a", Transport: TransportStreamableHTTP, URL: "http://127.0.0.1:8081/mcp",
@@ -45,7 +45,7 @@ func TestApplyDefaultsKeepsValues(t *testing.T) {
 	t.Parallel()
 	cfg := Config{
 		Name: "n",
-		Server: Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, ShutdownTimeout: 1, MaxBackendSessions: 7,
+		Server: Server{Host: "::1", Port: 8080, Path: "/x", MaxBodyBytes: 5, DrainGrace: 13, ShutdownTimeout: 1, MaxBackendSessions: 7,
 			IdleTimeout: 9, MaxConnections: 10, MaxSessions: 11, MaxSessionsPerIdentity: 12},
 		Backends:     []Backend{{Transport: TransportStdio, ConnectTimeout: 2, RequestTimeout: 3}},
 		IncomingAuth: IncomingAuth{Type: AuthOIDC, OIDC: &OIDC{ClockSkew: 4}},
@@ -70,6 +70,9 @@ func TestApplyDefaultsKeepsValues(t *testing.T) {
 	zero.ApplyDefaults()
 	if zero.Server.Port != 4483 {
 		t.Errorf("ApplyDefaults: port = %d, want 4483", zero.Server.Port)
+	}
+	if zero.Server.DrainGrace != Duration(5*time.Second) {
+		t.Errorf("ApplyDefaults: drainGrace = %s, want 5s", zero.Server.DrainGrace)
 	}
 }
 

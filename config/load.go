@@ -31,7 +31,8 @@ func Load(path string) (*Config, error) {
 // "1m" or {duration: 1m}; aggregation.tools[].workload is accepted for
 // backend; sessionStorage with provider redis fills Redis when Redis is
 // unset. An explicit "server.port: 0" is kept (a free port is picked at
-// listen time) instead of taking the default. Every error wraps ErrInvalid;
+// listen time) instead of taking the default, and so is an explicit
+// "server.drainGrace: 0" (no grace before the listener closes). Every error wraps ErrInvalid;
 // all problems of one stage are reported together.
 func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	doc, err := readDocument(data)
@@ -73,7 +74,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	if err := dec.Decode(settings); err != nil {
 		return nil, &fieldError{msg: err.Error(), cause: err}
 	}
-	cfg.applyDefaults(v.IsSet("server.port"))
+	cfg.applyDefaults(v.IsSet)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

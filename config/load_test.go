@@ -17,7 +17,7 @@ func designExample() *Config {
 	return &Config{
 		Name: "engineering",
 		Server: Server{Host: "127.0.0.1", Port: 4483, Path: "/mcp",
-			MaxBodyBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
+			MaxBodyBytes: 1 << 20, DrainGrace: Duration(5 * time.Second), ShutdownTimeout: Duration(15 * time.Second), MaxBackendSessions: 1024,
 			IdleTimeout: Duration(2 * time.Minute), MaxConnections: defaultMaxConnections(),
 			MaxSessions: 10000, MaxSessionsPerIdentity: 100},
 		Backends: []Backend{
@@ -245,5 +245,30 @@ func TestParsePortZero(t *testing.T) {
 	cfg = mustParse(t, oneBackend, map[string]string{"VMCP_SERVER_PORT": "0"})
 	if cfg.Server.Port != 0 {
 		t.Errorf("port = %d, want 0 from VMCP_SERVER_PORT", cfg.Server.Port)
+	}
+}
+
+// TestParseDrainGrace: unset takes the default; an explicit 0, in the file
+// or the environment, is kept (no grace); any other value is taken.
+func TestParseDrainGrace(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want time.Duration
+	}{
+		{"unset", oneBackend, nil, 5 * time.Second},
+		{"explicit zero", "server: {drainGrace: 0s}\n" + oneBackend, nil, 0},
+		{"zero from the environment", oneBackend, map[string]string{"VMCP_SERVER_DRAINGRACE": "0s"}, 0},
+		{"set", "server: {drainGrace: 30s}\n" + oneBackend, nil, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := mustParse(t, tt.yaml, tt.env).Server.DrainGrace.D(); got != tt.want {
+				t.Errorf("drainGrace = %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -67,6 +67,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"server.maxBackendSessions: must be positive, got -1"}},
 		{"negative shutdown timeout", "server: {shutdownTimeout: -1s}\n" + oneBackend,
 			[]string{"server.shutdownTimeout: must not be negative"}},
+		{"negative drain grace", "server: {drainGrace: -1s}\n" + oneBackend,
+			[]string{"server.drainGrace: must not be negative, got -1s"}},
 
 		// backends
 		{"no backends", "name: x\n", []string{"backends: at least one backend is required"}},

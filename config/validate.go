@@ -57,6 +57,9 @@ func (s Server) validate() error {
 	if s.MaxBodyBytes <= 0 {
 		p.addf("maxBodyBytes", "must be positive, got %d", s.MaxBodyBytes)
 	}
+	if s.DrainGrace < 0 {
+		p.addf("drainGrace", "must not be negative, got %s", s.DrainGrace)
+	}
 	if s.ShutdownTimeout < 0 {
 		p.addf("shutdownTimeout", "must not be negative, got %s", s.ShutdownTimeout)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
-
 )
 
 // BenchmarkToolsCallSizes measures tools/call of an echo tool with 100 B,

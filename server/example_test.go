@@ -28,7 +28,7 @@ func Example() {
 
 	cfg, err := config.Parse([]byte(`
 name: example
-server: {port: 0}
+server: {port: 0, drainGrace: 0s} # no load balancer to wait for
 backends:
   - {name: clock, transport: streamable-http, url: `+bs.URL+`/mcp}
 `), nil)

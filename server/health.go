@@ -26,11 +26,14 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz answers 200 when at least one backend is connected and not
-// unhealthy, 503 otherwise, with every backend's status and tool count.
+// unhealthy and the server is not shutting down, 503 otherwise, with every
+// backend's status and tool count. From the start of Shutdown it answers
+// 503 with reason "draining", whatever the backends' state.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	cat := s.agg.Catalogue()
 	body := struct {
 		Ready    bool            `json:"ready"`
+		Reason   string          `json:"reason,omitempty"` // "draining"; empty otherwise
 		Backends []backendHealth `json:"backends"`
 	}{}
 	for _, st := range s.backends.Status() {
@@ -38,6 +41,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 			body.Ready = true
 		}
 		body.Backends = append(body.Backends, backendHealth{Status: st, Tools: cat.ToolCount(st.Name)})
+	}
+	if s.draining.Load() {
+		body.Ready, body.Reason = false, "draining"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if !body.Ready {

@@ -70,6 +70,7 @@ type Server struct {
 	listener net.Listener
 	serveErr chan error
 	inflight atomic.Int64 // MCP requests in progress, GET streams excluded
+	draining atomic.Bool  // set by Shutdown: /readyz answers 503
 
 	auditLog atomic.Pointer[audit.Writer] // nil: no audit file (yet)
 
@@ -344,11 +345,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Shutdown stops accepting connections, waits for in-flight requests (up to
-// server.shutdownTimeout or ctx, whichever ends first), ends the clients'
-// sessions and streams, then runs the cleanup hooks in reverse order of
-// registration: backend connections and stdio children, then the rest. It
-// returns every error joined. Calling it again returns the same result.
+// Shutdown stops a server in the order a load balancer needs. At once,
+// /readyz answers 503 with reason "draining" and responses ask clients to
+// close their connections. For server.drainGrace the server keeps serving
+// every request that still arrives, so the balancer notices before the
+// listener closes. Then it stops accepting connections, waits for
+// in-flight requests (up to server.shutdownTimeout), ends the clients'
+// sessions and streams, and runs the cleanup hooks in reverse order of
+// registration: backend connections and stdio children, then the rest.
+// ctx bounds the whole: when it ends, the grace and the drain stop short
+// and the hooks still run. A server that never served skips the grace.
+// Shutdown returns every error joined; calling it again returns the same
+// result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
 	return s.shutdownErr
@@ -357,6 +365,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) shutdown(ctx context.Context) error {
 	var errs []error
 	if s.httpSrv != nil {
+		s.draining.Store(true)
+		// Every response from now on closes its connection (and idle ones
+		// close now), so a client's next request goes through the balancer
+		// again instead of down a kept-alive connection to this replica.
+		s.httpSrv.SetKeepAlivesEnabled(false)
+		if grace := s.cfg.Server.DrainGrace.D(); grace > 0 {
+			s.log.Info("draining: not ready, still serving", "grace", grace)
+			graceOver := time.NewTimer(grace)
+			select {
+			case <-graceOver.C:
+			case <-ctx.Done():
+				graceOver.Stop()
+			}
+		}
 		drainCtx, cancel := context.WithTimeout(ctx, s.cfg.Server.ShutdownTimeout.D())
 		defer cancel()
 		done := make(chan error, 1)

@@ -42,7 +42,7 @@ func newBackend(t testing.TB, name string, tools ...string) *httptest.Server {
 
 func testConfig(t testing.TB, backends ...config.Backend) config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte("name: test\nserver: {port: 0}\nbackends: [{name: placeholder, transport: stdio, command: x}]\n"), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte("name: test\nserver: {port: 0, drainGrace: 0s}\nbackends: [{name: placeholder, transport: stdio, command: x}]\n"), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ func TestAuditBinaryRotation(t *testing.T) {
 	path := filepath.Join(dir, "audit.jsonl")
 	cfgPath := filepath.Join(dir, "vmcp.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`name: e2e-audit
-server: {host: 127.0.0.1, port: 0, shutdownTimeout: 5s}
+server: {host: 127.0.0.1, port: 0, drainGrace: 0s, shutdownTimeout: 5s}
 backends:
   - {name: weather, transport: streamable-http, url: %q}
 optimizer: {enabled: true}

@@ -67,7 +67,7 @@ func TestConformance(t *testing.T) {
 			backend := startEverythingServer(t, es, rev.stateful)
 			v := startVMCP(t, fmt.Sprintf(`
 name: conformance
-server: {host: 127.0.0.1, port: 0, path: /mcp}
+server: {host: 127.0.0.1, port: 0, path: /mcp, drainGrace: 0s}
 backends:
   - {name: everything, transport: streamable-http, url: %q}
 aggregation:

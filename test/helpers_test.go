@@ -302,7 +302,8 @@ func startVMCPWith(t *testing.T, yamlText string, opts server.Options) *vmcp {
 // references, builds the server with opts (Logger and Version are set
 // here), starts it and shuts it down when t ends; the log is shown if t
 // fails. A config or server.New error fails t; Start's error is returned
-// (after cleaning up), so a caller may retry.
+// (after cleaning up), so a caller may retry. server.drainGrace is 0
+// unless yamlText sets it.
 func launchVMCP(t *testing.T, yamlText string, env map[string]string, opts server.Options) (*vmcp, error) {
 	t.Helper()
 	v := &vmcp{Logs: &syncBuffer{}}
@@ -310,6 +311,11 @@ func launchVMCP(t *testing.T, yamlText string, env map[string]string, opts serve
 	cfg, err := config.Parse([]byte(yamlText), func(k string) (string, bool) { s, ok := env[k]; return s, ok })
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, yamlText)
+	}
+	if !strings.Contains(yamlText, "drainGrace") {
+		// No load balancer watches these servers: each test's Shutdown
+		// need not wait the default grace.
+		cfg.Server.DrainGrace = 0
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(v.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.Version = "e2e"
@@ -537,7 +543,8 @@ func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 
 // readyz is the body of /readyz.
 type readyz struct {
-	Ready    bool `json:"ready"`
+	Ready    bool   `json:"ready"`
+	Reason   string `json:"reason"`
 	Backends []struct {
 		Name      string `json:"name"`
 		Transport string `json:"transport"`

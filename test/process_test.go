@@ -103,7 +103,7 @@ func TestBinaryServeAndSIGTERM(t *testing.T) {
 	}
 	cfgPath := filepath.Join(t.TempDir(), "vmcp.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`name: e2e-binary
-server: {host: 127.0.0.1, port: 0, shutdownTimeout: 5s}
+server: {host: 127.0.0.1, port: 0, drainGrace: 1s, shutdownTimeout: 5s}
 backends:
   - {name: weather, transport: streamable-http, url: %q}
   - {name: local, transport: stdio, command: %q, args: [--name, %q, --flavor, notes]}
@@ -142,7 +142,7 @@ backends:
 		t.Errorf("vmcp serve after SIGTERM: %v, want exit status 0", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("vmcp serve took %s to stop (shutdownTimeout is 5s)", d)
+		t.Errorf("vmcp serve took %s to stop (drainGrace is 1s, shutdownTimeout 5s)", d)
 	}
 	if !strings.Contains(bin.Logs.String(), `msg=stopped`) {
 		t.Errorf("vmcp serve did not log a clean stop")

@@ -202,9 +202,10 @@ func serve(ctx context.Context, stop context.CancelFunc, hup <-chan os.Signal, c
 
 // shutdown shuts srv down and logs the outcome.
 func shutdown(srv *server.Server, cfg config.Config, log *slog.Logger) error {
-	// The drain is bounded by server.shutdownTimeout; the extra minute only
-	// covers the cleanup hooks (stdio children get their grace period).
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D()+time.Minute)
+	// The grace is server.drainGrace and the drain is bounded by
+	// server.shutdownTimeout; the extra minute only covers the cleanup
+	// hooks (stdio children get their grace period).
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainGrace.D()+cfg.Server.ShutdownTimeout.D()+time.Minute)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "error", err)

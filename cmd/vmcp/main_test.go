@@ -327,11 +327,11 @@ func (s *syncBuffer) String() string {
 }
 
 // serveConfig is a config serve can start with: a loopback port (0: a free
-// one) and a stdio backend that exits at once (start-up does not wait for
-// it to work).
+// one), no drain grace, and a stdio backend that exits at once (start-up
+// does not wait for it to work).
 func serveConfig(t *testing.T, port int) config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf("server: {host: 127.0.0.1, port: %d}\n%s", port, goodConfig)), nil)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("server: {host: 127.0.0.1, port: %d, drainGrace: 0s}\n%s", port, goodConfig)), nil)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
