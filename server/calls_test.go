@@ -407,3 +407,46 @@ func TestSessionChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteEndsTheGETStream: a session's open GET stream ends with the
+// session (DELETE here); mcp-go alone kept it open.
+func TestDeleteEndsTheGETStream(t *testing.T) {
+	t.Parallel()
+	c := startRawVMCP(t, newRawBackend(t), false)
+	get, err := http.NewRequestWithContext(context.Background(), http.MethodGet, c.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get.Header.Set("Accept", "text/event-stream")
+	get.Header.Set("Mcp-Session-Id", c.session)
+	get.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	resp, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream: %s", resp.Status)
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}()
+	del, err := http.NewRequestWithContext(context.Background(), http.MethodDelete, c.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del.Header.Set("Mcp-Session-Id", c.session)
+	del.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	dresp, err := http.DefaultClient.Do(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = dresp.Body.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the GET stream stayed open after its session was deleted")
+	}
+}

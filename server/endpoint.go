@@ -146,6 +146,17 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.inflight.Add(1)
 		defer e.inflight.Add(-1)
 	}
+	if q.session != "" && q.gen == sessionBased && r.Method != http.MethodDelete {
+		// In use while it runs; a GET stream also ends with its session.
+		var stop context.CancelFunc
+		if r.Method == http.MethodGet {
+			var ctx context.Context
+			ctx, stop = context.WithCancel(r.Context())
+			defer stop()
+			q.r = r.WithContext(ctx)
+		}
+		defer e.sessions.hold(q.session, stop)()
+	}
 	for _, serve := range e.table[routeKey{q.kind, q.gen}] {
 		if serve(w, q) {
 			return

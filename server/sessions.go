@@ -76,6 +76,65 @@ type liveSession struct {
 	owner string
 	// used is when a request last named it, Unix ns.
 	used atomic.Int64
+	// busy counts the requests in flight that name it, open GET streams
+	// included (hold): a busy session is neither idle nor evictable.
+	busy atomic.Int32
+	// mu guards stops and ended.
+	mu sync.Mutex
+	// stops end the session's GET streams when it ends (Terminate).
+	stops map[*context.CancelFunc]struct{}
+	ended bool
+}
+
+// hold marks session id in use until release is called: a request in
+// flight (a GET stream for as long as it is open) keeps it from idle
+// expiry and from eviction. stop, when not nil, is called when the session
+// ends, to end the request (a GET stream, which mcp-go would otherwise
+// keep open after its session ended). An id vmcp does not know holds
+// nothing.
+func (s *sessionIDs) hold(id string, stop context.CancelFunc) (release func()) {
+	s.mu.RLock()
+	ls, ok := s.live[id]
+	s.mu.RUnlock()
+	if !ok {
+		return func() {}
+	}
+	ls.busy.Add(1)
+	var key *context.CancelFunc
+	if stop != nil {
+		ls.mu.Lock()
+		if ls.ended {
+			ls.mu.Unlock()
+			stop()
+		} else {
+			key = &stop
+			if ls.stops == nil {
+				ls.stops = make(map[*context.CancelFunc]struct{}, 1)
+			}
+			ls.stops[key] = struct{}{}
+			ls.mu.Unlock()
+		}
+	}
+	return func() {
+		if key != nil {
+			ls.mu.Lock()
+			delete(ls.stops, key)
+			ls.mu.Unlock()
+		}
+		ls.used.Store(s.now().UnixNano())
+		ls.busy.Add(-1)
+	}
+}
+
+// end ends what holds ls open: its GET streams.
+func (ls *liveSession) end() {
+	ls.mu.Lock()
+	stops := ls.stops
+	ls.stops, ls.ended = nil, true
+	ls.mu.Unlock()
+	for stop := range stops {
+		(*stop)()
+	}
 }
 
 func newSessionIDs() *sessionIDs {
@@ -198,10 +257,12 @@ func (s *sessionIDs) usableBy(id, owner string) bool {
 	return false
 }
 
-// Terminate forgets id; later requests with it get 404.
+// Terminate forgets id; later requests with it get 404, and its open GET
+// streams end.
 func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 	s.mu.Lock()
-	if ls, ok := s.live[id]; ok {
+	ls, ok := s.live[id]
+	if ok {
 		delete(s.live, id)
 		if own := s.owned[ls.owner]; own != nil {
 			delete(own, id)
@@ -211,6 +272,9 @@ func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 		}
 	}
 	s.mu.Unlock()
+	if ok {
+		ls.end()
+	}
 	return false, nil
 }
 
@@ -272,7 +336,7 @@ func (s *sessionIDs) evictableLocked(owner, keep string) (id string, wait time.D
 	var lru string
 	oldest := int64(math.MaxInt64)
 	for sid, ls := range s.owned[owner] {
-		if u := ls.used.Load(); sid != keep && u < oldest {
+		if u := ls.used.Load(); sid != keep && ls.busy.Load() == 0 && u < oldest {
 			lru, oldest = sid, u
 		}
 	}
@@ -301,13 +365,13 @@ func (s *sessionIDs) sweep() {
 	var seen []*liveSession
 	s.mu.RLock()
 	for id, ls := range s.live {
-		if ls.used.Load() <= cutoff {
+		if ls.used.Load() <= cutoff && ls.busy.Load() == 0 {
 			idle, seen = append(idle, id), append(seen, ls)
 		}
 	}
 	s.mu.RUnlock()
 	for i, id := range idle {
-		if seen[i].used.Load() > cutoff { // named meanwhile
+		if seen[i].used.Load() > cutoff || seen[i].busy.Load() > 0 { // named meanwhile
 			continue
 		}
 		s.expired.Add(1)

@@ -207,3 +207,27 @@ func TestBindKeepsTheCap(t *testing.T) {
 		t.Fatalf("a live %v, b live %v; want only the newer b", s.valid(a), s.valid(b))
 	}
 }
+
+// TestHeldSessionsAreNotIdle: a session with a request in flight (a GET
+// stream held open, a long call) is not ended for being idle, however long
+// the request takes; once released it ages as usual.
+func TestHeldSessionsAreNotIdle(t *testing.T) {
+	t.Parallel()
+	s := newSessionIDs()
+	stop := s.run(0, 0, 100*time.Millisecond, quietLogger(), func(id string) { _, _ = s.Terminate(id) })
+	defer stop()
+	id := s.Generate()
+	release := s.hold(id, nil)
+	time.Sleep(500 * time.Millisecond) // several sweeps past the idle timeout
+	if s.count() != 1 { // not valid(): it would count as a use
+		t.Fatal("a session with a request in flight was ended as idle")
+	}
+	release()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.count() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the released session was not ended as idle")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
