@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path"
 	"reflect"
 	"slices"
 	"sort"
@@ -13,13 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	release "helm.sh/helm/v4/pkg/release/v1"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -115,29 +117,48 @@ func with(t *testing.T, overrides string) map[string]any {
 	return loader.MergeMaps(exampleValues(t), o)
 }
 
-// template renders the chart as `helm template vmcp deploy/helm/vmcp -n mcp`
-// does (client-only dry run) and returns the manifest.
+// template renders the chart as `helm template vmcp deploy/helm/vmcp -n mcp
+// --kube-version 1.32` does, and returns the manifest: the chart's
+// kubeVersion checked, the values coalesced with the chart's (and checked
+// against a schema, if the chart has one), the templates rendered by Helm's
+// engine, partials and NOTES.txt left out. (action.Install in client-only
+// dry-run mode does the same, but brings the Kubernetes client packages and
+// doubles the check's build time.)
 func template(t *testing.T, vals map[string]any) (string, error) {
 	t.Helper()
-	install := action.NewInstall(action.NewConfiguration())
-	install.DryRunStrategy = action.DryRunClient
-	install.ReleaseName = releaseName
-	install.Namespace = namespace
-	install.Replace = true
+	ch := loadChart(t)
+	caps := common.DefaultCapabilities.Copy()
 	kv, err := common.ParseKubeVersion(kubeVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	install.KubeVersion = kv
-	rel, err := install.Run(loadChart(t), vals)
+	caps.KubeVersion = *kv
+	if c := ch.Metadata.KubeVersion; c != "" && !chartutil.IsCompatibleRange(c, caps.KubeVersion.String()) {
+		return "", fmt.Errorf("chart requires kubeVersion %s, rendering for %s", c, caps.KubeVersion.String())
+	}
+	opts := common.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
+	top, err := util.ToRenderValuesWithSchemaValidation(ch, vals, opts, caps, false)
 	if err != nil {
 		return "", err
 	}
-	r, ok := rel.(*release.Release)
-	if !ok {
-		t.Fatalf("release of type %T", rel)
+	files, err := engine.Render(ch, top)
+	if err != nil {
+		return "", err
 	}
-	return r.Manifest, nil
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		base := path.Base(name)
+		if strings.HasPrefix(base, "_") || base == "NOTES.txt" || strings.TrimSpace(files[name]) == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", name, files[name])
+	}
+	return b.String(), nil
 }
 
 // decodeStrict decodes one YAML document into v, refusing unknown and
