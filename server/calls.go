@@ -323,7 +323,7 @@ func (a *answer) events(resp *http.Response) {
 				if err != io.EOF {
 					a.log.Warn("backend's event stream broke off", "backend", a.backend, "error", err)
 				}
-				a.event(rc, errorMessage(a.clientID, "backend "+strconv.Quote(a.backend)+" ended the call without an answer"))
+				a.event(rc, errorMessage(a.clientID, "backend "+strconv.Quote(a.backend)+" ended the call without an answer"), nil, nil)
 			}
 			return
 		}
@@ -332,13 +332,13 @@ func (a *answer) events(resp *http.Response) {
 		case err != nil:
 			a.log.Warn("backend sent an event that is no JSON-RPC message", "backend", a.backend, "error", err)
 		case e.Method != nil && e.ID != nil: // the backend asks the client
-			a.event(rc, jsonrpc.Splice(data, e.ID, backendRequestID(a.backend, e.ID)))
+			a.event(rc, data, e.ID, backendRequestID(a.backend, e.ID))
 		case e.Method != nil: // a notification
 			if msg := a.notification(data, e); msg != nil {
-				a.event(rc, msg)
+				a.event(rc, msg, nil, nil)
 			}
 		case bytes.Equal(e.ID, a.backendID):
-			a.event(rc, jsonrpc.Splice(data, e.ID, a.clientID))
+			a.event(rc, data, e.ID, a.clientID)
 			return
 		default:
 			a.log.Debug("backend sent a response that answers nothing of this call", "backend", a.backend)
@@ -373,9 +373,16 @@ func (a *answer) notification(data []byte, e jsonrpc.Envelope) []byte {
 	return data
 }
 
-// event writes one message as an SSE event and flushes it.
-func (a *answer) event(rc *http.ResponseController, msg []byte) {
+// event writes one message as an SSE event and flushes it; with part set
+// (a slice of msg), with part replaced by with, written around it rather
+// than copied.
+func (a *answer) event(rc *http.ResponseController, msg, part, with []byte) {
 	_, _ = io.WriteString(a.w, "event: message\ndata: ")
+	if at, ok := jsonrpc.OffsetIn(msg, part); ok {
+		_, _ = a.w.Write(msg[:at])
+		_, _ = a.w.Write(with)
+		msg = msg[at+len(part):]
+	}
 	_, _ = a.w.Write(msg)
 	_, _ = io.WriteString(a.w, "\n\n")
 	_ = rc.Flush()
@@ -392,60 +399,56 @@ func errorMessage(id []byte, msg string) []byte {
 type eventScanner struct {
 	r    *bufio.Reader
 	data []byte
-	line []byte
 }
 
 // next returns the data of the next event with data, valid until the next
-// call.
+// call. A data line longer than the reader's buffer is appended piece by
+// piece, never copied twice.
 func (s *eventScanner) next() ([]byte, error) {
 	s.data = s.data[:0]
 	for {
-		line, err := s.readLine()
-		if err != nil {
+		line, err := s.r.ReadSlice('\n')
+		if len(line) == 0 && err != nil {
 			if err == io.EOF && len(s.data) > 0 {
 				return s.data, nil
 			}
 			return nil, err
-		}
-		if len(line) == 0 {
-			if len(s.data) > 0 {
-				return s.data, nil
-			}
-			continue
 		}
 		if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
 			v = bytes.TrimPrefix(v, []byte(" "))
 			if len(s.data) > 0 {
 				s.data = append(s.data, '\n')
 			}
-			if len(s.data)+len(v) > maxAnswerBytes {
-				return nil, errors.New("event larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
-			}
 			s.data = append(s.data, v...)
+			for err == bufio.ErrBufferFull {
+				if len(s.data) > maxAnswerBytes {
+					return nil, errors.New("event larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
+				}
+				line, err = s.r.ReadSlice('\n')
+				s.data = append(s.data, line...)
+			}
+			s.data = trimEOL(s.data)
+		} else {
+			for err == bufio.ErrBufferFull { // a long line of another field
+				_, err = s.r.ReadSlice('\n')
+			}
+			if len(trimEOL(line)) == 0 && len(s.data) > 0 {
+				return s.data, nil // a blank line ends the event
+			}
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			if err == io.EOF && len(s.data) > 0 {
+				return s.data, nil
+			}
+			return nil, err
 		}
 	}
 }
 
-// readLine returns one line without its end (\n, \r\n or \r\n), bounded
-// by maxAnswerBytes.
-func (s *eventScanner) readLine() ([]byte, error) {
-	line, err := s.r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		s.line = append(s.line[:0], line...)
-		for err == bufio.ErrBufferFull {
-			if len(s.line) > maxAnswerBytes {
-				return nil, errors.New("event line larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
-			}
-			line, err = s.r.ReadSlice('\n')
-			s.line = append(s.line, line...)
-		}
-		line = s.line
-	}
-	if err != nil && (err != io.EOF || len(line) == 0) {
-		return nil, err
-	}
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r")), nil
+// trimEOL drops a line's end: \n, \r\n or \r.
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // bufferPool holds the buffers JSON answers are read into.

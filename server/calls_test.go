@@ -450,3 +450,31 @@ func TestDeleteEndsTheGETStream(t *testing.T) {
 		t.Fatal("the GET stream stayed open after its session was deleted")
 	}
 }
+
+// TestEventScanner: events are read whatever their line ends, with data
+// over several lines joined, comments and other fields skipped, and data
+// lines longer than the reader's buffer read whole.
+func TestEventScanner(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 100)
+	stream := ": comment\r\nevent: message\r\nid: 1\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n" +
+		"data: " + long + "\n\n" +
+		"retry: 10\n\n" +
+		"data: last"
+	sc := eventScanner{r: bufio.NewReaderSize(strings.NewReader(stream), 16)}
+	var got []string
+	for {
+		data, err := sc.next()
+		if err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			break
+		}
+		got = append(got, string(data))
+	}
+	want := []string{"{\"a\":\n1}", long, "last"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("events %q, want %q", got, want)
+	}
+}
