@@ -48,7 +48,10 @@ func runRateLimit(ctx context.Context, opts options, out io.Writer) (err error) 
 	}
 	defer be.stop()
 
-	limits := "rateLimiting:\n  shared: " + rateLimitBucket + "\n"
+	// checkTimeout as in -sizes: on an oversubscribed machine the default
+	// 50 ms is exceeded, and a check decided without Redis would make the
+	// Redis target look cheaper than it is.
+	limits := "rateLimiting:\n  shared: " + rateLimitBucket + "\n  checkTimeout: " + sizesRedisCheckTimeout + "\n"
 	type spec struct{ name, extra string }
 	specs := []spec{{"off", ""}, {"memory", limits}}
 	redisNote := "redis: skipped (redis-server is not on PATH)"
