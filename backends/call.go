@@ -125,9 +125,10 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 	for attempt := 0; ; attempt++ {
 		_, cc, err := m.relayable(callCtx, c, name)
 		if err != nil {
+			timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
 			cancel()
-			if callCtx.Err() != nil && ctx.Err() == nil {
-				return nil, fmt.Errorf("backend %q: session not opened within requestTimeout: %w", name, callCtx.Err())
+			if timedOut {
+				return nil, fmt.Errorf("backend %q: session not opened within requestTimeout: %w", name, ErrUnavailable)
 			}
 			return nil, err
 		}
@@ -162,9 +163,17 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 // session. The backend's answer to it (202, nothing to relay) is read and
 // closed here.
 func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte) error {
-	b, cc, err := m.relayable(ctx, c, name)
-	if err != nil {
-		return err
+	b, ok := m.backends[name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownBackend, name)
+	}
+	// Only a session that is open can have asked: an answer opens none.
+	cc := m.clients.existing(c, b)
+	if cc == nil || cc.header == nil {
+		if cc != nil {
+			cc.active.Add(-1)
+		}
+		return fmt.Errorf("backend %q: no session of this client to answer on", name)
 	}
 	defer cc.active.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, answerPostTimeout)
@@ -179,6 +188,40 @@ func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte
 		return fmt.Errorf("backend %q: answer refused: HTTP %s", name, resp.Status)
 	}
 	return nil
+}
+
+// Resume reopens, with GET and Last-Event-ID, the event stream of a call on
+// client c's session with backend name that the backend ended before its
+// answer (as servers may, to be polled), and returns it for the caller to
+// relay and close. It is bounded by ctx, the call's.
+func (m *Manager) Resume(ctx context.Context, c Client, name, lastEventID string) (*http.Response, error) {
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
+	}
+	cc := m.clients.existing(c, b)
+	if cc == nil || cc.header == nil {
+		if cc != nil {
+			cc.active.Add(-1)
+		}
+		return nil, fmt.Errorf("backend %q: the session of the call has ended", name)
+	}
+	defer cc.active.Add(-1)
+	h := cc.header.Clone()
+	delete(h, "Content-Type")
+	h.Set("Accept", "text/event-stream")
+	h.Set("Last-Event-ID", lastEventID)
+	req := (&http.Request{Method: http.MethodGet, URL: b.url, Host: b.url.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
+	rt := m.opts.HTTPClient.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: resume the call's stream: %w", name, ErrUnavailable)
+	}
+	return resp, nil
 }
 
 // exchange POSTs body with header (a session's) to b under callCtx and counts the

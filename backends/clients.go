@@ -203,6 +203,26 @@ func (p *clientConns) wait(ctx context.Context, cc *clientConn) (*clientConn, er
 	return cc, nil
 }
 
+// existing returns client c's open session with b, held (active) for the
+// caller, or nil: it opens none.
+func (p *clientConns) existing(c Client, b *backend) *clientConn {
+	p.mu.Lock()
+	cc, ok := p.byKey[connKey{c.Session, b.cfg.Name}]
+	if ok {
+		select {
+		case <-cc.ready:
+			if cc.err == nil && cc.conn != nil {
+				cc.active.Add(1)
+				p.mu.Unlock()
+				return cc
+			}
+		default:
+		}
+	}
+	p.mu.Unlock()
+	return nil
+}
+
 // oldestIdle returns the least recently used open session without a call
 // in flight, or nil. p.mu is held.
 func (p *clientConns) oldestIdle() *clientConn {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 )
 
 // ErrSyntax is wrapped by every error of the scanner: the input is not
@@ -314,54 +315,73 @@ type Envelope struct {
 
 // ScanEnvelope reads the top-level members of msg, a JSON-RPC message,
 // without decoding params, result or error. It fails on malformed JSON, a
-// message that is not an object, and a member of the envelope that
-// appears twice (two readers of the message could take different ones).
+// message that is not an object, and an envelope member that is ambiguous
+// (Members): two readers of the message could take different ones.
 func ScanEnvelope(msg []byte) (Envelope, error) {
 	var (
 		e   Envelope
-		dup string
-		end int
+		out [6][]byte
 	)
-	err := EachMember(msg, 0, func(key, value []byte, _, after int) bool {
+	end, err := members(msg, envelopeKeys[:], out[:])
+	if err == nil && SkipSpace(msg, end) != len(msg) {
+		err = fmt.Errorf("%w: data after the message", ErrSyntax)
+	}
+	e.JSONRPC, e.ID, e.Method, e.Params, e.Result, e.Error = out[0], out[1], out[2], out[3], out[4], out[5]
+	if errors.Is(err, ErrDuplicateKey) && strings.Contains(err.Error(), `"id"`) {
+		e.ID = nil // which id counts is not known
+	}
+	return e, err
+}
+
+var envelopeKeys = [6]string{"jsonrpc", "id", "method", "params", "result", "error"}
+
+// Members reads the members of the JSON object obj named in names into
+// out (out[i] is the value of names[i], a slice of obj; nil when absent)
+// without decoding them. It fails on malformed JSON and on an ambiguous
+// member, wrapping ErrDuplicateKey: one of names twice, or a key that is
+// not one of names but equals one of them ignoring case (encoding/json,
+// and so many a backend, matches keys that way, Unicode folding included:
+// "NAME", "ſcope"), since two readers of obj could then take different
+// values.
+func Members(obj []byte, names []string, out [][]byte) error {
+	_, err := members(obj, names, out)
+	return err
+}
+
+// members is Members, also returning the index just past obj.
+func members(obj []byte, names []string, out [][]byte) (int, error) {
+	var (
+		end int
+		bad error
+	)
+	err := EachMember(obj, 0, func(key, value []byte, _, after int) bool {
 		end = after
 		if key == nil {
 			return true
 		}
-		var slot *[]byte
-		switch string(KeyText(key)) {
-		case "jsonrpc":
-			slot = &e.JSONRPC
-		case "id":
-			slot = &e.ID
-		case "method":
-			slot = &e.Method
-		case "params":
-			slot = &e.Params
-		case "result":
-			slot = &e.Result
-		case "error":
-			slot = &e.Error
-		default:
-			return true
+		text := KeyText(key)
+		for i, name := range names {
+			if string(text) == name {
+				if out[i] != nil {
+					bad = fmt.Errorf("%w: key %q appears twice", ErrDuplicateKey, name)
+					return false
+				}
+				out[i] = value
+				return true
+			}
 		}
-		if *slot != nil {
-			dup = Key(key)
-			*slot = nil // which one counts is not known
-			return false
+		for _, name := range names {
+			if bytes.EqualFold(text, []byte(name)) {
+				bad = fmt.Errorf("%w: key %q is %q in another case", ErrDuplicateKey, text, name)
+				return false
+			}
 		}
-		*slot = value
 		return true
 	})
 	if err != nil {
-		return e, err
+		return end, err
 	}
-	if dup != "" {
-		return e, fmt.Errorf("%w: key %q appears twice", ErrDuplicateKey, dup)
-	}
-	if SkipSpace(msg, end) != len(msg) {
-		return e, fmt.Errorf("%w: data after the message", ErrSyntax)
-	}
-	return e, nil
+	return end, bad
 }
 
 // FindID returns the top-level id of msg, a JSON-RPC message, reading no

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -293,87 +292,30 @@ func str(v []byte) (string, bool) {
 	return jsonrpc.Key(v), true
 }
 
+// paramsKeys are the members of params vmcp reads.
+var paramsKeys = []string{"name", "uri", "arguments", "protocolVersion", "cursor", "_meta", "ref"}
+
 // readParams reads the members of params vmcp routes on. A member vmcp
-// reads that appears twice is refused: vmcp and the backend could each
-// take a different one.
+// reads that is ambiguous (twice, or in another case: jsonrpc.Members) is
+// refused: vmcp and the backend could each take a different one.
 func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
-	var (
-		perr *jsonrpc.Error
-		seen uint16
-	)
-	const (
-		sName = 1 << iota
-		sURI
-		sArguments
-		sProtocolVersion
-		sCursor
-		sMeta
-		sRef
-	)
-	once := func(bit uint16, key string) bool {
-		if seen&bit != 0 {
-			perr = invalid(fmt.Sprintf("key %q appears twice in params", key))
-			return false
-		}
-		seen |= bit
-		return true
-	}
-	var name, uri, ref []byte
-	err := jsonrpc.EachMember(p.Params, 0, func(key, value []byte, _, _ int) bool {
-		if key == nil {
-			return true
-		}
-		switch k := jsonrpc.KeyText(key); string(k) {
-		case "name":
-			if !once(sName, "name") {
-				return false
-			}
-			name = value
-		case "uri":
-			if !once(sURI, "uri") {
-				return false
-			}
-			uri = value
-		case "arguments":
-			if !once(sArguments, "arguments") {
-				return false
-			}
-			p.Arguments = value
-		case "protocolVersion":
-			if !once(sProtocolVersion, "protocolVersion") {
-				return false
-			}
-			v, ok := str(value)
-			if !ok {
-				perr = invalid("protocolVersion has the wrong type")
-				return false
-			}
-			if p.Method == "initialize" {
-				p.ProtocolVersion = v
-			}
-		case "cursor":
-			if !once(sCursor, "cursor") {
-				return false
-			}
-			p.Cursor, _ = str(value)
-		case "_meta":
-			if !once(sMeta, "_meta") {
-				return false
-			}
-			p.Meta = value
-		case "ref":
-			if !once(sRef, "ref") {
-				return false
-			}
-			ref = value
-		}
-		return true
-	})
-	if err != nil {
-		return &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: err.Error()}
-	}
-	if perr != nil {
+	var m [7][]byte
+	if perr := readMembers(p.Params, "params", paramsKeys, m[:]); perr != nil {
 		return perr
+	}
+	name, uri, ref := m[0], m[1], m[6]
+	p.Arguments, p.Meta = m[2], m[5]
+	if v := m[3]; v != nil {
+		s, ok := str(v)
+		if !ok {
+			return invalid("protocolVersion has the wrong type")
+		}
+		if p.Method == "initialize" {
+			p.ProtocolVersion = s
+		}
+	}
+	if m[4] != nil {
+		p.Cursor, _ = str(m[4])
 	}
 	if p.Meta != nil && p.Meta[0] == '{' {
 		if perr := p.readMeta(); perr != nil {
@@ -393,7 +335,7 @@ func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
 			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid params: arguments must be an object"}
 		}
 		if p.Method == "tools/call" && opts.Optimizer {
-			p.resolveOptimizer()
+			return p.resolveOptimizer()
 		}
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		if uri != nil {
@@ -406,7 +348,7 @@ func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
 	case "completion/complete":
 		p.Arguments = nil
 		if ref != nil && ref[0] == '{' {
-			p.readRef(ref)
+			return p.readRef(ref)
 		}
 	default:
 		p.Arguments = nil
@@ -414,53 +356,53 @@ func (p *Parsed) readParams(opts Options) *jsonrpc.Error {
 	return nil
 }
 
+// readMembers reads the members names of obj (at path, for the error) into
+// out: a parse error for malformed JSON, an invalid request for an
+// ambiguous member.
+func readMembers(obj []byte, path string, names []string, out [][]byte) *jsonrpc.Error {
+	err := jsonrpc.Members(obj, names, out)
+	switch {
+	case errors.Is(err, jsonrpc.ErrDuplicateKey):
+		return invalid(strings.TrimPrefix(err.Error(), jsonrpc.ErrDuplicateKey.Error()+": ") + " in " + path)
+	case err != nil:
+		return &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: err.Error()}
+	}
+	return nil
+}
+
 // readMeta reads the protocol revision a request of the stateless revision
 // names in params._meta.
 func (p *Parsed) readMeta() *jsonrpc.Error {
-	var perr *jsonrpc.Error
-	n := 0
-	_ = jsonrpc.EachMember(p.Meta, 0, func(key, value []byte, _, _ int) bool {
-		if key != nil && jsonrpc.KeyIs(key, metaProtocolVersion) {
-			n++
-			if n > 1 {
-				perr = invalid(fmt.Sprintf("key %q appears twice in params._meta", metaProtocolVersion))
-				return false
-			}
-			p.MetaProtocolVersion, _ = str(value)
-		}
-		return true
-	})
-	return perr
+	var m [1][]byte
+	if perr := readMembers(p.Meta, "params._meta", []string{metaProtocolVersion}, m[:]); perr != nil {
+		return perr
+	}
+	if m[0] != nil {
+		p.MetaProtocolVersion, _ = str(m[0])
+	}
+	return nil
 }
 
 const metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
 
 // readRef reads the reference of a completion/complete: a prompt's name
 // (ResourceID and Name) or a resource template's URI (ResourceID).
-func (p *Parsed) readRef(ref []byte) {
-	var typ, name, uri []byte
-	_ = jsonrpc.EachMember(ref, 0, func(key, value []byte, _, _ int) bool {
-		switch {
-		case key == nil:
-		case jsonrpc.KeyIs(key, "type"):
-			typ = value
-		case jsonrpc.KeyIs(key, "name"):
-			name = value
-		case jsonrpc.KeyIs(key, "uri"):
-			uri = value
-		}
-		return true
-	})
-	t, _ := str(typ)
+func (p *Parsed) readRef(ref []byte) *jsonrpc.Error {
+	var m [3][]byte
+	if perr := readMembers(ref, "params.ref", []string{"type", "name", "uri"}, m[:]); perr != nil {
+		return perr
+	}
+	t, _ := str(m[0])
 	p.RefType = t
 	switch t {
 	case "ref/prompt":
-		if v, ok := str(name); ok {
-			p.ResourceID, p.Name = v, name
+		if v, ok := str(m[1]); ok {
+			p.ResourceID, p.Name = v, m[1]
 		}
 	case "ref/resource":
-		p.ResourceID, _ = str(uri)
+		p.ResourceID, _ = str(m[2])
 	}
+	return nil
 }
 
 // resolveOptimizer marks a call of find_tool or call_tool and puts the tool
@@ -468,7 +410,7 @@ func (p *Parsed) readRef(ref []byte) {
 // later stages limit, audit and relay the real tool. A call_tool whose
 // arguments are not an object with a string tool_name keeps an empty
 // ResourceID: the call_tool handler answers it with a tool error.
-func (p *Parsed) resolveOptimizer() {
+func (p *Parsed) resolveOptimizer() *jsonrpc.Error {
 	switch p.ResourceID {
 	case FindToolName:
 		p.Optimizer = FindToolName
@@ -477,21 +419,15 @@ func (p *Parsed) resolveOptimizer() {
 		args := p.Arguments
 		p.ResourceID, p.Name, p.Arguments = "", nil, nil
 		if len(args) == 0 || args[0] != '{' {
-			return
+			return nil
 		}
-		var name, params []byte
-		_ = jsonrpc.EachMember(args, 0, func(key, value []byte, _, _ int) bool {
-			switch {
-			case key == nil:
-			case jsonrpc.KeyIs(key, "tool_name"):
-				name = value
-			case jsonrpc.KeyIs(key, "parameters"):
-				params = value
-			}
-			return true
-		})
-		if v, ok := str(name); ok {
-			p.ResourceID, p.Name, p.Arguments = v, name, params
+		var m [2][]byte
+		if perr := readMembers(args, "params.arguments", []string{"tool_name", "parameters"}, m[:]); perr != nil {
+			return perr
+		}
+		if v, ok := str(m[0]); ok {
+			p.ResourceID, p.Name, p.Arguments = v, m[0], m[1]
 		}
 	}
+	return nil
 }

@@ -244,6 +244,12 @@ func TestStageAnswersBadMessages(t *testing.T) {
 		{name: "call_tool arguments not an object", body: `{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"call_tool","arguments":"weather_get"}}`, wantCode: jsonrpc.CodeInvalidParams, wantID: "13"},
 		{name: "name twice in params", body: `{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":"a","name":"b"}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "14"},
 		{name: "id twice", body: `{"jsonrpc":"2.0","id":15,"id":16,"method":"ping"}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "null"},
+		{name: "name in another case", body: `{"jsonrpc":"2.0","id":18,"method":"tools/call","params":{"name":"a_search","NAME":"secret"}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "18"},
+		{name: "params in another case", body: `{"jsonrpc":"2.0","id":19,"method":"tools/call","params":{"name":"a_search"},"Params":{"name":"secret"}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "19"},
+		{name: "params with a long s", body: "{\"jsonrpc\":\"2.0\",\"id\":20,\"method\":\"tools/call\",\"params\":{\"name\":\"a_search\"},\"param\u017f\":{\"name\":\"secret\"}}", wantCode: jsonrpc.CodeInvalidRequest, wantID: "20"},
+		{name: "method in another case", body: `{"jsonrpc":"2.0","id":21,"method":"tools/call","Method":"resources/read","params":{"name":"a"}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "21"},
+		{name: "escaped key in another case", body: `{"jsonrpc":"2.0","id":22,"method":"tools/call","params":{"name":"a","\u004eame":"b"}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "22"},
+		{name: "completion ref name twice", body: `{"jsonrpc":"2.0","id":23,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a","name":"b"}}}`, wantCode: jsonrpc.CodeInvalidRequest, wantID: "23"},
 		{name: "invalid escape", body: `{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"a\q"}}`, wantCode: jsonrpc.CodeParseError, wantID: "null"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -82,7 +83,11 @@ func (c *callRelay) serve(w http.ResponseWriter, q *request) bool {
 		return true
 	}
 	defer func() { _ = resp.Body.Close() }()
-	a := answer{w: w, r: r, clientID: p.ID, backendID: id, backend: backend, log: c.log}
+	a := answer{w: w, ctx: ctx, clientID: p.ID, backendID: id, backend: backend, log: c.log,
+		resume: func(lastEventID string) (*http.Response, error) {
+			// Under the call's own context: its requestTimeout, its end.
+			return c.backends.Resume(resp.Request.Context(), client, backend, lastEventID)
+		}}
 	a.relay(resp)
 	return true
 }
@@ -150,7 +155,10 @@ func (c *callRelay) answerToBackend(w http.ResponseWriter, q *request) bool {
 	}
 	body := jsonrpc.Splice(p.Body, p.ID, id)
 	if err := c.backends.Answer(r.Context(), client, backend, body); err != nil {
-		c.log.Warn("relay a client's answer to its backend", "backend", backend, "error", err)
+		c.log.Info("a client's answer to its backend was not taken", "backend", backend, "error", err)
+		// Not accepted: an HTTP error, as the transport asks.
+		jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()})
+		return true
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return true
@@ -230,12 +238,24 @@ func (s sessionPoster) Post(ctx context.Context, backend, _ string, body []byte,
 
 // answer relays one backend response to the client.
 type answer struct {
-	w                   http.ResponseWriter
-	r                   *http.Request
+	w http.ResponseWriter
+	// ctx is the call's on vmcp's side: it ends when the client goes away
+	// or cancels the call (errCancelledByClient).
+	ctx                 context.Context
 	clientID, backendID []byte
 	backend             string
 	log                 *slog.Logger
+	// resume reopens the call's event stream from after an event id
+	// (Manager.Resume); nil: no resuming.
+	resume func(lastEventID string) (*http.Response, error)
 }
+
+// maxResumes bounds how often one call's event stream is reopened.
+const maxResumes = 8
+
+// gone reports whether the client no longer waits for the answer: it went
+// away, or cancelled the call (then no answer is due).
+func (a *answer) gone() bool { return a.ctx.Err() != nil }
 
 // relay writes resp to the client: a JSON message with the client's id
 // put back, an event stream event by event. Anything else (a proxy's error
@@ -264,9 +284,10 @@ func (a *answer) json(resp *http.Response) {
 	buf := getBuffer(resp.ContentLength)
 	defer putBuffer(buf)
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxAnswerBytes+1)); err != nil {
-		if a.r.Context().Err() == nil {
-			a.log.Warn("read a backend's answer", "backend", a.backend, "error", err)
+		if a.gone() {
+			return // nobody waits for it (a cancelled call gets no answer)
 		}
+		a.log.Warn("read a backend's answer", "backend", a.backend, "error", err)
 		a.fail("backend " + strconv.Quote(a.backend) + ": answer broke off")
 		return
 	}
@@ -316,10 +337,33 @@ func (a *answer) events(resp *http.Response) {
 	rc := http.NewResponseController(a.w)
 	_ = rc.Flush()
 	sc := eventScanner{r: bufio.NewReaderSize(resp.Body, 32<<10)}
+	resumes := 0
 	for {
 		data, err := sc.next()
+		if err == io.EOF && sc.lastID != "" && a.resume != nil && resumes < maxResumes && !a.gone() {
+			// The backend ended the stream before the answer, after an
+			// event with an id: it expects the stream to be resumed.
+			resumes++
+			if sc.retry > 0 {
+				select {
+				case <-time.After(sc.retry):
+				case <-a.ctx.Done():
+				}
+			}
+			next, rerr := a.resume(sc.lastID)
+			if rerr == nil && next.StatusCode == http.StatusOK {
+				defer func() { _ = next.Body.Close() }()
+				sc.r.Reset(next.Body)
+				continue
+			}
+			if rerr == nil {
+				_ = next.Body.Close()
+				rerr = errors.New("HTTP " + next.Status)
+			}
+			err = rerr
+		}
 		if err != nil {
-			if a.r.Context().Err() == nil {
+			if !a.gone() {
 				if err != io.EOF {
 					a.log.Warn("backend's event stream broke off", "backend", a.backend, "error", err)
 				}
@@ -328,6 +372,12 @@ func (a *answer) events(resp *http.Response) {
 			return
 		}
 		e, err := jsonrpc.ScanEnvelope(data)
+		if err == nil && bytes.IndexByte(data, '\n') >= 0 {
+			// Valid JSON has a raw line end only between tokens, and the
+			// event is written as one data line.
+			data = bytes.ReplaceAll(data, []byte("\n"), []byte(" "))
+			e, err = jsonrpc.ScanEnvelope(data)
+		}
 		switch {
 		case err != nil:
 			a.log.Warn("backend sent an event that is no JSON-RPC message", "backend", a.backend, "error", err)
@@ -394,12 +444,20 @@ func errorMessage(id []byte, msg string) []byte {
 	return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32603,"message":` + string(q) + `}}`)
 }
 
-// eventScanner reads the data of one server-sent event at a time; other
-// fields (event, id, retry) and comments are skipped.
+// eventScanner reads the data of one server-sent event at a time; the
+// id and retry fields are kept (for resuming the stream), other fields and
+// comments skipped.
 type eventScanner struct {
 	r    *bufio.Reader
 	data []byte
+	// lastID is the id of the last event that had one; retry the last
+	// reconnection delay the stream asked for.
+	lastID string
+	retry  time.Duration
 }
+
+// errEventTooLarge refuses an event over maxAnswerBytes.
+var errEventTooLarge = errors.New("event larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
 
 // next returns the data of the next event with data, valid until the next
 // call. A data line longer than the reader's buffer is appended piece by
@@ -420,20 +478,32 @@ func (s *eventScanner) next() ([]byte, error) {
 				s.data = append(s.data, '\n')
 			}
 			s.data = append(s.data, v...)
-			for err == bufio.ErrBufferFull {
-				if len(s.data) > maxAnswerBytes {
-					return nil, errors.New("event larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
-				}
+			for err == bufio.ErrBufferFull && len(s.data) <= maxAnswerBytes {
 				line, err = s.r.ReadSlice('\n')
 				s.data = append(s.data, line...)
 			}
+			if len(s.data) > maxAnswerBytes {
+				return nil, errEventTooLarge
+			}
 			s.data = trimEOL(s.data)
 		} else {
+			field := line
 			for err == bufio.ErrBufferFull { // a long line of another field
 				_, err = s.r.ReadSlice('\n')
+				field = nil
 			}
-			if len(trimEOL(line)) == 0 && len(s.data) > 0 {
-				return s.data, nil // a blank line ends the event
+			field = trimEOL(field)
+			switch {
+			case len(field) == 0 && line != nil && len(trimEOL(line)) == 0:
+				if len(s.data) > 0 {
+					return s.data, nil // a blank line ends the event
+				}
+			case bytes.HasPrefix(field, []byte("id:")):
+				s.lastID = string(bytes.TrimPrefix(bytes.TrimPrefix(field, []byte("id:")), []byte(" ")))
+			case bytes.HasPrefix(field, []byte("retry:")):
+				if ms, perr := strconv.Atoi(string(bytes.TrimPrefix(bytes.TrimPrefix(field, []byte("retry:")), []byte(" ")))); perr == nil && ms >= 0 {
+					s.retry = min(time.Duration(ms)*time.Millisecond, 10*time.Second)
+				}
 			}
 		}
 		if err != nil && err != bufio.ErrBufferFull {

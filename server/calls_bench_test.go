@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,7 +22,7 @@ func BenchmarkRelayEventStream(b *testing.B) {
 	for b.Loop() {
 		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: io.NopCloser(strings.NewReader(stream))}
 		w := httptest.NewRecorder()
-		a := answer{w: w, r: httptest.NewRequest(http.MethodPost, "/mcp", nil), clientID: []byte("7"), backendID: []byte(`"vmcp-1"`), backend: "b", log: slog.New(slog.DiscardHandler)}
+		a := answer{w: w, ctx: context.Background(), clientID: []byte("7"), backendID: []byte(`"vmcp-1"`), backend: "b", log: slog.New(slog.DiscardHandler)}
 		a.relay(resp)
 		if w.Body.Len() < 64<<10 {
 			b.Fatalf("relayed %d bytes", w.Body.Len())

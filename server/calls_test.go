@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,6 +31,11 @@ type rawBackend struct {
 	hangInits bool
 	// cancelled counts notifications/cancelled.
 	cancelled atomic.Int32
+	// failInits answers every initialize after the first with 500.
+	failInits bool
+	// resumeID is the id of the call the "resume" tool left unanswered,
+	// answered on a GET with Last-Event-ID.
+	resumeID atomic.Pointer[string]
 }
 
 type rawCall struct {
@@ -59,6 +65,15 @@ func (b *rawBackend) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodDelete:
 		return
 	case http.MethodPost:
+	case http.MethodGet:
+		id := b.resumeID.Load()
+		if r.Header.Get("Last-Event-ID") != "e1" || id == nil {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "id: e2\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[],\"resumed\":true}}\n\n", *id)
+		return
 	default:
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
@@ -89,6 +104,10 @@ func (b *rawBackend) serve(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 			return
 		}
+		if b.inits.Load() > 1 && b.failInits {
+			http.Error(w, "initialize failed", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Mcp-Session-Id", "raw-session-1")
 		reply(`{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":%q,"capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"0"}}}`,
 			msg.ID, msg.Params.ProtocolVersion)
@@ -98,13 +117,24 @@ func (b *rawBackend) serve(w http.ResponseWriter, r *http.Request) {
 	case "":
 		w.WriteHeader(http.StatusAccepted)
 	case "tools/list":
-		reply(`{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"fail","inputSchema":{"type":"object"}},{"name":"extra","inputSchema":{"type":"object"}},{"name":"stream","inputSchema":{"type":"object"}},{"name":"hang","inputSchema":{"type":"object"}}]}}`, msg.ID)
+		reply(`{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"fail","inputSchema":{"type":"object"}},{"name":"extra","inputSchema":{"type":"object"}},{"name":"stream","inputSchema":{"type":"object"}},{"name":"hang","inputSchema":{"type":"object"}},{"name":"resume","inputSchema":{"type":"object"}},{"name":"pretty","inputSchema":{"type":"object"}}]}}`, msg.ID)
 	case "tools/call":
 		b.mu.Lock()
 		b.calls = append(b.calls, rawCall{body: string(body), session: r.Header.Get("Mcp-Session-Id"), version: r.Header.Get("Mcp-Protocol-Version")})
 		b.mu.Unlock()
-		if msg.Params.Name == "hang" {
+		switch msg.Params.Name {
+		case "hang":
 			<-r.Context().Done()
+			return
+		case "resume": // a progress event with an id, then the stream ends
+			id := string(msg.ID)
+			b.resumeID.Store(&id)
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "id: e1\nretry: 10\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n")
+			return
+		case "pretty": // the result over several data lines
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: {\"jsonrpc\": \"2.0\",\ndata:  \"id\": %s,\ndata:  \"result\": {\"content\": []}}\n\n", msg.ID)
 			return
 		}
 		if answer, ok := rawAnswers[msg.Params.Name]; ok {
@@ -477,4 +507,68 @@ func TestEventScanner(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("events %q, want %q", got, want)
 	}
+}
+
+// TestCallsResumeAndJoinEventStreams: a stream the backend ends after an
+// event with an id, before the answer, is resumed with GET and
+// Last-Event-ID; an event whose data spans several lines reaches the
+// client as one data line (a client's SSE parser would drop the others).
+func TestCallsResumeAndJoinEventStreams(t *testing.T) {
+	t.Parallel()
+	c := startRawVMCP(t, newRawBackend(t), false)
+	_, msgs := c.call(`{"jsonrpc":"2.0","id":51,"method":"tools/call","params":{"name":"raw_resume","arguments":{}}}`)
+	want := []string{
+		`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}`,
+		`{"jsonrpc":"2.0","id":51,"result":{"content":[],"resumed":true}}`,
+	}
+	if strings.Join(msgs, "\n") != strings.Join(want, "\n") {
+		t.Errorf("resumed call: got\n%s\nwant\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))
+	}
+	_, msgs = c.call(`{"jsonrpc":"2.0","id":52,"method":"tools/call","params":{"name":"raw_pretty","arguments":{}}}`)
+	var got struct {
+		ID     int             `json:"id"`
+		Result json.RawMessage `json:"result"`
+	}
+	if len(msgs) != 1 || json.Unmarshal([]byte(msgs[0]), &got) != nil || got.ID != 52 || got.Result == nil {
+		t.Errorf("multi-line event: got %q, want one message answering 52", msgs)
+	}
+}
+
+// TestSessionOpenErrorsAreNotTimeouts: a backend that refuses the client's
+// session is reported as that, at once, not as a timeout.
+func TestSessionOpenErrorsAreNotTimeouts(t *testing.T) {
+	t.Parallel()
+	b := newRawBackend(t)
+	b.failInits = true
+	c := startRawVMCP(t, b, false)
+	_, msgs := c.call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"raw_extra","arguments":{}}}`)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], `"error"`) || strings.Contains(msgs[0], "requestTimeout") {
+		t.Errorf("answer %q, want an error that does not blame a timeout", msgs)
+	}
+}
+
+// TestEventScannerBoundsAnEvent: an event of many short data lines is cut
+// off at maxAnswerBytes, not held whole.
+func TestEventScannerBoundsAnEvent(t *testing.T) {
+	t.Parallel()
+	sc := eventScanner{r: bufio.NewReader(&endlessData{line: []byte("data: " + strings.Repeat("x", 1000) + "\n")})}
+	if _, err := sc.next(); !errors.Is(err, errEventTooLarge) {
+		t.Fatalf("next = %v, want errEventTooLarge", err)
+	}
+}
+
+// endlessData repeats one line forever.
+type endlessData struct {
+	line []byte
+	at   int
+}
+
+func (e *endlessData) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], e.line[e.at:])
+		n += c
+		e.at = (e.at + c) % len(e.line)
+	}
+	return n, nil
 }
