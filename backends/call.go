@@ -143,7 +143,7 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 			cancel()
 			return nil, err
 		}
-		if resp.StatusCode == http.StatusNotFound && d.ID != "" && attempt == 0 {
+		if resp.StatusCode == http.StatusNotFound && d.ID != "" && attempt == 0 && !cc.closed.Load() {
 			// The backend lost the session (a restart, its own expiry):
 			// open a new one and send the request again, once.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
