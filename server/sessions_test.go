@@ -219,7 +219,7 @@ func TestHeldSessionsAreNotIdle(t *testing.T) {
 	id := s.Generate()
 	release := s.hold(id, nil)
 	time.Sleep(500 * time.Millisecond) // several sweeps past the idle timeout
-	if s.count() != 1 { // not valid(): it would count as a use
+	if s.count() != 1 {                // not valid(): it would count as a use
 		t.Fatal("a session with a request in flight was ended as idle")
 	}
 	release()
