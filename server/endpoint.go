@@ -66,6 +66,8 @@ type request struct {
 	// mcpCtx, when a handler sets it, is the context mcp-go serves the
 	// request with.
 	mcpCtx context.Context
+	// done, when a handler sets it, runs once the request is served.
+	done func()
 }
 
 // handler serves a request and reports whether it did; one that did not
@@ -132,6 +134,17 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			q.kind = p.Method
 		}
 	}
+	if q.kind == "initialize" && q.session != "" {
+		// An initialize opens a new session whatever the header says
+		// (mcp-go issues a new id): it is bounded and bound like any.
+		r.Header.Del(mcpserver.HeaderKeySessionID)
+		q.session = ""
+	}
+	defer func() {
+		if q.done != nil {
+			q.done()
+		}
+	}()
 	version := r.Header.Get(mcpserver.HeaderKeyProtocolVersion)
 	if q.p != nil && q.p.ProtocolVersion != "" {
 		version = q.p.ProtocolVersion
@@ -155,7 +168,12 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			defer stop()
 			q.r = r.WithContext(ctx)
 		}
-		defer e.sessions.hold(q.session, stop)()
+		release, ok := e.sessions.hold(q.session, stop)
+		defer release()
+		if !ok {
+			jsonrpc.WriteError(w, http.StatusNotFound, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unknown or ended session"})
+			return
+		}
 	}
 	for _, serve := range e.table[routeKey{q.kind, q.gen}] {
 		if serve(w, q) {
@@ -231,7 +249,9 @@ func owner(r *http.Request) string {
 // refuseSession refuses an initialize over the session bounds
 // (sessionIDs.refuseNew).
 func (e *mcpEndpoint) refuseSession(w http.ResponseWriter, q *request) bool {
-	return q.session == "" && e.sessions.refuseNew(w, q.r, q.p, owner(q.r))
+	refused, release := e.sessions.refuseNew(w, q.r, q.p, owner(q.r))
+	q.done = release // the place is reserved until mcp-go has answered and the session is bound
+	return refused
 }
 
 // refuseBatch answers a JSON-RPC batch: revisions from 2025-06-18 on

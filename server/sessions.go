@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
+	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
@@ -56,6 +57,11 @@ type sessionIDs struct {
 	live map[string]*liveSession
 	// owned maps an owner to its sessions, by id.
 	owned map[string]map[string]*liveSession
+	// pending counts the places reserved by refuseNew for initializes
+	// mcp-go is serving, in all and by owner, so that initializes that
+	// arrive together cannot pass the bounds together.
+	pending   int
+	pendingBy map[string]int
 
 	// Set by start; zero: no bound.
 	max, perOwner int
@@ -79,67 +85,83 @@ type liveSession struct {
 	// busy counts the requests in flight that name it, open GET streams
 	// included (hold): a busy session is neither idle nor evictable.
 	busy atomic.Int32
-	// mu guards stops and ended.
+	// ending is set, under sessionIDs.mu, once the session is being ended
+	// (idle, evicted): no request may start on it any more.
+	ending atomic.Bool
+	// mu guards stream and ended.
 	mu sync.Mutex
-	// stops end the session's GET streams when it ends (Terminate).
-	stops map[*context.CancelFunc]struct{}
-	ended bool
+	// stream ends the session's open GET stream: when the session ends
+	// (Terminate), or when another GET stream replaces it.
+	stream *context.CancelFunc
+	ended  bool
 }
 
 // hold marks session id in use until release is called: a request in
 // flight (a GET stream for as long as it is open) keeps it from idle
-// expiry and from eviction. stop, when not nil, is called when the session
-// ends, to end the request (a GET stream, which mcp-go would otherwise
-// keep open after its session ended). An id vmcp does not know holds
-// nothing.
-func (s *sessionIDs) hold(id string, stop context.CancelFunc) (release func()) {
+// expiry and from eviction. stop, when not nil, is a GET stream's end: it
+// is called when the session ends, and when another GET stream of the
+// session replaces it (one per session, so one session cannot hold many
+// connections open). An id vmcp does not know holds nothing; one being
+// ended holds nothing either, and ok is false: the request must not start.
+func (s *sessionIDs) hold(id string, stop context.CancelFunc) (release func(), ok bool) {
 	s.mu.RLock()
-	ls, ok := s.live[id]
-	s.mu.RUnlock()
-	if !ok {
-		return func() {}
+	ls, live := s.live[id]
+	if live && ls.ending.Load() {
+		s.mu.RUnlock()
+		return func() {}, false
 	}
-	ls.busy.Add(1)
+	if live {
+		// Under the lock, so that a sweep or an eviction, which decide
+		// under the write lock, see it.
+		ls.busy.Add(1)
+	}
+	s.mu.RUnlock()
+	if !live {
+		return func() {}, true
+	}
 	var key *context.CancelFunc
 	if stop != nil {
+		key = &stop
 		ls.mu.Lock()
-		if ls.ended {
-			ls.mu.Unlock()
+		ended, previous := ls.ended, ls.stream
+		if !ended {
+			ls.stream = key
+		}
+		ls.mu.Unlock()
+		if previous != nil {
+			(*previous)()
+		}
+		if ended {
 			stop()
-		} else {
-			key = &stop
-			if ls.stops == nil {
-				ls.stops = make(map[*context.CancelFunc]struct{}, 1)
-			}
-			ls.stops[key] = struct{}{}
-			ls.mu.Unlock()
 		}
 	}
 	return func() {
 		if key != nil {
 			ls.mu.Lock()
-			delete(ls.stops, key)
+			if ls.stream == key {
+				ls.stream = nil
+			}
 			ls.mu.Unlock()
 		}
 		ls.used.Store(s.now().UnixNano())
 		ls.busy.Add(-1)
-	}
+	}, true
 }
 
-// end ends what holds ls open: its GET streams.
+// end ends what holds ls open: its GET stream.
 func (ls *liveSession) end() {
 	ls.mu.Lock()
-	stops := ls.stops
-	ls.stops, ls.ended = nil, true
+	stream := ls.stream
+	ls.stream, ls.ended = nil, true
 	ls.mu.Unlock()
-	for stop := range stops {
-		(*stop)()
+	if stream != nil {
+		(*stream)()
 	}
 }
 
 func newSessionIDs() *sessionIDs {
 	return &sessionIDs{live: make(map[string]*liveSession), owned: make(map[string]map[string]*liveSession),
-		now: time.Now, log: slog.Default()}
+		pendingBy: make(map[string]int), now: time.Now, log: slog.Default()}
 }
 
 // start bounds the sessions by server.maxSessions and
@@ -202,11 +224,13 @@ func (s *sessionIDs) Validate(id string) (isTerminated bool, err error) {
 	return false, nil
 }
 
-// valid reports whether id is live; a live one counts as used now.
+// valid reports whether id is live (and not being ended); a live one
+// counts as used now.
 func (s *sessionIDs) valid(id string) bool {
 	s.mu.RLock()
 	ls, ok := s.live[id]
 	s.mu.RUnlock()
+	ok = ok && !ls.ending.Load()
 	if ok {
 		ls.used.Store(s.now().UnixNano())
 	}
@@ -231,14 +255,7 @@ func (s *sessionIDs) bind(id, owner string) {
 		s.owned[owner] = own
 	}
 	own[id] = ls
-	var victim string
-	if s.perOwner > 0 && len(own) > s.perOwner {
-		victim, _ = s.evictableLocked(owner, id)
-	}
 	s.mu.Unlock()
-	if victim != "" {
-		s.evict(victim)
-	}
 }
 
 // usableBy reports whether the session id may be used by owner: it is
@@ -286,38 +303,60 @@ func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 // session is ended to make room when no request has named it for
 // evictableAfter; otherwise the initialize is refused with 429 and the
 // time until that session may be ended.
-func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.Parsed, owner string) bool {
-	if p.Method != string(mcp.MethodInitialize) || p.Batch || r.Header.Get(mcpserver.HeaderKeySessionID) != "" ||
+func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.Parsed, owner string) (refused bool, release func()) {
+	if p.Method != string(mcp.MethodInitialize) || p.Batch ||
 		mcp.IsModernProtocol(r.Header.Get(mcpserver.HeaderKeyProtocolVersion)) || mcp.IsModernProtocol(p.ProtocolVersion) {
-		return false
+		return false, func() {}
 	}
-	s.mu.RLock()
-	full := s.max > 0 && len(s.live) >= s.max
+	perOwner := owner != "" && owner != anonymousOwner && s.perOwner > 0
+	s.mu.Lock()
+	full := s.max > 0 && len(s.live)+s.pending >= s.max
 	var victim string
 	var wait time.Duration
-	if !full && owner != "" && s.perOwner > 0 && len(s.owned[owner]) >= s.perOwner {
+	if !full && perOwner && len(s.owned[owner])+s.pendingBy[owner] >= s.perOwner {
 		victim, wait = s.evictableLocked(owner, "")
+		if victim == "" && wait == 0 {
+			wait = time.Second // every place is an initialize being served
+		}
 	}
-	s.mu.RUnlock()
+	if !full && wait == 0 {
+		// Reserved until mcp-go has answered and bind has run.
+		s.pending++
+		s.pendingBy[owner]++
+	}
+	s.mu.Unlock()
 	switch {
 	case full:
 		s.refusedAll.Add(1)
 		s.warn("new session refused: server.maxSessions are live", "max_sessions", s.max)
 		refuseSession(w, p, http.StatusServiceUnavailable, globalRetryAfter,
 			"server at its session limit (server.maxSessions); retry later", "max_sessions")
-		return true
-	case victim != "":
-		s.evict(victim)
+		return true, func() {}
 	case wait > 0:
 		s.refusedOwner.Add(1)
 		s.warn("new session refused: the identity has server.maxSessionsPerIdentity sessions, all in recent use",
 			"max_sessions_per_identity", s.perOwner)
 		refuseSession(w, p, http.StatusTooManyRequests, wait,
 			"too many sessions for this identity (server.maxSessionsPerIdentity); end one (DELETE) or retry later", "max_sessions_per_identity")
-		return true
+		return true, func() {}
+	case victim != "":
+		s.evict(victim)
 	}
-	return false
+	return false, func() {
+		s.mu.Lock()
+		s.pending--
+		if s.pendingBy[owner]--; s.pendingBy[owner] <= 0 {
+			delete(s.pendingBy, owner)
+		}
+		s.mu.Unlock()
+	}
 }
+
+// anonymousOwner is the owner of anonymous requests: every anonymous
+// client is that one identity, so the per-identity bound does not apply
+// to it (one anonymous client would end the others' sessions); the total
+// bound does.
+const anonymousOwner = auth.AnonymousIssuer + "\n" + auth.AnonymousSubject
 
 // warn logs a refusal, at most once per refusedLogEvery; the counters
 // in counts have them all.
@@ -330,8 +369,9 @@ func (s *sessionIDs) warn(msg string, args ...any) {
 }
 
 // evictableLocked returns owner's least recently used session other than
-// keep if no request has named it for evictableAfter, else "" and the
-// wait until it may be ended. s.mu is held.
+// keep, marked as ending, if no request has named it for evictableAfter and
+// none is in flight on it, else "" and the wait until it may be ended. The
+// write lock s.mu is held.
 func (s *sessionIDs) evictableLocked(owner, keep string) (id string, wait time.Duration) {
 	var lru string
 	oldest := int64(math.MaxInt64)
@@ -347,6 +387,7 @@ func (s *sessionIDs) evictableLocked(owner, keep string) (id string, wait time.D
 	if idle < evictableAfter {
 		return "", evictableAfter - idle
 	}
+	s.owned[owner][lru].ending.Store(true) // no request starts on it now
 	return lru, 0
 }
 
@@ -358,22 +399,21 @@ func (s *sessionIDs) evict(id string) {
 	s.endSession(id)
 }
 
-// sweep ends the sessions no request has named for the idle timeout.
+// sweep ends the sessions no request has named for the idle timeout and
+// none is in flight on. The choice is made under the write lock, and a
+// chosen session is marked as ending, so no request starts on it after.
 func (s *sessionIDs) sweep() {
 	cutoff := s.now().Add(-s.idle).UnixNano()
 	var idle []string
-	var seen []*liveSession
-	s.mu.RLock()
+	s.mu.Lock()
 	for id, ls := range s.live {
-		if ls.used.Load() <= cutoff && ls.busy.Load() == 0 {
-			idle, seen = append(idle, id), append(seen, ls)
+		if ls.used.Load() <= cutoff && ls.busy.Load() == 0 && !ls.ending.Load() {
+			ls.ending.Store(true)
+			idle = append(idle, id)
 		}
 	}
-	s.mu.RUnlock()
-	for i, id := range idle {
-		if seen[i].used.Load() > cutoff || seen[i].busy.Load() > 0 { // named meanwhile
-			continue
-		}
+	s.mu.Unlock()
+	for _, id := range idle {
 		s.expired.Add(1)
 		s.log.Debug("idle session ended", "session_prefix", prefix(id), "idle_timeout", s.idle)
 		s.endSession(id)

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,11 +68,13 @@ func TestSessionsPerIdentity(t *testing.T) {
 	open := func(owner string) (string, *httptest.ResponseRecorder) {
 		t.Helper()
 		w := httptest.NewRecorder()
-		if s.refuseNew(w, initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner) {
+		refused, release := s.refuseNew(w, initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner)
+		if refused {
 			return "", w
 		}
 		id := s.Generate()
 		s.bind(id, owner)
+		release()
 		return id, w
 	}
 	a, _ := open("alice")
@@ -109,10 +113,9 @@ func TestSessionsPerIdentity(t *testing.T) {
 }
 
 // TestServerRefusesSessionsOverTheBounds goes through Server.ServeHTTP:
-// over maxSessionsPerIdentity the oldest idle session of the caller ends
-// (404 afterwards, its mcp-go session unregistered, so its backend
-// sessions closed), and over maxSessions an initialize gets 503 with
-// Retry-After and a JSON-RPC error.
+// anonymous clients are bounded in all only; over maxSessions an
+// initialize (one that names a session too) gets 503 with Retry-After and a
+// JSON-RPC error; an evicted session answers 404 and is let go by mcp-go.
 func TestServerRefusesSessionsOverTheBounds(t *testing.T) {
 	t.Parallel()
 	a := newBackend(t, "alpha", "search")
@@ -122,38 +125,47 @@ func TestServerRefusesSessionsOverTheBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &fakeClock{t: time.Now()}
-	srv.sessions.now = clk.now
 	defer srv.Shutdown(context.Background())
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	initialize := func() *httptest.ResponseRecorder { return post(srv, "", initBody) }
+	// Anonymous clients (this server's) have no per-identity bound: one
+	// would otherwise end the others' sessions.
 	first := initialize().Header().Get("Mcp-Session-Id")
 	second := initialize().Header().Get("Mcp-Session-Id")
-	if first == "" || second == "" {
-		t.Fatal("no session within the bounds")
-	}
-	if w := initialize(); w.Code != http.StatusTooManyRequests {
-		t.Fatalf("third session at once: %d %s, want 429", w.Code, w.Body)
-	}
-	clk.advance(evictableAfter + time.Second)
 	third := initialize().Header().Get("Mcp-Session-Id")
-	if third == "" {
-		t.Fatal("no room made for a new session")
+	if first == "" || second == "" || third == "" {
+		t.Fatal("no session within maxSessions")
 	}
+	// An initialize that names a session opens a new one all the same:
+	// it is bounded like any.
+	req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(initBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", first)
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, req)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "10" {
+		t.Fatalf("over maxSessions: %d Retry-After %q %s; want 503 and 10", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+
+	// A session ended to make room goes everywhere: 404, and mcp-go has
+	// let it go (its backend sessions closed).
+	srv.sessions.mu.Lock()
+	srv.sessions.live[first].ending.Store(true)
+	srv.sessions.mu.Unlock()
+	srv.sessions.evict(first)
 	if w := post(srv, first, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); w.Code != http.StatusNotFound {
 		t.Fatalf("the evicted session answered %d, want 404", w.Code)
 	}
 	if _, ok := srv.relay.clients.sessions.Load(first); ok {
 		t.Fatal("the evicted session is still registered with mcp-go (its backend sessions stay open)")
 	}
-
-	// Another identity may open one more; then the server is full.
 	srv.sessions.bind(srv.sessions.Generate(), "someone else")
-	w := initialize()
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "10" {
-		t.Fatalf("over maxSessions: %d Retry-After %q %s; want 503 and 10", w.Code, w.Header().Get("Retry-After"), w.Body)
+	w = initialize()
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("full again: %d, want 503", w.Code)
 	}
 	var body struct {
 		ID    json.RawMessage `json:"id"`
@@ -188,23 +200,44 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// TestBindKeepsTheCap: initializes that passed refuseNew together are
-// held to the cap when bound, by ending the owner's least recently used
-// session if it is idle enough.
-func TestBindKeepsTheCap(t *testing.T) {
+// TestInitializesTogetherKeepTheCaps: initializes that arrive together,
+// each reserving its place before mcp-go serves it, cannot pass the bounds
+// together, in all or per identity; the anonymous identity has no bound of
+// its own (one anonymous client would end the others' sessions).
+func TestInitializesTogetherKeepTheCaps(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s := newSessionIDs()
-	s.now = clk.now
-	stop := s.run(0, 1, time.Hour, quietLogger(), nil)
+	stop := s.run(3, 1, time.Hour, quietLogger(), nil)
 	defer stop()
-	a := s.Generate()
-	clk.advance(evictableAfter)
-	b := s.Generate()
-	s.bind(a, "alice")
-	s.bind(b, "alice")
-	if s.valid(a) || !s.valid(b) {
-		t.Fatalf("a live %v, b live %v; want only the newer b", s.valid(a), s.valid(b))
+	reserve := func(owner string) (bool, func()) {
+		return s.refuseNew(httptest.NewRecorder(), initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner)
+	}
+	// One identity: the second initialize while the first is served is
+	// refused.
+	if refused, _ := reserve("alice"); refused {
+		t.Fatal("alice's first initialize was refused")
+	}
+	if refused, _ := reserve("alice"); !refused {
+		t.Fatal("alice's second initialize passed while the first held her only place")
+	}
+	// In all: 10 at once against maxSessions 3 (alice's place counts).
+	passed := 0
+	for i := range 10 {
+		if refused, _ := reserve(fmt.Sprintf("user-%d", i)); !refused {
+			passed++
+		}
+	}
+	if passed != 2 {
+		t.Fatalf("%d initializes passed together, want 2 (3 places, one alice's)", passed)
+	}
+	// Anonymous clients are bounded in all only.
+	s2 := newSessionIDs()
+	stop2 := s2.run(0, 1, time.Hour, quietLogger(), nil)
+	defer stop2()
+	for i := range 3 {
+		if refused, _ := s2.refuseNew(httptest.NewRecorder(), initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, anonymousOwner); refused {
+			t.Fatalf("anonymous initialize %d refused by the per-identity bound", i)
+		}
 	}
 }
 
@@ -217,7 +250,7 @@ func TestHeldSessionsAreNotIdle(t *testing.T) {
 	stop := s.run(0, 0, 100*time.Millisecond, quietLogger(), func(id string) { _, _ = s.Terminate(id) })
 	defer stop()
 	id := s.Generate()
-	release := s.hold(id, nil)
+	release, _ := s.hold(id, nil)
 	time.Sleep(500 * time.Millisecond) // several sweeps past the idle timeout
 	if s.count() != 1 {                // not valid(): it would count as a use
 		t.Fatal("a session with a request in flight was ended as idle")
