@@ -10,8 +10,10 @@ import (
 // How the stage notices that the store is failing and that it is back.
 const (
 	// failuresToOpen consecutive failed checks (errors, or no answer
-	// within checkTimeout) open the circuit: the store is failing. One
-	// slow or failed check among answered ones opens nothing.
+	// within checkTimeout), each started after the previous one failed,
+	// open the circuit: the store is failing. One slow or failed check
+	// among answered ones opens nothing, nor do the checks of one slow
+	// round trip, however many.
 	failuresToOpen = 5
 	// probeEvery is, while the circuit is open, the time between two calls
 	// that ask the store (one at a time); the first answer closes it.
@@ -32,7 +34,8 @@ type circuit struct {
 	failing atomic.Bool  // a failure since the last answer
 	open    atomic.Bool  // the store is not asked, but for probes
 	mu      sync.Mutex   // serialises failures, probes and recovery
-	streak  int          // consecutive failures
+	streak  int          // consecutive failures, overlapping ones as one
+	last    time.Time    // when the last failure counted in streak ended
 	since   time.Time    // when the circuit opened
 	next    time.Time    // earliest next probe while open
 	probing bool         // a probe is out
@@ -90,14 +93,20 @@ func (c *circuit) answered(probe bool) {
 		"outage", c.now().Sub(c.since).Round(time.Millisecond), "calls_decided_without_store", c.without.Swap(0))
 }
 
-// failed records a failed check; the failuresToOpen-th in a row opens the
-// circuit and logs the outage, and a failed probe keeps it open.
-func (c *circuit) failed(err error, probe bool) {
+// failed records a failed check that started at started; the
+// failuresToOpen-th in a row opens the circuit and logs the outage, and a
+// failed probe keeps it open. Checks that were out together (they share a
+// round trip to the store) count as one: a single slow round trip that
+// fails every check waiting on it does not switch a healthy store off.
+func (c *circuit) failed(err error, probe bool, started time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.failing.Store(true)
-	c.streak++
 	now := c.now()
+	if c.streak == 0 || !started.Before(c.last) {
+		c.streak++
+		c.last = now
+	}
 	if probe {
 		c.probing = false
 	}

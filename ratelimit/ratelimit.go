@@ -220,11 +220,16 @@ func (l *limiter) check(ctx context.Context, buckets []Bucket) (d Decision, v ve
 		l.circuit.abandoned(probe)
 		return d, pass
 	case err != nil:
-		l.circuit.failed(err, probe)
+		l.circuit.failed(err, probe, start)
 		fallback = true
 		return l.without(ctx, buckets)
 	}
 	l.circuit.answered(probe)
+	if d.Allowed && l.local != nil && l.local != l.store {
+		// The local buckets follow what this replica let through, so that
+		// when the store fails they start where it left them, not full.
+		_, _ = l.local.Take(ctx, buckets)
+	}
 	return l.decided(ctx, d)
 }
 
