@@ -69,7 +69,7 @@ func (m *modernRelay) serve(w http.ResponseWriter, q *request) bool {
 		return false
 	case err != nil:
 		if r.Context().Err() == nil {
-			m.log.Warn("relay of a stateless request failed", "method", p.Method, "name", p.ResourceID, "error", err)
+			m.log.Warn("relay of a stateless request failed", "method", p.Method, "name", parse.TruncateName(p.ResourceID), "error", err)
 		}
 		// As mcp-go answers a failed handler: an internal error, HTTP 200.
 		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
@@ -87,7 +87,7 @@ func (m *modernRelay) copyResponse(w http.ResponseWriter, r *http.Request, p *pa
 	ct := resp.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
 	if mt != "application/json" && mt != "text/event-stream" {
-		m.log.Warn("backend answered a stateless request without a JSON-RPC message", "method", p.Method, "name", p.ResourceID,
+		m.log.Warn("backend answered a stateless request without a JSON-RPC message", "method", p.Method, "name", parse.TruncateName(p.ResourceID),
 			"status", resp.StatusCode, "content_type", ct)
 		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
 			Message: "backend answered HTTP " + http.StatusText(resp.StatusCode) + " without a JSON-RPC message"})
@@ -110,7 +110,7 @@ func (m *modernRelay) copyResponse(w http.ResponseWriter, r *http.Request, p *pa
 		}
 		if err != nil {
 			if err != io.EOF && r.Context().Err() == nil {
-				m.log.Warn("backend response to a stateless request broke off", "method", p.Method, "name", p.ResourceID, "error", err)
+				m.log.Warn("backend response to a stateless request broke off", "method", p.Method, "name", parse.TruncateName(p.ResourceID), "error", err)
 			}
 			return
 		}
