@@ -1,9 +1,11 @@
 package server
 
 import (
+	"container/list"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,6 +56,12 @@ type connLimiter struct {
 	active  atomic.Int64 // open connections handed to the server
 	refused atomic.Int64 // connections refused, in all
 
+	// idle holds the accepted connections between requests (keep-alive),
+	// least recently idle first (connState): at the cap the oldest is
+	// closed to make room before a new connection is refused.
+	idleMu sync.Mutex
+	idle   list.List // of *limitedConn
+
 	mu       sync.Mutex
 	refusing map[net.Conn]struct{} // refusals being written
 	closed   bool
@@ -77,12 +85,61 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.active.Add(1) <= l.max {
+		if l.admit() || (l.closeOldestIdle() && l.admit()) {
 			return &limitedConn{c: c, l: l}, nil
 		}
-		l.active.Add(-1)
 		l.refuse(c)
 	}
+}
+
+// admit takes a place for a new connection, if there is one.
+func (l *connLimiter) admit() bool {
+	if l.active.Add(1) <= l.max {
+		return true
+	}
+	l.active.Add(-1)
+	return false
+}
+
+// connState follows the server's connections (http.Server.ConnState): a
+// connection waiting for its next request is idle, and closable to make
+// room; any other state takes it out of the idle list.
+func (l *connLimiter) connState(c net.Conn, state http.ConnState) {
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
+	l.idleMu.Lock()
+	defer l.idleMu.Unlock()
+	if state == http.StateIdle {
+		if lc.idle == nil {
+			lc.idle = l.idle.PushBack(lc)
+		}
+		return
+	}
+	if lc.idle != nil {
+		l.idle.Remove(lc.idle)
+		lc.idle = nil
+	}
+}
+
+// closeOldestIdle closes the connection idle the longest, freeing its
+// place, and reports whether there was one. A client that opened many
+// connections and left them idle cannot keep others out until the idle
+// timeout.
+func (l *connLimiter) closeOldestIdle() bool {
+	l.idleMu.Lock()
+	e := l.idle.Front()
+	if e == nil {
+		l.idleMu.Unlock()
+		return false
+	}
+	lc := e.Value.(*limitedConn)
+	l.idle.Remove(e)
+	lc.idle = nil
+	l.idleMu.Unlock()
+	_ = lc.Close()
+	return true
 }
 
 // Close closes the listener and ends the refusals in progress.
@@ -159,6 +216,8 @@ type limitedConn struct {
 	c    net.Conn
 	l    *connLimiter
 	once sync.Once
+	// idle is its element in l.idle while it is idle; guarded by l.idleMu.
+	idle *list.Element
 }
 
 var _ net.Conn = (*limitedConn)(nil)

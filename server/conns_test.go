@@ -66,11 +66,14 @@ func TestConnectionsBeyondMaxAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if resp := getHealthz(t, c, bufio.NewReader(c)); resp.StatusCode != http.StatusOK {
-			t.Fatalf("connection within the cap: %d", resp.StatusCode)
+		// A request under way (its headers not finished): the connection
+		// is busy, not idle, so it cannot be closed to make room.
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n"); err != nil {
+			t.Fatal(err)
 		}
 		held = append(held, c)
 	}
+	waitActive(t, srv, 2)
 
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -107,6 +110,57 @@ func TestConnectionsBeyondMaxAreRefused(t *testing.T) {
 	}
 	if _, refused := srv.listener.(*connLimiter).counts(); refused < 1 {
 		t.Fatalf("refused %d, want at least 1", refused)
+	}
+}
+
+// waitActive waits until n connections are open at the server.
+func waitActive(t *testing.T, srv *Server, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if active, _ := srv.listener.(*connLimiter).counts(); active >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d connections open", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestIdleConnectionsMakeRoom: at server.maxConnections, a new connection
+// closes the one idle the longest (a keep-alive between requests) instead
+// of being refused, so a client that opens connections and leaves them
+// idle cannot keep others out until the idle timeout.
+func TestIdleConnectionsMakeRoom(t *testing.T) {
+	t.Parallel()
+	srv := startForConns(t, func(s *config.Server) { s.MaxConnections = 2 })
+	addr := srv.Addr().String()
+	var idle []net.Conn
+	var readers []*bufio.Reader
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if resp := getHealthz(t, c, br); resp.StatusCode != http.StatusOK {
+			t.Fatalf("connection within the cap: %d", resp.StatusCode)
+		}
+		idle, readers = append(idle, c), append(readers, br)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if resp := getHealthz(t, c, bufio.NewReader(c)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new connection at the cap with idle ones open: %d, want 200", resp.StatusCode)
+	}
+	_ = idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readers[0].ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("the oldest idle connection: read %v, want EOF (closed to make room)", err)
 	}
 }
 

@@ -288,7 +288,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	ln = limitConns(ln, s.cfg.Server.MaxConnections, s.log) // conns.go
+	limited := limitConns(ln, s.cfg.Server.MaxConnections, s.log) // conns.go
+	ln = limited
 	s.listener = ln
 	s.closers = append(s.closers, func() error {
 		if s.httpSrv == nil { // never served: the listener is still ours to close
@@ -314,7 +315,8 @@ func (s *Server) Start(ctx context.Context) error {
 	// No ReadTimeout or WriteTimeout: they would cut long calls and GET
 	// streams; parse bounds the reading of a body.
 	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.Server.IdleTimeout.D(),
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		ConnState: limited.connState, // idle keep-alive connections make room at the cap
+		ErrorLog:  slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		err := s.httpSrv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
