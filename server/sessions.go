@@ -34,6 +34,9 @@ const (
 	// maxSweepEvery is the longest time between two looks for idle
 	// sessions, so a session ends within it after its idle timeout.
 	maxSweepEvery = 30 * time.Second
+	// unboundFor is how long a session may stay without an identity (an
+	// initialize whose answer never got out) before the sweep ends it.
+	unboundFor = time.Minute
 	// evictableAfter is how long a session must have gone unused before
 	// a new session of the same identity may end it; a caller whose every
 	// session was used more recently is refused instead.
@@ -404,10 +407,17 @@ func (s *sessionIDs) evict(id string) {
 // chosen session is marked as ending, so no request starts on it after.
 func (s *sessionIDs) sweep() {
 	cutoff := s.now().Add(-s.idle).UnixNano()
+	// A session never bound to an identity is an initialize that got no
+	// answer out (its client went away): it goes sooner.
+	unbound := s.now().Add(-min(s.idle, unboundFor)).UnixNano()
 	var idle []string
 	s.mu.Lock()
 	for id, ls := range s.live {
-		if ls.used.Load() <= cutoff && ls.busy.Load() == 0 && !ls.ending.Load() {
+		last := cutoff
+		if ls.owner == "" {
+			last = unbound
+		}
+		if ls.used.Load() <= last && ls.busy.Load() == 0 && !ls.ending.Load() {
 			ls.ending.Store(true)
 			idle = append(idle, id)
 		}

@@ -264,3 +264,22 @@ func TestHeldSessionsAreNotIdle(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestUnboundSessionsGoSooner: a session that was issued but never bound
+// to an identity (its initialize's answer never got out) is ended within a
+// minute, not after the idle timeout.
+func TestUnboundSessionsGoSooner(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newSessionIDs()
+	s.now = clk.now
+	stop := s.run(0, 0, time.Hour, quietLogger(), func(id string) { _, _ = s.Terminate(id) })
+	defer stop()
+	_, bound := s.Generate(), s.Generate() // the first is never bound
+	s.bind(bound, "alice")
+	clk.advance(unboundFor + time.Second)
+	s.sweep()
+	if s.count() != 1 || !s.valid(bound) {
+		t.Fatalf("after a minute: %d live, bound live %v; want only the bound session", s.count(), s.valid(bound))
+	}
+}
