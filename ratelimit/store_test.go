@@ -583,9 +583,10 @@ func TestMemoryStoreSweepsFullBuckets(t *testing.T) {
 		t.Fatalf("%d buckets held, want 5000", n)
 	}
 	clock.Advance(time.Second) // every bucket is full again: the same as absent
-	// Takes on other keys, a few thousand per shard, sweep every shard.
+	// Takes on other keys, a few thousand per shard, sweep every shard
+	// (8192 keys: over 64 shards, none gets too few to reach a sweep).
 	for i := range 256 * 1024 {
-		if _, err := m.Take(ctx, []Bucket{{Key: fmt.Sprint("s", i%1000), Max: 1 << 30, Refill: time.Second}}); err != nil {
+		if _, err := m.Take(ctx, []Bucket{{Key: fmt.Sprint("s", i%8192), Max: 1 << 30, Refill: time.Second}}); err != nil {
 			t.Fatal(err)
 		}
 	}
