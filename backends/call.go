@@ -163,17 +163,10 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 // session. The backend's answer to it (202, nothing to relay) is read and
 // closed here.
 func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte) error {
-	b, ok := m.backends[name]
-	if !ok {
-		return fmt.Errorf("%w %q", ErrUnknownBackend, name)
-	}
 	// Only a session that is open can have asked: an answer opens none.
-	cc := m.clients.existing(c, b)
-	if cc == nil || cc.header == nil {
-		if cc != nil {
-			cc.active.Add(-1)
-		}
-		return fmt.Errorf("backend %q: no session of this client to answer on", name)
+	b, cc, err := m.openSession(c, name)
+	if err != nil {
+		return err
 	}
 	defer cc.active.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, answerPostTimeout)
@@ -195,33 +188,34 @@ func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte
 // answer (as servers may, to be polled), and returns it for the caller to
 // relay and close. It is bounded by ctx, the call's.
 func (m *Manager) Resume(ctx context.Context, c Client, name, lastEventID string) (*http.Response, error) {
-	b, ok := m.backends[name]
-	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
-	}
-	cc := m.clients.existing(c, b)
-	if cc == nil || cc.header == nil {
-		if cc != nil {
-			cc.active.Add(-1)
-		}
-		return nil, fmt.Errorf("backend %q: the session of the call has ended", name)
+	b, cc, err := m.openSession(c, name)
+	if err != nil {
+		return nil, err
 	}
 	defer cc.active.Add(-1)
 	h := cc.header.Clone()
 	delete(h, "Content-Type")
 	h.Set("Accept", "text/event-stream")
 	h.Set("Last-Event-ID", lastEventID)
-	req := (&http.Request{Method: http.MethodGet, URL: b.url, Host: b.url.Host, Header: h,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
-	rt := m.opts.HTTPClient.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	resp, err := rt.RoundTrip(req)
+	resp, err := m.roundTrip(ctx, b, http.MethodGet, h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: resume the call's stream: %w", name, ErrUnavailable)
 	}
 	return resp, nil
+}
+
+// openSession returns backend name and client c's session with it, held
+// (active) for the caller, if that session is open: it opens none.
+func (m *Manager) openSession(c Client, name string) (*backend, *clientConn, error) {
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
+	}
+	cc := m.clients.existing(c, b)
+	if cc == nil {
+		return nil, nil, fmt.Errorf("backend %q: this client has no open session with it", name)
+	}
+	return b, cc, nil
 }
 
 // exchange POSTs body with header (a session's) to b under callCtx and counts the
@@ -281,19 +275,25 @@ func (b *backend) sessionHeader(d SessionData) http.Header {
 // through the transport of the Manager's HTTP client: a relayed call
 // follows no redirect, and builds no more than it sends.
 func (m *Manager) post(ctx context.Context, b *backend, header http.Header, body []byte) (*http.Response, error) {
-	req := (&http.Request{
-		Method: http.MethodPost, URL: b.url, Host: b.url.Host, Header: header,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+	return m.roundTrip(ctx, b, http.MethodPost, header, body)
+}
+
+// roundTrip sends one request with header (not modified) and body (none
+// when nil) to b's URL, through the transport of the Manager's HTTP client.
+func (m *Manager) roundTrip(ctx context.Context, b *backend, method string, header http.Header, body []byte) (*http.Response, error) {
+	req := &http.Request{Method: method, URL: b.url, Host: b.url.Host, Header: header,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	if body != nil {
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		// A request on a keep-alive connection the backend closed meanwhile
 		// is sent again on a new one.
-		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
-	}).WithContext(ctx)
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
 	rt := m.opts.HTTPClient.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	return rt.RoundTrip(req)
+	return rt.RoundTrip(req.WithContext(ctx))
 }
 
 // cancelCall tells the backend, off the caller's goroutine and within

@@ -203,15 +203,16 @@ func (p *clientConns) wait(ctx context.Context, cc *clientConn) (*clientConn, er
 	return cc, nil
 }
 
-// existing returns client c's open session with b, held (active) for the
-// caller, or nil: it opens none.
+// existing returns client c's open session with b as bytes can reach it
+// (a streamable-HTTP one), held (active) for the caller, or nil: it opens
+// none.
 func (p *clientConns) existing(c Client, b *backend) *clientConn {
 	p.mu.Lock()
 	cc, ok := p.byKey[connKey{c.Session, b.cfg.Name}]
 	if ok {
 		select {
 		case <-cc.ready:
-			if cc.err == nil && cc.conn != nil {
+			if cc.err == nil && cc.header != nil {
 				cc.active.Add(1)
 				p.mu.Unlock()
 				return cc

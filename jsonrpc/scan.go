@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"strings"
 )
 
 // ErrSyntax is wrapped by every error of the scanner: the input is not
@@ -327,9 +326,6 @@ func ScanEnvelope(msg []byte) (Envelope, error) {
 		err = fmt.Errorf("%w: data after the message", ErrSyntax)
 	}
 	e.JSONRPC, e.ID, e.Method, e.Params, e.Result, e.Error = out[0], out[1], out[2], out[3], out[4], out[5]
-	if errors.Is(err, ErrDuplicateKey) && strings.Contains(err.Error(), `"id"`) {
-		e.ID = nil // which id counts is not known
-	}
 	return e, err
 }
 
@@ -338,11 +334,11 @@ var envelopeKeys = [6]string{"jsonrpc", "id", "method", "params", "result", "err
 // Members reads the members of the JSON object obj named in names into
 // out (out[i] is the value of names[i], a slice of obj; nil when absent)
 // without decoding them. It fails on malformed JSON and on an ambiguous
-// member, wrapping ErrDuplicateKey: one of names twice, or a key that is
-// not one of names but equals one of them ignoring case (encoding/json,
-// and so many a backend, matches keys that way, Unicode folding included:
-// "NAME", "ſcope"), since two readers of obj could then take different
-// values.
+// member, wrapping ErrDuplicateKey and leaving that member's value out:
+// one of names twice, or a key that is not one of names but equals one of
+// them ignoring case (encoding/json, and so many a backend, matches keys
+// that way, Unicode folding included: "NAME", "ſcope"), since two readers
+// of obj could then take different values.
 func Members(obj []byte, names []string, out [][]byte) error {
 	_, err := members(obj, names, out)
 	return err
@@ -363,6 +359,7 @@ func members(obj []byte, names []string, out [][]byte) (int, error) {
 		for i, name := range names {
 			if string(text) == name {
 				if out[i] != nil {
+					out[i] = nil // which one counts is not known
 					bad = fmt.Errorf("%w: key %q appears twice", ErrDuplicateKey, name)
 					return false
 				}
@@ -370,8 +367,9 @@ func members(obj []byte, names []string, out [][]byte) (int, error) {
 				return true
 			}
 		}
-		for _, name := range names {
+		for i, name := range names {
 			if bytes.EqualFold(text, []byte(name)) {
+				out[i] = nil // which one counts is not known
 				bad = fmt.Errorf("%w: key %q is %q in another case", ErrDuplicateKey, text, name)
 				return false
 			}

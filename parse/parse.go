@@ -292,8 +292,14 @@ func str(v []byte) (string, bool) {
 	return jsonrpc.Key(v), true
 }
 
-// paramsKeys are the members of params vmcp reads.
-var paramsKeys = []string{"name", "uri", "arguments", "protocolVersion", "cursor", "_meta", "ref"}
+// The members vmcp reads: of params, params._meta, a completion's ref and
+// call_tool's arguments.
+var (
+	paramsKeys   = []string{"name", "uri", "arguments", "protocolVersion", "cursor", "_meta", "ref"}
+	metaKeys     = []string{metaProtocolVersion}
+	refKeys      = []string{"type", "name", "uri"}
+	callToolKeys = []string{"tool_name", "parameters"}
+)
 
 // readParams reads the members of params vmcp routes on. A member vmcp
 // reads that is ambiguous (twice, or in another case: jsonrpc.Members) is
@@ -374,7 +380,7 @@ func readMembers(obj []byte, path string, names []string, out [][]byte) *jsonrpc
 // names in params._meta.
 func (p *Parsed) readMeta() *jsonrpc.Error {
 	var m [1][]byte
-	if perr := readMembers(p.Meta, "params._meta", []string{metaProtocolVersion}, m[:]); perr != nil {
+	if perr := readMembers(p.Meta, "params._meta", metaKeys, m[:]); perr != nil {
 		return perr
 	}
 	if m[0] != nil {
@@ -389,7 +395,7 @@ const metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
 // (ResourceID and Name) or a resource template's URI (ResourceID).
 func (p *Parsed) readRef(ref []byte) *jsonrpc.Error {
 	var m [3][]byte
-	if perr := readMembers(ref, "params.ref", []string{"type", "name", "uri"}, m[:]); perr != nil {
+	if perr := readMembers(ref, "params.ref", refKeys, m[:]); perr != nil {
 		return perr
 	}
 	t, _ := str(m[0])
@@ -422,7 +428,7 @@ func (p *Parsed) resolveOptimizer() *jsonrpc.Error {
 			return nil
 		}
 		var m [2][]byte
-		if perr := readMembers(args, "params.arguments", []string{"tool_name", "parameters"}, m[:]); perr != nil {
+		if perr := readMembers(args, "params.arguments", callToolKeys, m[:]); perr != nil {
 			return perr
 		}
 		if v, ok := str(m[0]); ok {

@@ -114,17 +114,7 @@ var errCancelledByClient = errors.New("cancelled by the client (notifications/ca
 // cancel ends the relayed call that a client's notifications/cancelled
 // names, and reports whether there was one.
 func (c *callRelay) cancel(session string, p *parse.Parsed) bool {
-	if p.Params == nil {
-		return false
-	}
-	var id []byte
-	_ = jsonrpc.EachMember(p.Params, 0, func(key, value []byte, _, _ int) bool {
-		if key != nil && jsonrpc.KeyIs(key, "requestId") {
-			id = value
-			return false
-		}
-		return true
-	})
+	id := cancelledID(p.Params)
 	if id == nil {
 		return false
 	}
@@ -135,6 +125,21 @@ func (c *callRelay) cancel(session string, p *parse.Parsed) bool {
 	v.(context.CancelCauseFunc)(errCancelledByClient)
 	return true
 }
+
+// cancelledID returns the requestId of notifications/cancelled params (a
+// slice of them), or nil when there is none or it is ambiguous.
+func cancelledID(params []byte) []byte {
+	if params == nil {
+		return nil
+	}
+	var id [1][]byte
+	if jsonrpc.Members(params, requestIDKey[:], id[:]) != nil {
+		return nil
+	}
+	return id[0]
+}
+
+var requestIDKey = [1]string{"requestId"}
 
 // callKey names a client's call in flight: its session and its id as the
 // client wrote it.
@@ -407,16 +412,8 @@ func (a *answer) notification(data []byte, e jsonrpc.Envelope) []byte {
 	switch {
 	case strings.HasSuffix(method, "/list_changed"):
 		return nil
-	case method == string(mcp.MethodNotificationCancelled) && e.Params != nil:
-		var id []byte
-		_ = jsonrpc.EachMember(e.Params, 0, func(key, value []byte, _, _ int) bool {
-			if key != nil && jsonrpc.KeyIs(key, "requestId") {
-				id = value
-				return false
-			}
-			return true
-		})
-		if id != nil {
+	case method == string(mcp.MethodNotificationCancelled):
+		if id := cancelledID(e.Params); id != nil {
 			return jsonrpc.Splice(data, id, backendRequestID(a.backend, id))
 		}
 	}

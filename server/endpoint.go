@@ -278,18 +278,16 @@ func (e *mcpEndpoint) unknownLongName(w http.ResponseWriter, q *request) bool {
 	if _, ok := e.tools.agg.Catalogue().Route(p.Method, p.ResourceID); ok {
 		return false
 	}
-	name := parse.TruncateName(p.ResourceID)
-	msg := map[string]string{
-		"tools/call":     "tool '" + name + "' not found: tool not found",
-		"prompts/get":    "prompt '" + name + "' not found: prompt not found",
-		"resources/read": "resource '" + name + "' not found",
-	}[p.Method]
-	code := jsonrpc.CodeInvalidParams
-	if p.Method == "resources/read" {
-		code = codeResourceNotFound
-	}
 	if p.Optimizer == parse.CallToolName {
 		return false // call_tool's own handler answers with the nearest names, cut
+	}
+	name := parse.TruncateName(p.ResourceID)
+	code, msg := jsonrpc.CodeInvalidParams, "tool '"+name+"' not found: tool not found"
+	switch p.Method {
+	case "prompts/get":
+		msg = "prompt '" + name + "' not found: prompt not found"
+	case "resources/read":
+		code, msg = codeResourceNotFound, "resource '"+name+"' not found"
 	}
 	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: code, Message: msg})
 	return true
