@@ -217,14 +217,7 @@ func startRawVMCP(t *testing.T, b *rawBackend, optimizer bool, edit ...func(*con
 		f(&cfg.Backends[0])
 	}
 	cfg.Optimizer.Enabled = optimizer
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	srv := startServer(t, cfg)
 	c := &rawClient{t: t, url: "http://" + srv.Addr().String() + "/mcp"}
 	c.initialize()
 	return c

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -15,22 +14,14 @@ import (
 	"github.com/vmcp/vmcp/config"
 )
 
-// startForConns starts a server with one backend and the given server
+// startOneBackend starts a server with one backend and the given server
 // settings, shut down at the end of the test.
-func startForConns(t *testing.T, set func(*config.Server)) *Server {
+func startOneBackend(t *testing.T, set func(*config.Server)) *Server {
 	t.Helper()
 	a := newBackend(t, "alpha", "search")
 	cfg := testConfig(t, config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"})
 	set(&cfg.Server)
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return srv
+	return startServer(t, cfg)
 }
 
 // getHealthz sends GET /healthz on a kept-alive connection and reads the
@@ -57,7 +48,7 @@ func getHealthz(t *testing.T, c net.Conn, br *bufio.Reader) *http.Response {
 // served. The refusals are counted.
 func TestConnectionsBeyondMaxAreRefused(t *testing.T) {
 	t.Parallel()
-	srv := startForConns(t, func(s *config.Server) { s.MaxConnections = 2 })
+	srv := startOneBackend(t, func(s *config.Server) { s.MaxConnections = 2 })
 	addr := srv.Addr().String()
 	var held []net.Conn
 	for range 2 {
@@ -134,7 +125,7 @@ func waitActive(t *testing.T, srv *Server, n int64) {
 // idle cannot keep others out until the idle timeout.
 func TestIdleConnectionsMakeRoom(t *testing.T) {
 	t.Parallel()
-	srv := startForConns(t, func(s *config.Server) { s.MaxConnections = 2 })
+	srv := startOneBackend(t, func(s *config.Server) { s.MaxConnections = 2 })
 	addr := srv.Addr().String()
 	var idle []net.Conn
 	var readers []*bufio.Reader
@@ -168,7 +159,7 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 // request for server.idleTimeout is closed by the server.
 func TestIdleConnectionsAreClosed(t *testing.T) {
 	t.Parallel()
-	srv := startForConns(t, func(s *config.Server) { s.IdleTimeout = config.Duration(200 * time.Millisecond) })
+	srv := startOneBackend(t, func(s *config.Server) { s.IdleTimeout = config.Duration(200 * time.Millisecond) })
 	c, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +243,7 @@ func TestRefusalsDoNotBlockAcceptAndEndWithClose(t *testing.T) {
 // requests only, and no write timeout cuts a response.
 func TestIdleTimeoutSparesGETStreams(t *testing.T) {
 	t.Parallel()
-	srv := startForConns(t, func(s *config.Server) { s.IdleTimeout = config.Duration(100 * time.Millisecond) })
+	srv := startOneBackend(t, func(s *config.Server) { s.IdleTimeout = config.Duration(100 * time.Millisecond) })
 	sid := post(srv, "", initBody).Header().Get("Mcp-Session-Id")
 	c, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {

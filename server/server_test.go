@@ -54,6 +54,21 @@ func testConfig(t testing.TB, backends ...config.Backend) config.Config {
 	return *cfg
 }
 
+// startServer builds and starts a server for cfg, shut down at the end of
+// the test.
+func startServer(t testing.TB, cfg config.Config) *Server {
+	t.Helper()
+	srv, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -118,17 +117,7 @@ func TestSessionsPerIdentity(t *testing.T) {
 // JSON-RPC error; an evicted session answers 404 and is let go by mcp-go.
 func TestServerRefusesSessionsOverTheBounds(t *testing.T) {
 	t.Parallel()
-	a := newBackend(t, "alpha", "search")
-	cfg := testConfig(t, config.Backend{Name: "alpha", Transport: config.TransportStreamableHTTP, URL: a.URL + "/mcp"})
-	cfg.Server.MaxSessions, cfg.Server.MaxSessionsPerIdentity = 3, 2
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	srv := startOneBackend(t, func(s *config.Server) { s.MaxSessions, s.MaxSessionsPerIdentity = 3, 2 })
 	initialize := func() *httptest.ResponseRecorder { return post(srv, "", initBody) }
 	// Anonymous clients (this server's) have no per-identity bound: one
 	// would otherwise end the others' sessions.
