@@ -28,6 +28,10 @@ type Config struct {
 	// SessionStorage is the spelling other vMCP servers use for Redis; when
 	// its provider is redis it fills Redis.
 	SessionStorage *SessionStorage `mapstructure:"sessionStorage"`
+	// Sessions says where client sessions live: in this process's memory
+	// (one replica) or in Redis, so that any replica serves any request of
+	// any session.
+	Sessions Sessions `mapstructure:"sessions"`
 	// RateLimiting holds the token buckets applied to tools/call.
 	RateLimiting RateLimiting `mapstructure:"rateLimiting"`
 	// Optimizer replaces the tool list with find_tool and call_tool.
@@ -227,6 +231,23 @@ type Redis struct {
 
 // UnixSocketScheme prefixes a Redis address that is a Unix socket path.
 const UnixSocketScheme = "unix://"
+
+// Session stores.
+const (
+	SessionStoreMemory = "memory"
+	SessionStoreRedis  = "redis"
+)
+
+// Sessions configures the session store.
+type Sessions struct {
+	// Store is memory (default: sessions live in this process, one
+	// replica) or redis (the top-level redis block: any replica serves any
+	// session).
+	Store string `mapstructure:"store"`
+	// TTL ends a session no request has named for this long, on every
+	// replica. Default 30m.
+	TTL Duration `mapstructure:"ttl"`
+}
 
 // SessionStorage is the other vMCP servers' spelling of Redis.
 type SessionStorage struct {

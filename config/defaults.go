@@ -20,6 +20,7 @@ const (
 	defaultIdleTimeout        = Duration(2 * time.Minute)
 	defaultMaxSessions        = 10000
 	defaultMaxSessionsPerID   = 100
+	defaultSessionTTL         = Duration(30 * time.Minute)
 	defaultHTTPConnect        = Duration(10 * time.Second)
 	defaultStdioConnect       = Duration(60 * time.Second)
 	defaultRequestTimeout     = Duration(60 * time.Second)
@@ -65,6 +66,8 @@ func (c *Config) applyDefaults(written func(key string) bool) {
 	setDefault(&s.MaxConnections, defaultMaxConnections())
 	setDefault(&s.MaxSessions, defaultMaxSessions)
 	setDefault(&s.MaxSessionsPerIdentity, defaultMaxSessionsPerID)
+	setDefault(&c.Sessions.Store, SessionStoreMemory)
+	setDefault(&c.Sessions.TTL, defaultSessionTTL)
 
 	for i := range c.Backends {
 		c.Backends[i].ApplyDefaults()

@@ -49,7 +49,8 @@ func designExample() *Config {
 					"create_pr": {Name: "open_pull_request", Description: "Open a pull request"}},
 			}},
 		},
-		Redis: &Redis{Address: "127.0.0.1:6379", PasswordEnv: "VMCP_REDIS_PASSWORD"},
+		Redis:    &Redis{Address: "127.0.0.1:6379", PasswordEnv: "VMCP_REDIS_PASSWORD"},
+		Sessions: Sessions{Store: SessionStoreMemory, TTL: Duration(30 * time.Minute)},
 		RateLimiting: RateLimiting{
 			Shared:  &Bucket{MaxTokens: 1000, RefillPeriod: minute},
 			PerUser: &Bucket{MaxTokens: 60, RefillPeriod: minute},

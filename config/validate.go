@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // backendName is the shape of Backend.Name; it appears in prefixed tool
@@ -39,6 +40,7 @@ func (c *Config) Validate() error {
 	if c.SessionStorage != nil {
 		p.add("sessionStorage", c.SessionStorage.validate())
 	}
+	p.add("sessions", c.Sessions.validate(c.Redis != nil))
 	p.add("rateLimiting", c.RateLimiting.validate(c.IncomingAuth.Type))
 	p.add("optimizer", c.Optimizer.validate())
 	p.add("audit", c.Audit.validate())
@@ -358,6 +360,23 @@ func (s SessionStorage) validate() error {
 	}
 	if s.DB < 0 {
 		p.addf("db", "must not be negative, got %d", s.DB)
+	}
+	return p.err()
+}
+
+func (s Sessions) validate(haveRedis bool) error {
+	var p problems
+	switch s.Store {
+	case SessionStoreMemory:
+	case SessionStoreRedis:
+		if !haveRedis {
+			p.addf("store", "redis needs the top-level redis block (redis.address)")
+		}
+	default:
+		p.addf("store", "must be memory or redis, got %q", s.Store)
+	}
+	if s.TTL < Duration(time.Minute) {
+		p.addf("ttl", "must be at least 1m, got %s", s.TTL)
 	}
 	return p.err()
 }

@@ -48,6 +48,8 @@ func TestValidateZeroConfig(t *testing.T) {
 		`server.path: must start with "/"`,
 		"server.maxBodyBytes: must be positive",
 		"server.maxBackendSessions: must be positive",
+		`sessions.store: must be memory or redis, got ""`,
+		"sessions.ttl: must be at least 1m, got 0s",
 		"server.idleTimeout: must be positive",
 		"server.maxConnections: must be positive",
 		"server.maxSessions: must be positive",
