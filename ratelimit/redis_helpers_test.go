@@ -1,17 +1,11 @@
 package ratelimit
 
 import (
-	"bytes"
-	"context"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/vmcp/vmcp/internal/redistest"
 )
 
 // startRedis starts a redis-server of tb's own on a free loopback port, with
@@ -27,82 +21,7 @@ func startRedis(tb testing.TB) *redis.Client {
 // startRedisPID is startRedis that also returns the server's process id.
 func startRedisPID(tb testing.TB) (*redis.Client, int) {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		// A plain `go test ./...` shows skips only with -v: fail, saying
-		// what is missing, unless asked to skip.
-		const msg = "redis-server not on PATH; install Redis (e.g. apt-get install redis-server) to run the Redis store tests"
-		if os.Getenv("VMCP_TEST_SKIP_MISSING") == "1" {
-			tb.Skip(msg)
-		}
-		tb.Fatal(msg + ". `bash .ci/run` installs every prerequisite; VMCP_TEST_SKIP_MISSING=1 skips these tests")
-	}
-	var lastErr error
-	for range 3 { // a free port can be taken before redis binds it
-		client, pid, err := tryStartRedis(tb, bin)
-		if err == nil {
-			return client, pid
-		}
-		lastErr = err
-	}
-	tb.Fatalf("start redis-server: %v", lastErr)
-	return nil, 0
-}
-
-func tryStartRedis(tb testing.TB, bin string) (*redis.Client, int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, 0, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	var out lockedBuffer
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--databases", "1")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return nil, 0, err
-	}
-	exited := make(chan struct{})
-	go func() { // owned by this helper: ends when the server exits
-		cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		cmd.Process.Kill()
-		<-exited
-	}
-	client := redis.NewClient(&redis.Options{
-		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		PoolSize: 64,
-	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			client.Close()
-			return nil, 0, &startError{out: out.String()}
-		default:
-		}
-		if time.Now().After(deadline) {
-			client.Close()
-			stop()
-			return nil, 0, err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	tb.Cleanup(func() {
-		client.Close()
-		stop()
-	})
-	return client, cmd.Process.Pid, nil
+	return redistest.Start(tb)
 }
 
 // newRedisStore returns a RedisStore on client, closed in tb.Cleanup
@@ -111,27 +30,4 @@ func newRedisStore(tb testing.TB, client Scripter) *RedisStore {
 	store := NewRedisStore(client)
 	tb.Cleanup(func() { store.Close() })
 	return store
-}
-
-type startError struct{ out string }
-
-func (e *startError) Error() string { return "redis-server exited: " + e.out }
-
-// lockedBuffer collects a child's output, written from exec's copying
-// goroutines and read after exit.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
