@@ -86,21 +86,19 @@ telemetry: {prometheus: true}
 	var wg sync.WaitGroup
 	for i := range f.Replicas {
 		r := newReplica(t, fmt.Sprintf("r%d", i), f.CfgPath)
+		r.setPort(freePort(t))
 		f.Replicas[i] = r
-		wg.Go(func() {
-			for range 3 { // a free port can be taken before vmcp binds it
-				r.Port = freePort(t)
-				r.Base = "http://127.0.0.1:" + strconv.Itoa(r.Port)
-				if errs[i] = r.start(); errs[i] == nil {
-					return
-				}
-			}
-		})
+		wg.Go(func() { errs[i] = r.start() })
 	}
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("replica %d: %v", i, err)
+	for i, r := range f.Replicas {
+		for attempt := 0; errs[i] != nil && attempt < 2; attempt++ {
+			// The free port was taken before vmcp bound it: another one.
+			r.setPort(freePort(t))
+			errs[i] = r.start()
+		}
+		if errs[i] != nil {
+			t.Fatalf("replica %s: %v", r.Name, errs[i])
 		}
 	}
 	f.LB = startHAProxy(t, haproxyBin, f.Replicas)
@@ -132,6 +130,12 @@ func newReplica(t *testing.T, name, cfgPath string) *replica {
 	dumpOnFailure(t, "vmcp replica "+name+" stderr", r.Logs)
 	t.Cleanup(r.Kill)
 	return r
+}
+
+// setPort sets the port the replica listens on (before its first start).
+func (r *replica) setPort(port int) {
+	r.Port = port
+	r.Base = "http://127.0.0.1:" + strconv.Itoa(port)
 }
 
 // serving is the line `vmcp serve` logs once it listens.
@@ -673,7 +677,7 @@ func (l *callLoad) failures() ([]loadCall, int) {
 	return failed, len(l.calls)
 }
 
-// describe renders failed calls for a message.
+// describeCalls renders calls for a message, their times relative to since.
 func describeCalls(calls []loadCall, since time.Time) string {
 	var b strings.Builder
 	for _, c := range calls {

@@ -29,7 +29,7 @@ import (
 // through one replica is honoured when another replica triggers the update
 // and the notification reaches the client's GET stream, held by a third,
 // and the backend sees one backend session for the client, whichever
-// replica relays. The TypeScript SDK's client gets the same.
+// replica relays.
 func TestReplicasServeOneSession(t *testing.T) {
 	t.Parallel()
 	f := startReplicaFleet(t)
@@ -164,13 +164,21 @@ func TestReplicasServeOneSession(t *testing.T) {
 		t.Errorf("backend sessions %d (want %d: one per replica's shared connection and one for the client), subscribers of the counter %d (want 1)",
 			s.Sessions, replicaCount+1, s.Subscribers[uri])
 	}
+}
 
-	// The TypeScript SDK's client: its requests spread over the replicas too.
+// TestReplicasTypeScriptClient: the TypeScript SDK's client, whose
+// requests HAProxy spreads over the three replicas, lists the tools and
+// makes twelve calls, which all succeed and are audited on every replica;
+// its DELETE at the end is answered.
+func TestReplicasTypeScriptClient(t *testing.T) {
+	t.Parallel()
 	needNode(t)
+	f := startReplicaFleet(t)
+	const n = 12
 	var ops []map[string]any
 	var markers []string
 	ops = append(ops, map[string]any{"op": "listTools"})
-	for i := range echoes {
+	for i := range n {
 		m := uniqueName(fmt.Sprintf("ts%d", i))
 		markers = append(markers, m)
 		ops = append(ops, map[string]any{"op": "callTool", "name": "demo_echo", "arguments": echoArgs(m)})
