@@ -355,8 +355,12 @@ func TestExample(t *testing.T) {
 	pod := d.Spec.Template.Spec
 	c := container(t, r)
 
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-		t.Errorf("replicas %v, want 1", d.Spec.Replicas)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Errorf("replicas %v, want 3", d.Spec.Replicas)
+	}
+	// Three replicas share their sessions (and rate limits) in Redis.
+	if cfg.Sessions.Store != config.SessionStoreRedis || cfg.Redis == nil || cfg.Redis.Address == "" {
+		t.Errorf("sessions.store %q, redis %+v: three replicas need sessions in Redis", cfg.Sessions.Store, cfg.Redis)
 	}
 	if c.Image != "registry.example.com/vmcp:0.1.0" {
 		t.Errorf("image %q", c.Image)
@@ -534,13 +538,13 @@ func envNames(v any) []string {
 }
 
 func TestAutoscalingAndServiceMonitor(t *testing.T) {
-	// Rendered only (vmcp refuses the sessions key until its session store
-	// lands): the templates of several replicas are ready for it.
 	r := render(t, with(t, `
 autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 6, targetCPUUtilizationPercentage: 60}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
-config: {sessions: {store: redis}}
 `))
+	if cfg, _ := parseConfig(t, r); cfg.Sessions.Store != config.SessionStoreRedis {
+		t.Errorf("sessions.store %q, want redis", cfg.Sessions.Store)
+	}
 	if r.deployment.Spec.Replicas != nil {
 		t.Errorf("with the HPA on, the Deployment must not set replicas (got %d)", *r.deployment.Spec.Replicas)
 	}
@@ -599,8 +603,11 @@ func TestRefusals(t *testing.T) {
 		values, want string
 	}{
 		{`config: {incomingAuth: {type: anonymous, oidc: null}}`, "config.incomingAuth.allowAnonymousNetwork: true"},
-		{`replicaCount: 3`, "more than one replica needs config.sessions.store: redis"},
+		{`config: {sessions: null}`, "more than one replica needs config.sessions.store: redis"},
+		{`config: {sessions: {store: memory}}`, "more than one replica needs config.sessions.store: redis"},
 		{`{replicaCount: 1, autoscaling: {enabled: true, maxReplicas: 4}, config: {sessions: null}}`, "more than one replica needs config.sessions.store: redis"},
+		{`config: {redis: null}`, "more than one replica with config.sessions.store: redis needs config.redis.address"},
+		{`config: {redis: {address: ""}}`, "more than one replica with config.sessions.store: redis needs config.redis.address"},
 		{`config: {server: {host: 127.0.0.1}}`, `config.server.host "127.0.0.1" is loopback`},
 		{`config: {backends: []}`, "config.backends is required"},
 		{`config: {server: {drainGrace: 5 seconds}}`, `config.server.drainGrace: "5 seconds" is not a Go duration`},
@@ -612,5 +619,14 @@ func TestRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: want an error with %q, got %v", tc.values, tc.want, err)
 		}
+	}
+}
+
+// One replica may keep its sessions in memory (the default); several need
+// them in Redis (TestRefusals).
+func TestOneReplicaInMemory(t *testing.T) {
+	r := render(t, with(t, `{replicaCount: 1, config: {sessions: {store: memory}}}`))
+	if cfg, _ := parseConfig(t, r); *r.deployment.Spec.Replicas != 1 || cfg.Sessions.Store != config.SessionStoreMemory {
+		t.Errorf("one replica: replicas %d, sessions.store %q", *r.deployment.Spec.Replicas, cfg.Sessions.Store)
 	}
 }

@@ -75,6 +75,10 @@ name of the value to set.
 {{- if ne (get $sessions "store" | toString) "redis" -}}
 {{- fail "more than one replica needs config.sessions.store: redis (and config.redis): in-memory sessions live in one process, so a session's next request on another replica would get 404" -}}
 {{- end -}}
+{{- $redis := get $c "redis" | default dict -}}
+{{- if not (get $redis "address") -}}
+{{- fail "more than one replica with config.sessions.store: redis needs config.redis.address: the Redis every replica keeps sessions (and rate limits) in, e.g. config.redis: {address: redis-master.mcp.svc:6379, passwordEnv: VMCP_REDIS_PASSWORD}" -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
