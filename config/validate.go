@@ -40,7 +40,10 @@ func (c *Config) Validate() error {
 	if c.SessionStorage != nil {
 		p.add("sessionStorage", c.SessionStorage.validate())
 	}
-	p.add("sessions", c.Sessions.validate(c.Redis != nil))
+	// sessionStorage with provider redis becomes the redis block after
+	// validation (foldSessionStorage).
+	haveRedis := c.Redis != nil || c.SessionStorage != nil && c.SessionStorage.Provider == sessionProviderRedis
+	p.add("sessions", c.Sessions.validate(haveRedis))
 	p.add("rateLimiting", c.RateLimiting.validate(c.IncomingAuth.Type))
 	p.add("optimizer", c.Optimizer.validate())
 	p.add("audit", c.Audit.validate())
