@@ -20,6 +20,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/internal/sse"
 	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/router"
@@ -341,24 +342,24 @@ func (a *answer) events(resp *http.Response) {
 	a.w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(a.w)
 	_ = rc.Flush()
-	sc := eventScanner{r: bufio.NewReaderSize(resp.Body, 32<<10)}
+	sc := sse.NewScanner(bufio.NewReaderSize(resp.Body, 32<<10), maxAnswerBytes)
 	resumes := 0
 	for {
-		data, err := sc.next()
-		if err == io.EOF && sc.lastID != "" && a.resume != nil && resumes < maxResumes && !a.gone() {
+		data, err := sc.Next()
+		if err == io.EOF && sc.LastID != "" && a.resume != nil && resumes < maxResumes && !a.gone() {
 			// The backend ended the stream before the answer, after an
 			// event with an id: it expects the stream to be resumed.
 			resumes++
-			if sc.retry > 0 {
+			if sc.Retry > 0 {
 				select {
-				case <-time.After(sc.retry):
+				case <-time.After(sc.Retry):
 				case <-a.ctx.Done():
 				}
 			}
-			next, rerr := a.resume(sc.lastID)
+			next, rerr := a.resume(sc.LastID)
 			if rerr == nil && next.StatusCode == http.StatusOK {
 				defer func() { _ = next.Body.Close() }()
-				sc.r.Reset(next.Body)
+				sc.Reset(next.Body)
 				continue
 			}
 			if rerr == nil {
@@ -439,83 +440,6 @@ func (a *answer) event(rc *http.ResponseController, msg, part, with []byte) {
 func errorMessage(id []byte, msg string) []byte {
 	q, _ := json.Marshal(msg)
 	return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32603,"message":` + string(q) + `}}`)
-}
-
-// eventScanner reads the data of one server-sent event at a time; the
-// id and retry fields are kept (for resuming the stream), other fields and
-// comments skipped.
-type eventScanner struct {
-	r    *bufio.Reader
-	data []byte
-	// lastID is the id of the last event that had one; retry the last
-	// reconnection delay the stream asked for.
-	lastID string
-	retry  time.Duration
-}
-
-// errEventTooLarge refuses an event over maxAnswerBytes.
-var errEventTooLarge = errors.New("event larger than " + strconv.Itoa(maxAnswerBytes) + " bytes")
-
-// next returns the data of the next event with data, valid until the next
-// call. A data line longer than the reader's buffer is appended piece by
-// piece, never copied twice.
-func (s *eventScanner) next() ([]byte, error) {
-	s.data = s.data[:0]
-	for {
-		line, err := s.r.ReadSlice('\n')
-		if len(line) == 0 && err != nil {
-			if err == io.EOF && len(s.data) > 0 {
-				return s.data, nil
-			}
-			return nil, err
-		}
-		if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
-			v = bytes.TrimPrefix(v, []byte(" "))
-			if len(s.data) > 0 {
-				s.data = append(s.data, '\n')
-			}
-			s.data = append(s.data, v...)
-			for err == bufio.ErrBufferFull && len(s.data) <= maxAnswerBytes {
-				line, err = s.r.ReadSlice('\n')
-				s.data = append(s.data, line...)
-			}
-			if len(s.data) > maxAnswerBytes {
-				return nil, errEventTooLarge
-			}
-			s.data = trimEOL(s.data)
-		} else {
-			field := line
-			for err == bufio.ErrBufferFull { // a long line of another field
-				_, err = s.r.ReadSlice('\n')
-				field = nil
-			}
-			field = trimEOL(field)
-			switch {
-			case len(field) == 0 && line != nil && len(trimEOL(line)) == 0:
-				if len(s.data) > 0 {
-					return s.data, nil // a blank line ends the event
-				}
-			case bytes.HasPrefix(field, []byte("id:")):
-				s.lastID = string(bytes.TrimPrefix(bytes.TrimPrefix(field, []byte("id:")), []byte(" ")))
-			case bytes.HasPrefix(field, []byte("retry:")):
-				if ms, perr := strconv.Atoi(string(bytes.TrimPrefix(bytes.TrimPrefix(field, []byte("retry:")), []byte(" ")))); perr == nil && ms >= 0 {
-					s.retry = min(time.Duration(ms)*time.Millisecond, 10*time.Second)
-				}
-			}
-		}
-		if err != nil && err != bufio.ErrBufferFull {
-			if err == io.EOF && len(s.data) > 0 {
-				return s.data, nil
-			}
-			return nil, err
-		}
-	}
-}
-
-// trimEOL drops a line's end: \n, \r\n or \r.
-func trimEOL(b []byte) []byte {
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // bufferPool holds the buffers JSON answers are read into.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/internal/sse"
 )
 
 // rawBackend is an MCP server written without any SDK: a few lines of
@@ -484,10 +485,10 @@ func TestEventScanner(t *testing.T) {
 		"data: " + long + "\n\n" +
 		"retry: 10\n\n" +
 		"data: last"
-	sc := eventScanner{r: bufio.NewReaderSize(strings.NewReader(stream), 16)}
+	sc := sse.NewScanner(bufio.NewReaderSize(strings.NewReader(stream), 16), maxAnswerBytes)
 	var got []string
 	for {
-		data, err := sc.next()
+		data, err := sc.Next()
 		if err != nil {
 			if err != io.EOF {
 				t.Fatal(err)
@@ -544,9 +545,9 @@ func TestSessionOpenErrorsAreNotTimeouts(t *testing.T) {
 // off at maxAnswerBytes, not held whole.
 func TestEventScannerBoundsAnEvent(t *testing.T) {
 	t.Parallel()
-	sc := eventScanner{r: bufio.NewReader(&endlessData{line: []byte("data: " + strings.Repeat("x", 1000) + "\n")})}
-	if _, err := sc.next(); !errors.Is(err, errEventTooLarge) {
-		t.Fatalf("next = %v, want errEventTooLarge", err)
+	sc := sse.NewScanner(bufio.NewReader(&endlessData{line: []byte("data: " + strings.Repeat("x", 1000) + "\n")}), maxAnswerBytes)
+	if _, err := sc.Next(); !errors.Is(err, sse.ErrTooLarge) {
+		t.Fatalf("next = %v, want sse.ErrTooLarge", err)
 	}
 }
 
