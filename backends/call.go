@@ -149,7 +149,7 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 			_ = resp.Body.Close()
 			cc.active.Add(-1)
-			m.clients.drop(cc, errors.New("the backend answered 404 for its session"))
+			m.clients.drop(cc, fmt.Errorf("the backend answered 404 for its session: %w", ErrSessionLost))
 			continue
 		}
 		resp.Body = &callBody{ReadCloser: resp.Body, ctx: callCtx, cancel: cancel, done: func() { cc.active.Add(-1) },
@@ -163,15 +163,15 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 // session. The backend's answer to it (202, nothing to relay) is read and
 // closed here.
 func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, answerPostTimeout)
+	defer cancel()
 	// Only a session that is open can have asked: an answer opens none.
-	b, cc, err := m.openSession(c, name)
+	b, header, release, err := m.openSession(ctx, c, name)
 	if err != nil {
 		return err
 	}
-	defer cc.active.Add(-1)
-	ctx, cancel := context.WithTimeout(ctx, answerPostTimeout)
-	defer cancel()
-	resp, err := m.exchange(ctx, ctx, b, cc.header, body)
+	defer release()
+	resp, err := m.exchange(ctx, ctx, b, header, body)
 	if err != nil {
 		return err
 	}
@@ -188,12 +188,12 @@ func (m *Manager) Answer(ctx context.Context, c Client, name string, body []byte
 // answer (as servers may, to be polled), and returns it for the caller to
 // relay and close. It is bounded by ctx, the call's.
 func (m *Manager) Resume(ctx context.Context, c Client, name, lastEventID string) (*http.Response, error) {
-	b, cc, err := m.openSession(c, name)
+	b, header, release, err := m.openSession(ctx, c, name)
 	if err != nil {
 		return nil, err
 	}
-	defer cc.active.Add(-1)
-	h := cc.header.Clone()
+	defer release()
+	h := header.Clone()
 	delete(h, "Content-Type")
 	h.Set("Accept", "text/event-stream")
 	h.Set("Last-Event-ID", lastEventID)
@@ -204,18 +204,27 @@ func (m *Manager) Resume(ctx context.Context, c Client, name, lastEventID string
 	return resp, nil
 }
 
-// openSession returns backend name and client c's session with it, held
-// (active) for the caller, if that session is open: it opens none.
-func (m *Manager) openSession(c Client, name string) (*backend, *clientConn, error) {
+// openSession returns backend name and the headers of client c's session
+// with it, held for the caller until release, if that session is open
+// (on this replica, or in the session store): it opens none.
+func (m *Manager) openSession(ctx context.Context, c Client, name string) (b *backend, header http.Header, release func(), err error) {
 	b, ok := m.backends[name]
 	if !ok {
-		return nil, nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
+		return nil, nil, nil, fmt.Errorf("%w %q", ErrUnknownBackend, name)
 	}
-	cc := m.clients.existing(c, b)
-	if cc == nil {
-		return nil, nil, fmt.Errorf("backend %q: this client has no open session with it", name)
+	if cc := m.clients.existing(c, b); cc != nil {
+		return b, cc.header, func() { cc.active.Add(-1) }, nil
 	}
-	return b, cc, nil
+	if m.stored(b) && c.Session != "" {
+		// Opened by another replica.
+		st, err := m.opts.Store.Load(ctx, c.Session)
+		if err == nil {
+			if d, ok := st.Backends[name]; ok {
+				return b, b.sessionHeader(d), func() {}, nil
+			}
+		}
+	}
+	return nil, nil, nil, fmt.Errorf("backend %q: this client has no open session with it", name)
 }
 
 // exchange POSTs body with header (a session's) to b under callCtx and counts the

@@ -168,6 +168,17 @@ func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientCon
 // dial opens cc for client c and closes cc.ready when cc.conn or cc.err
 // is set.
 func (p *clientConns) dial(ctx context.Context, c Client, b *backend, cc *clientConn) {
+	if p.m.stored(b) {
+		d, err := p.m.storedSession(ctx, c, b)
+		if err != nil {
+			cc.err = err
+			p.remove(cc)
+		} else {
+			cc.session, cc.header = d, b.sessionHeader(d)
+		}
+		close(cc.ready)
+		return
+	}
 	conn, err := b.dialClient(ctx, c, cc)
 	if err != nil {
 		cc.err = err
@@ -261,8 +272,14 @@ func (p *clientConns) removeLocked(cc *clientConn) {
 }
 
 // drop closes cc after its connection failed; the client's next call opens
-// a new one.
+// a new one. A session in the store is forgotten there too when the
+// backend lost it (ErrSessionLost), unless another replica replaced it.
 func (p *clientConns) drop(cc *clientConn, err error) {
+	if cc.conn == nil && cc.header != nil && errors.Is(err, ErrSessionLost) {
+		ctx, cancel := context.WithTimeout(p.m.runCtx, storeTimeout)
+		p.m.forgetStored(ctx, cc.key.client, cc.session)
+		cancel()
+	}
 	if p.remove(cc) {
 		cc.b.log.Info("backend session of a client lost; the next call opens a new one", "client_session_prefix", prefix(cc.key.client), "error", err)
 		cc.close()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -69,6 +70,9 @@ type Options struct {
 	// nil: nothing is relayed, and backend sessions declare no sampling,
 	// elicitation or roots capability.
 	Relay Relay
+	// Store, when set, holds every client's backend sessions for all
+	// replicas (see SessionStore); nil keeps them in this process.
+	Store SessionStore
 	// MaxClientSessions bounds the per-client sessions to HTTP backends,
 	// over all backends; beyond it the least recently used one without a
 	// call in flight is closed. Zero: config's server.maxBackendSessions
@@ -97,6 +101,10 @@ type Manager struct {
 	bg      sync.WaitGroup
 	bgMu    sync.Mutex
 	closing bool
+	// listen holds the Listen calls running, by client session.
+	listen listeners
+	// ids numbers the requests vmcp makes itself on stored sessions.
+	ids atomic.Uint64
 	// pool is the transport New made when Options.HTTPClient was nil;
 	// Close closes its idle connections. nil when the caller's client is used.
 	pool *http.Transport
@@ -290,6 +298,11 @@ func (m *Manager) RootsChanged(ctx context.Context, session string) {
 			cc.b.log.Debug("forward notifications/roots/list_changed", "error", err)
 		}
 	}
+	m.eachStored(ctx, session, func(b *backend, h http.Header, _ SessionData) {
+		if err := m.notifyStored(ctx, b, h, string(mcp.MethodNotificationRootsListChanged), nil); err != nil {
+			b.log.Debug("forward notifications/roots/list_changed", "error", err)
+		}
+	})
 	if m.opts.Relay == nil {
 		return // shared connections declare no roots
 	}
@@ -326,6 +339,33 @@ func (m *Manager) SetLevel(ctx context.Context, session string, level mcp.Loggin
 		req.Params.Level = level
 		if err := cc.conn.client.SetLevel(ctx, req); err != nil {
 			cc.b.log.Warn("forward logging/setLevel", "error", err)
+		}
+	}
+	m.eachStored(ctx, session, func(b *backend, h http.Header, d SessionData) {
+		if d.Capabilities.Logging == nil {
+			return
+		}
+		if _, err := m.requestStored(ctx, b, h, string(mcp.MethodSetLogLevel), map[string]any{"level": level}); err != nil {
+			b.log.Warn("forward logging/setLevel", "error", err)
+		}
+	})
+}
+
+// eachStored calls fn for each of client session's backend sessions in
+// the session store, whichever replica opened them; without a store, for
+// none.
+func (m *Manager) eachStored(ctx context.Context, session string, fn func(b *backend, h http.Header, d SessionData)) {
+	if m.opts.Store == nil {
+		return
+	}
+	st, err := m.opts.Store.Load(ctx, session)
+	if err != nil {
+		m.log.Warn("read the client's backend sessions", "client_session_prefix", prefix(session), "error", err)
+		return
+	}
+	for name, d := range st.Backends {
+		if b, ok := m.backends[name]; ok && m.stored(b) {
+			fn(b, b.sessionHeader(d), d)
 		}
 	}
 }

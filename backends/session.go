@@ -115,6 +115,9 @@ func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
 }
 
 func (s *Session) subscribe(ctx context.Context, uri string) error {
+	if s.conn == nil {
+		return s.requestStored(ctx, string(mcp.MethodResourcesSubscribe), map[string]any{"uri": uri})
+	}
 	req := mcp.SubscribeRequest{}
 	req.Params.URI = uri
 	_, err := send(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.conn.client.Subscribe(ctx, req) })
@@ -122,14 +125,30 @@ func (s *Session) subscribe(ctx context.Context, uri string) error {
 }
 
 func (s *Session) unsubscribe(ctx context.Context, uri string) error {
+	if s.conn == nil {
+		return s.requestStored(ctx, string(mcp.MethodResourcesUnsubscribe), map[string]any{"uri": uri})
+	}
 	req := mcp.UnsubscribeRequest{}
 	req.Params.URI = uri
 	_, err := send(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.conn.client.Unsubscribe(ctx, req) })
 	return err
 }
 
+// requestStored sends a request with no result to keep on a session kept
+// as data (conn nil).
+func (s *Session) requestStored(ctx context.Context, method string, params any) error {
+	_, err := send(ctx, s, func(ctx context.Context) (json.RawMessage, error) {
+		return s.backend.m.requestStored(ctx, s.backend, s.owner.header, method, params)
+	})
+	return err
+}
+
 func (s *Session) canSubscribe() bool {
-	r := s.conn.client.GetServerCapabilities().Resources
+	caps := s.owner.session.Capabilities
+	if s.conn != nil {
+		caps = s.conn.client.GetServerCapabilities()
+	}
+	r := caps.Resources
 	return r != nil && r.Subscribe
 }
 
@@ -204,6 +223,17 @@ func (s *Session) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 // client's protocol-level _meta, and parses the result.
 func relayRequest[R any](ctx context.Context, s *Session, method string, params any, meta **mcp.Meta, parse func(*json.RawMessage) (R, error)) (R, error) {
 	*meta = outboundMeta(*meta)
+	if s.conn == nil { // a session kept as data
+		return send(ctx, s, func(ctx context.Context) (R, error) {
+			res, err := s.backend.m.requestStored(ctx, s.backend, s.owner.header, method, params)
+			if err != nil {
+				var zero R
+				return zero, err
+			}
+			raw := json.RawMessage(res)
+			return parse(&raw)
+		})
+	}
 	if s.conn.calls != nil {
 		var end func()
 		*meta, end = s.conn.calls.start(ctx, s.client, *meta)
@@ -222,6 +252,19 @@ func relayRequest[R any](ctx context.Context, s *Session, method string, params 
 // Complete asks for argument completions of a prompt or resource template.
 func (s *Session) Complete(ctx context.Context, req mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 	req.Header = nil
+	if s.conn == nil { // a session kept as data
+		return send(ctx, s, func(ctx context.Context) (*mcp.CompleteResult, error) {
+			res, err := s.backend.m.requestStored(ctx, s.backend, s.owner.header, string(mcp.MethodCompletionComplete), req.Params)
+			if err != nil {
+				return nil, err
+			}
+			var out mcp.CompleteResult
+			if err := json.Unmarshal(res, &out); err != nil {
+				return nil, fmt.Errorf("completion/complete: %w", err)
+			}
+			return &out, nil
+		})
+	}
 	return send(ctx, s, func(ctx context.Context) (*mcp.CompleteResult, error) { return s.conn.client.Complete(ctx, req) })
 }
 
@@ -377,7 +420,7 @@ func (s *Session) wrap(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	if isTransportFailure(ctx, err) {
+	if isTransportFailure(ctx, err) || errors.Is(err, ErrSessionLost) {
 		if s.owner != nil {
 			// A client's own session: drop it, the next call opens a new
 			// one. The shared connection's supervisor watches the backend.
