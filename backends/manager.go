@@ -341,6 +341,11 @@ func (m *Manager) SetLevel(ctx context.Context, session string, level mcp.Loggin
 			cc.b.log.Warn("forward logging/setLevel", "error", err)
 		}
 	}
+	if m.opts.Store != nil {
+		if err := m.opts.Store.LogLevel(ctx, session, level); err != nil {
+			m.log.Warn("record the client's log level", "client_session_prefix", prefix(session), "error", err)
+		}
+	}
 	m.eachStored(ctx, session, func(b *backend, h http.Header, d SessionData) {
 		if d.Capabilities.Logging == nil {
 			return

@@ -79,6 +79,7 @@ func (s *Session) Subscribe(ctx context.Context, uri string) error {
 			return err
 		}
 		s.backend.m.clients.addSub(s.client, s.backend.cfg.Name, uri)
+		s.recordSub(ctx, uri, true)
 		return nil
 	}
 	subs := s.backend.subs
@@ -103,6 +104,7 @@ func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
 	}
 	if s.owner != nil {
 		s.backend.m.clients.removeSub(s.client, s.backend.cfg.Name, uri)
+		s.recordSub(ctx, uri, false)
 		return s.unsubscribe(ctx, uri)
 	}
 	subs := s.backend.subs
@@ -112,6 +114,17 @@ func (s *Session) Unsubscribe(ctx context.Context, uri string) error {
 		return nil
 	}
 	return s.unsubscribe(ctx, uri)
+}
+
+// recordSub records a subscription of a session kept as data in the
+// session store, for a session that replaces it on any replica.
+func (s *Session) recordSub(ctx context.Context, uri string, on bool) {
+	if s.conn != nil || s.backend.m.opts.Store == nil {
+		return
+	}
+	if err := s.backend.m.opts.Store.Subscribed(ctx, s.client, s.backend.cfg.Name, uri, on); err != nil {
+		s.backend.log.Warn("record a resource subscription", "uri", uri, "error", err)
+	}
 }
 
 func (s *Session) subscribe(ctx context.Context, uri string) error {

@@ -39,6 +39,12 @@ type SessionStore interface {
 	// recorded, and returns the one recorded after (nil: none). next nil
 	// forgets prev.
 	Swap(ctx context.Context, session, backend string, prev, next *SessionData) (*SessionData, error)
+	// LogLevel records the log level client session set, for the backend
+	// sessions opened later.
+	LogLevel(ctx context.Context, session string, level mcp.LoggingLevel) error
+	// Subscribed records (on) or forgets client session's subscription to
+	// uri on backend, for a backend session that replaces a lost one.
+	Subscribed(ctx context.Context, session, backend, uri string, on bool) error
 }
 
 // ClientState is what the store holds of one client for its backends.

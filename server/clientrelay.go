@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 )
 
@@ -19,6 +20,10 @@ type clientRelay struct {
 	// (relay's hooks keep it): a backend's request that arrives outside its
 	// call is sent to the client session it belongs to.
 	sessions sync.Map
+	// known returns the capabilities a client session declared, when the
+	// server's session table has them: a session another replica opened
+	// has no mcp-go session here with them. nil: mcp-go's only.
+	known func(id string) (mcp.ClientCapabilities, bool)
 	// out queues the notifications relayed to each client session; its
 	// close is the clientRelay's.
 	out outboxes

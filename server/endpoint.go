@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -68,6 +69,9 @@ type request struct {
 	mcpCtx context.Context
 	// done, when a handler sets it, runs once the request is served.
 	done func()
+	// created is the initialize refuseSession let in, whose session is
+	// recorded before mcp-go's answer goes out.
+	created *newSession
 }
 
 // handler serves a request and reports whether it did; one that did not
@@ -93,6 +97,8 @@ type route struct {
 func (e *mcpEndpoint) routes() []route {
 	return []route{
 		{"initialize", sessionBased, e.refuseSession},               // session bounds (server.maxSessions, maxSessionsPerIdentity) before mcp-go opens one
+		{http.MethodDelete, sessionBased, e.deleteSession},          // with a session store, ended on every replica, then here by mcp-go
+		{http.MethodGet, sessionBased, e.listenBackends},            // with a session store, this replica holds the backends' streams for the client's
 		{kindBatch, sessionBased, e.refuseBatch},                    // MCP dropped batches in 2025-06-18, and mcp-go takes none
 		{kindBatch, stateless, e.refuseBatch},                       // and the stateless revision never had them
 		{"tools/list", sessionBased, e.servedToolList},              // the catalogue's encoded list: mcp-go would encode every tool per request
@@ -195,7 +201,14 @@ func (e *mcpEndpoint) checkSession(w http.ResponseWriter, q *request) bool {
 			jsonrpc.WriteError(w, http.StatusBadRequest, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
 				Message: "missing " + mcpserver.HeaderKeySessionID + " header: send initialize first"})
 			return false
-		case !e.sessions.valid(q.session):
+		}
+		switch err := e.sessions.lookup(q.r.Context(), q.session); {
+		case errors.Is(err, errStoreUnavailable):
+			w.Header().Set("Retry-After", "1")
+			jsonrpc.WriteError(w, http.StatusServiceUnavailable, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+				Message: "session store unavailable: cannot find this session now; retry later"})
+			return false
+		case err != nil:
 			jsonrpc.WriteError(w, http.StatusNotFound, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unknown or ended session"})
 			return false
 		}
@@ -228,6 +241,14 @@ func (e *mcpEndpoint) serveMCPGo(w http.ResponseWriter, q *request) {
 		req.Body = q.p.Body
 	}
 	sw := &streamingWriter{w: w, rc: http.NewResponseController(w), id: q.id()}
+	if n := q.created; n != nil {
+		sw.beforeHeader = func() error {
+			if id := w.Header().Get(mcpserver.HeaderKeySessionID); id != "" {
+				return n.create(q.r.Context(), id)
+			}
+			return nil
+		}
+	}
 	e.mcp.Handle(sw, req)
 	sw.finish()
 	if id := w.Header().Get(mcpserver.HeaderKeySessionID); id != "" && q.session == "" {
@@ -249,9 +270,33 @@ func owner(r *http.Request) string {
 // refuseSession refuses an initialize over the session bounds
 // (sessionIDs.refuseNew).
 func (e *mcpEndpoint) refuseSession(w http.ResponseWriter, q *request) bool {
-	refused, release := e.sessions.refuseNew(w, q.r, q.p, owner(q.r))
-	q.done = release // the place is reserved until mcp-go has answered and the session is bound
+	refused, n := e.sessions.refuseNew(w, q.r, q.p, owner(q.r))
+	if n != nil {
+		q.created = n
+		q.done = n.done // the place is reserved until mcp-go has answered and the session is bound
+	}
 	return refused
+}
+
+// deleteSession ends, with a session store, the session a client's DELETE
+// names on every replica and its backend sessions; mcp-go then ends it
+// here.
+func (e *mcpEndpoint) deleteSession(_ http.ResponseWriter, q *request) bool {
+	e.sessions.deleteStored(q.r.Context(), q.session)
+	return false
+}
+
+// listenBackends holds, with a session store and for as long as the
+// client's GET stream is open here, the GET streams of its backend
+// sessions, so what backends send it outside its calls reaches this
+// replica, which writes it to that stream.
+func (e *mcpEndpoint) listenBackends(_ http.ResponseWriter, q *request) bool {
+	if e.sessions.store != nil {
+		if c, ok := e.relay.clients.client(q.session); ok {
+			e.calls.backends.Listen(q.r.Context(), c)
+		}
+	}
+	return false
 }
 
 // refuseBatch answers a JSON-RPC batch: revisions from 2025-06-18 on
@@ -359,6 +404,11 @@ type streamingWriter struct {
 	// code and text are mcp-go's plain-text error, when it wrote one.
 	code int
 	text []byte
+	// beforeHeader, when set, runs before a successful answer's header
+	// goes out; its error replaces the answer with a 503.
+	beforeHeader func() error
+	// textDone is set when text is final: what mcp-go writes is dropped.
+	textDone bool
 }
 
 func (s *streamingWriter) Header() http.Header { return s.w.Header() }
@@ -370,12 +420,21 @@ func (s *streamingWriter) WriteHeader(code int) {
 		h.Del("X-Content-Type-Options")
 		return
 	}
+	if f := s.beforeHeader; f != nil && code < 400 {
+		s.beforeHeader = nil
+		if err := f(); err != nil {
+			h.Del(mcpserver.HeaderKeySessionID)
+			s.code, s.text = http.StatusServiceUnavailable, []byte(err.Error()+": cannot open a session now; retry later")
+			s.textDone = true // mcp-go's answer is dropped
+			return
+		}
+	}
 	s.w.WriteHeader(code)
 }
 
 func (s *streamingWriter) Write(p []byte) (int, error) {
 	if s.code != 0 {
-		if len(s.text) < 1024 {
+		if len(s.text) < 1024 && !s.textDone {
 			s.text = append(s.text, p[:min(len(p), 1024-len(s.text))]...)
 		}
 		return len(p), nil

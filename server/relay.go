@@ -75,7 +75,7 @@ func (r *relay) register(h *mcpserver.Hooks) {
 		r.backends.CloseClient(s.SessionID())
 	})
 	h.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
-		if c := clientOf(ctx); c.Session != "" {
+		if c := r.clients.clientOf(ctx); c.Session != "" {
 			r.backends.SetLevel(ctx, c.Session, req.Params.Level)
 		}
 	})
@@ -103,7 +103,7 @@ const rootsTimeout = 10 * time.Second
 // backend sessions (and the shared stdio connections), without holding up
 // the client's POST.
 func (r *relay) rootsChanged(ctx context.Context, _ mcp.JSONRPCNotification) {
-	c := clientOf(ctx)
+	c := r.clients.clientOf(ctx)
 	if c.Session == "" {
 		return
 	}
@@ -141,9 +141,8 @@ func (r *relay) forwardSubscription(w http.ResponseWriter, req *http.Request, p 
 	if v := req.Header.Get(mcpserver.HeaderKeyProtocolVersion); v != "" && !mcp.IsValidProtocolVersion(v) {
 		return nil, false
 	}
-	id := req.Header.Get(mcpserver.HeaderKeySessionID)
-	v, ok := r.clients.sessions.Load(id)
-	if id == "" || !ok {
+	c, ok := r.clients.client(req.Header.Get(mcpserver.HeaderKeySessionID))
+	if !ok {
 		return nil, false
 	}
 	var body struct {
@@ -159,7 +158,6 @@ func (r *relay) forwardSubscription(w http.ResponseWriter, req *http.Request, p 
 	if !ok {
 		return nil, false
 	}
-	c := backends.Client{Session: id, Capabilities: declared(v.(mcpserver.ClientSession))}
 	s, err := r.backends.Session(req.Context(), c, name)
 	if err == nil {
 		err = do(s, req.Context(), uri)
@@ -201,7 +199,7 @@ func (r *relay) subscription(ctx context.Context, uri string, do func(*backends.
 		r.log.Info("resource subscription for a URI no backend serves", "uri", uri)
 		return
 	}
-	s, err := r.backends.Session(ctx, clientOf(ctx), name)
+	s, err := r.backends.Session(ctx, r.clients.clientOf(ctx), name)
 	if err == nil {
 		err = do(s, ctx, uri)
 	}
@@ -216,6 +214,11 @@ func (r *clientRelay) client(id string) (backends.Client, bool) {
 	if id == "" {
 		return backends.Client{}, false
 	}
+	if r.known != nil {
+		if caps, ok := r.known(id); ok {
+			return backends.Client{Session: id, Capabilities: caps}, true
+		}
+	}
 	v, ok := r.sessions.Load(id)
 	if !ok {
 		return backends.Client{}, false
@@ -226,13 +229,16 @@ func (r *clientRelay) client(id string) (backends.Client, bool) {
 // clientOf describes the client behind a request context for the backends:
 // its MCP session and declared capabilities. A request of the stateless
 // revision (2026-07-28), or one without a session, has no session.
-func clientOf(ctx context.Context) backends.Client {
+func (r *clientRelay) clientOf(ctx context.Context) backends.Client {
 	s := mcpserver.ClientSessionFromContext(ctx)
 	if s == nil {
 		return backends.Client{}
 	}
 	if info := mcpserver.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
 		return backends.Client{}
+	}
+	if c, ok := r.client(s.SessionID()); ok {
+		return c
 	}
 	return backends.Client{Session: s.SessionID(), Capabilities: declared(s)}
 }

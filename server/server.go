@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vmcp/vmcp/aggregator"
@@ -30,6 +31,7 @@ import (
 	"github.com/vmcp/vmcp/ratelimit"
 	"github.com/vmcp/vmcp/recovery"
 	"github.com/vmcp/vmcp/router"
+	"github.com/vmcp/vmcp/sessions"
 	"github.com/vmcp/vmcp/telemetry"
 )
 
@@ -62,6 +64,7 @@ type Server struct {
 	agg      *aggregator.Aggregator
 	sync     *catalogueSync
 	sessions *sessionIDs
+	redis    *redis.Client // nil without a redis block (redis.go)
 	tel      *telemetry.Telemetry
 	mcpHTTP  *mcpserver.StreamableHTTPServer
 	mux      *http.ServeMux
@@ -141,6 +144,16 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	)
 	mcp.EnableSampling()
 	clients := newClientRelay(mcp, s.log) // clientrelay.go
+	if s.redis, err = s.redisClient(); err != nil {
+		return nil, err
+	}
+	s.sessions = newSessionIDs()
+	var store backends.SessionStore
+	if cfg.Sessions.Store == config.SessionStoreRedis {
+		rs := sessions.NewRedis(s.redis, cfg.Name, cfg.Sessions.TTL.D())
+		s.sessions.store = newSessionStore(rs, s.log) // store.go
+		store = backendStore{rs: rs}
+	}
 	s.backends, err = backends.New(cfg.Backends, cfg.OutgoingAuth, backends.Options{
 		HTTPClient:    opts.HTTPClient,
 		WrapTransport: s.backendTransport(),
@@ -156,6 +169,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		OnHealthChange:    s.health.changed,
 		Relay:             clients,
 		MaxClientSessions: cfg.Server.MaxBackendSessions,
+		Store:             store,
 	})
 	if err != nil {
 		return nil, err
@@ -168,7 +182,8 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	if cfg.Optimizer.Enabled {
 		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
 	}
-	s.sessions = newSessionIDs()
+	s.sessions.endBackends, s.sessions.changed = s.backends.EndClient, s.backends.Refresh
+	clients.known = s.sessions.capsOf
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
 		mcpserver.WithEndpointPath(cfg.Server.Path),
 		mcpserver.WithSessionIdManager(s.sessions),
@@ -182,7 +197,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 // openBackend opens the session to backend of the client whose request ctx
 // is, for the router (calls served through mcp-go).
 func (s *Server) openBackend(ctx context.Context, backend string) (router.Backend, error) {
-	sess, err := s.backends.Session(ctx, clientOf(ctx), backend)
+	sess, err := s.backends.Session(ctx, s.relay.clients.clientOf(ctx), backend)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +313,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return nil
 	})
 	// The session bounds and idle sweep (sessions.go), stopped before mcp-go.
-	s.closers = append(s.closers, s.sessions.start(s.cfg.Server, s.mcpHTTP, s.log))
+	if err := s.pingRedis(ctx); err != nil {
+		return err
+	}
+	s.closers = append(s.closers, s.sessions.start(s.cfg, s.mcpHTTP, s.log))
 	if err := s.buildRoutes(ctx); err != nil {
 		return err
 	}

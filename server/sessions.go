@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -16,9 +17,11 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/auth"
+	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
 	"github.com/vmcp/vmcp/parse"
+	"github.com/vmcp/vmcp/sessions"
 	"github.com/vmcp/vmcp/telemetry"
 )
 
@@ -28,9 +31,6 @@ var errUnknownSession = errors.New("unknown session")
 
 // How sessions are bounded.
 const (
-	// sessionIdleTimeout ends a session no request has named for this
-	// long.
-	sessionIdleTimeout = 30 * time.Minute
 	// maxSweepEvery is the longest time between two looks for idle
 	// sessions, so a session ends within it after its idle timeout.
 	maxSweepEvery = 30 * time.Second
@@ -66,6 +66,15 @@ type sessionIDs struct {
 	pending   int
 	pendingBy map[string]int
 
+	// store is the session store shared by every replica, nil with
+	// sessions.store: memory (store.go).
+	store *sessionStore
+	// endBackends ends the backend sessions of a session ended in the
+	// store (expired, evicted, deleted); changed tells this replica's
+	// listeners that a session's record changed. Set with store.
+	endBackends func([]backends.SessionData)
+	changed     func(id string)
+
 	// Set by start; zero: no bound.
 	max, perOwner int
 	idle          time.Duration
@@ -91,6 +100,14 @@ type liveSession struct {
 	// ending is set, under sessionIDs.mu, once the session is being ended
 	// (idle, evicted): no request may start on it any more.
 	ending atomic.Bool
+	// caps are the capabilities the client declared in initialize, nil
+	// when unknown.
+	caps *mcp.ClientCapabilities
+	// touched is when the session's expiry in the store was last slid
+	// (Unix ns); unverified is set when the store may have lost it while
+	// this replica was not listening (sessions store: redis only).
+	touched    atomic.Int64
+	unverified atomic.Bool
 	// mu guards stream and ended.
 	mu sync.Mutex
 	// stream ends the session's open GET stream: when the session ends
@@ -169,11 +186,11 @@ func newSessionIDs() *sessionIDs {
 
 // start bounds the sessions by server.maxSessions and
 // server.maxSessionsPerIdentity and ends those idle for
-// sessionIdleTimeout, within maxSweepEvery of it, through mcp's DELETE
+// sessions.ttl, within maxSweepEvery of it, through mcp's DELETE
 // handling (so its unregister hooks close the backend sessions). It returns
 // the sweeper's stop, which waits for it.
-func (s *sessionIDs) start(cfg config.Server, mcpHTTP *mcpserver.StreamableHTTPServer, log *slog.Logger) (stop func() error) {
-	return s.run(cfg.MaxSessions, cfg.MaxSessionsPerIdentity, sessionIdleTimeout, log, func(id string) {
+func (s *sessionIDs) start(cfg config.Config, mcpHTTP *mcpserver.StreamableHTTPServer, log *slog.Logger) (stop func() error) {
+	return s.run(cfg.Server.MaxSessions, cfg.Server.MaxSessionsPerIdentity, cfg.Sessions.TTL.D(), log, func(id string) {
 		h := http.Header{}
 		h.Set(mcpserver.HeaderKeySessionID, id)
 		mcpHTTP.Handle(discardResponse{h: http.Header{}}, &mcpserver.HTTPRequest{
@@ -186,24 +203,28 @@ func (s *sessionIDs) run(maxAll, perOwner int, idle time.Duration, log *slog.Log
 	s.mu.Lock()
 	s.max, s.perOwner, s.idle, s.end, s.log = maxAll, perOwner, idle, end, log
 	s.mu.Unlock()
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() { // owned by s: ends with stop
-		defer close(stopped)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { // owned by s: ends with stop
 		t := time.NewTicker(max(min(idle/4, maxSweepEvery), time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-ctx.Done():
 				return
 			case <-t.C:
 				s.sweep()
 			}
 		}
-	}()
+	})
+	if s.store != nil {
+		wg.Go(func() { s.store.rs.Watch(ctx, s.storeEvent) }) // owned by s: ends with stop
+		wg.Go(func() { s.maintainStore(ctx) })                // likewise
+	}
 	var once sync.Once
 	return func() error {
-		once.Do(func() { close(done) })
-		<-stopped
+		once.Do(cancel)
+		wg.Wait()
 		return nil
 	}
 }
@@ -244,14 +265,17 @@ func (s *sessionIDs) valid(id string) bool {
 // beyond the owner's bound (sessions opened at once, past refuseNew
 // together) makes room by ending the owner's least recently used one, if
 // it is idle enough.
-func (s *sessionIDs) bind(id, owner string) {
+func (s *sessionIDs) bind(id, owner string) { s.bindWith(id, owner, nil) }
+
+// bindWith is bind that also records the client's capabilities.
+func (s *sessionIDs) bindWith(id, owner string, caps *mcp.ClientCapabilities) {
 	s.mu.Lock()
 	ls, ok := s.live[id]
 	if !ok || ls.owner != "" || owner == "" {
 		s.mu.Unlock()
 		return
 	}
-	ls.owner = owner
+	ls.owner, ls.caps = owner, caps
 	own := s.owned[owner]
 	if own == nil {
 		own = make(map[string]*liveSession)
@@ -306,10 +330,13 @@ func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 // session is ended to make room when no request has named it for
 // evictableAfter; otherwise the initialize is refused with 429 and the
 // time until that session may be ended.
-func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.Parsed, owner string) (refused bool, release func()) {
+func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.Parsed, owner string) (refused bool, ns *newSession) {
 	if p.Method != string(mcp.MethodInitialize) || p.Batch ||
 		mcp.IsModernProtocol(r.Header.Get(mcpserver.HeaderKeyProtocolVersion)) || mcp.IsModernProtocol(p.ProtocolVersion) {
-		return false, func() {}
+		return false, nil
+	}
+	if s.store != nil {
+		return s.admitStored(w, r, p, owner)
 	}
 	perOwner := owner != "" && owner != anonymousOwner && s.perOwner > 0
 	s.mu.Lock()
@@ -334,24 +361,80 @@ func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.
 		s.warn("new session refused: server.maxSessions are live", "max_sessions", s.max)
 		refuseSession(w, p, http.StatusServiceUnavailable, globalRetryAfter,
 			"server at its session limit (server.maxSessions); retry later", "max_sessions")
-		return true, func() {}
+		return true, nil
 	case wait > 0:
 		s.refusedOwner.Add(1)
 		s.warn("new session refused: the identity has server.maxSessionsPerIdentity sessions, all in recent use",
 			"max_sessions_per_identity", s.perOwner)
 		refuseSession(w, p, http.StatusTooManyRequests, wait,
 			"too many sessions for this identity (server.maxSessionsPerIdentity); end one (DELETE) or retry later", "max_sessions_per_identity")
-		return true, func() {}
+		return true, nil
 	case victim != "":
 		s.evict(victim)
 	}
-	return false, func() {
+	return false, &newSession{s: s, owner: owner, params: p.Params, release: func() {
 		s.mu.Lock()
 		s.pending--
 		if s.pendingBy[owner]--; s.pendingBy[owner] <= 0 {
 			delete(s.pendingBy, owner)
 		}
 		s.mu.Unlock()
+	}}
+}
+
+// newSession is an initialize let in by refuseNew: its place is reserved
+// until done.
+type newSession struct {
+	s      *sessionIDs
+	owner  string
+	params []byte // the initialize's params
+	// admission is the place the store reserved (sessions.store: redis).
+	admission *sessions.Admission
+	release   func()
+	created   bool
+}
+
+// create binds session id, which mcp-go issued for the initialize, to its
+// owner and, with a store, records it there, before the answer goes out:
+// the client's next request may reach another replica. An error means
+// the session could not be recorded and is gone.
+func (n *newSession) create(ctx context.Context, id string) error {
+	var init struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		ClientInfo      json.RawMessage `json:"clientInfo"`
+	}
+	_ = json.Unmarshal(n.params, &init) // mcp-go has checked them
+	var caps mcp.ClientCapabilities
+	_ = json.Unmarshal(init.Capabilities, &caps)
+	n.s.bindWith(id, n.owner, &caps)
+	if n.admission == nil || n.created {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	err := n.s.store.rs.Create(cctx, *n.admission, id, sessions.Record{Owner: n.owner, ProtocolVersion: init.ProtocolVersion,
+		Capabilities: init.Capabilities, ClientInfo: init.ClientInfo})
+	if err != nil {
+		n.s.log.Warn("new session refused: the session store did not take it", "error", err)
+		_, _ = n.s.Terminate(id)
+		return errStoreUnavailable
+	}
+	n.created = true
+	return nil
+}
+
+// done gives the reserved place back; a created session holds it now.
+func (n *newSession) done() {
+	if n.release != nil {
+		n.release()
+	}
+	if n.admission != nil && !n.created {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		if err := n.s.store.rs.Release(ctx, *n.admission); err != nil {
+			n.s.log.Debug("give back a session place", "error", err)
+		}
 	}
 }
 

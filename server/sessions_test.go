@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -67,13 +68,15 @@ func TestSessionsPerIdentity(t *testing.T) {
 	open := func(owner string) (string, *httptest.ResponseRecorder) {
 		t.Helper()
 		w := httptest.NewRecorder()
-		refused, release := s.refuseNew(w, initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner)
+		refused, n := s.refuseNew(w, initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner)
 		if refused {
 			return "", w
 		}
 		id := s.Generate()
-		s.bind(id, owner)
-		release()
+		if err := n.create(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		n.done()
 		return id, w
 	}
 	a, _ := open("alice")
@@ -199,7 +202,11 @@ func TestInitializesTogetherKeepTheCaps(t *testing.T) {
 	stop := s.run(3, 1, time.Hour, quietLogger(), nil)
 	defer stop()
 	reserve := func(owner string) (bool, func()) {
-		return s.refuseNew(httptest.NewRecorder(), initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner)
+		refused, n := s.refuseNew(httptest.NewRecorder(), initRequest(), &parse.Parsed{Method: "initialize", ID: json.RawMessage(`1`)}, owner)
+		if refused {
+			return true, func() {}
+		}
+		return false, n.done
 	}
 	// One identity: the second initialize while the first is served is
 	// refused.
