@@ -108,6 +108,7 @@ func (e *mcpEndpoint) routes() []route {
 		{"prompts/get", sessionBased, e.calls.serve},                // likewise
 		{"completion/complete", sessionBased, e.calls.serve},        // likewise
 		{kindResponse, sessionBased, e.calls.answerToBackend},       // an answer to a backend's request relayed during a call goes back to that backend
+		{kindResponse, sessionBased, e.forwardResponse},             // with a session store, an answer to a request on the GET stream goes to the replica holding it
 		{"notifications/cancelled", sessionBased, e.cancelCall},     // cancels a relayed call (mcp-go cancels the calls it serves)
 		{"resources/subscribe", sessionBased, e.forwardSubscribe},   // the backend's refusal is the client's answer
 		{"resources/unsubscribe", sessionBased, e.forwardSubscribe}, // likewise
@@ -284,6 +285,25 @@ func (e *mcpEndpoint) refuseSession(w http.ResponseWriter, q *request) bool {
 func (e *mcpEndpoint) deleteSession(_ http.ResponseWriter, q *request) bool {
 	e.sessions.deleteStored(q.r.Context(), q.session)
 	return false
+}
+
+// forwardResponse sends a client's answer to a request mcp-go sent on the
+// client's GET stream (sampling, elicitation, roots a backend asked
+// outside a call) to the replica that holds that stream, when it is not
+// this one: only there does mcp-go wait for it.
+func (e *mcpEndpoint) forwardResponse(w http.ResponseWriter, q *request) bool {
+	if e.sessions.store == nil || e.sessions.holdsStream(q.session) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(q.r.Context(), storeTimeout)
+	defer cancel()
+	if err := e.sessions.store.rs.Forward(ctx, q.session, q.p.Body); err != nil {
+		e.log.Warn("forward a client's answer to the replica holding its GET stream", "error", err)
+		jsonrpc.WriteError(w, http.StatusServiceUnavailable, nil, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: errStoreUnavailable.Error()})
+		return true
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
 }
 
 // listenBackends holds, with a session store and for as long as the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-
 	"github.com/vmcp/vmcp/ratelimit"
 )
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -67,7 +68,17 @@ var errNoClient = errors.New("no client session to relay the request to")
 
 // register adds the mcp-go hooks the relay needs to h.
 func (r *relay) register(h *mcpserver.Hooks) {
-	h.AddOnRegisterSession(func(_ context.Context, s mcpserver.ClientSession) { r.clients.sessions.Store(s.SessionID(), s) })
+	h.AddOnRegisterSession(func(_ context.Context, s mcpserver.ClientSession) {
+		if ci, ok := s.(mcpserver.SessionWithClientInfo); ok && r.clients.known != nil {
+			// A session another replica opened, whose GET stream is here:
+			// mcp-go asks the client for sampling, elicitation or roots
+			// only if it declared them, which its initialize here did not.
+			if caps, ok := r.clients.known(s.SessionID()); ok && reflect.ValueOf(ci.GetClientCapabilities()).IsZero() {
+				ci.SetClientCapabilities(caps)
+			}
+		}
+		r.clients.sessions.Store(s.SessionID(), s)
+	})
 	h.AddOnUnregisterSession(func(_ context.Context, s mcpserver.ClientSession) {
 		// DELETE, idle expiry or shutdown: the client's backend sessions end.
 		r.clients.sessions.Delete(s.SessionID())

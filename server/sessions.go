@@ -74,6 +74,9 @@ type sessionIDs struct {
 	// listeners that a session's record changed. Set with store.
 	endBackends func([]backends.SessionData)
 	changed     func(id string)
+	// deliver hands mcp-go a client's response that another replica
+	// received for the GET stream this one holds; set by start.
+	deliver func(id string, body []byte)
 
 	// Set by start; zero: no bound.
 	max, perOwner int
@@ -190,6 +193,13 @@ func newSessionIDs() *sessionIDs {
 // handling (so its unregister hooks close the backend sessions). It returns
 // the sweeper's stop, which waits for it.
 func (s *sessionIDs) start(cfg config.Config, mcpHTTP *mcpserver.StreamableHTTPServer, log *slog.Logger) (stop func() error) {
+	s.deliver = func(id string, body []byte) {
+		h := http.Header{}
+		h.Set(mcpserver.HeaderKeySessionID, id)
+		h.Set("Content-Type", "application/json")
+		mcpHTTP.Handle(discardResponse{h: http.Header{}}, &mcpserver.HTTPRequest{
+			Method: http.MethodPost, Header: h, Body: body, Context: context.Background()})
+	}
 	return s.run(cfg.Server.MaxSessions, cfg.Server.MaxSessionsPerIdentity, cfg.Sessions.TTL.D(), log, func(id string) {
 		h := http.Header{}
 		h.Set(mcpserver.HeaderKeySessionID, id)

@@ -246,6 +246,20 @@ func (s *sessionIDs) adopt(id string, rec sessions.Record) {
 	}
 }
 
+// holdsStream reports whether session id's GET stream is open on this
+// replica.
+func (s *sessionIDs) holdsStream(id string) bool {
+	s.mu.RLock()
+	ls, ok := s.live[id]
+	s.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.stream != nil
+}
+
 // capsOf returns the capabilities the client of session id declared, if
 // this replica knows them.
 func (s *sessionIDs) capsOf(id string) (mcp.ClientCapabilities, bool) {
@@ -335,6 +349,10 @@ func (s *sessionIDs) storeEvent(e sessions.Event) {
 		s.endLocal(e.ID)
 	case sessions.EventChanged:
 		s.changed(e.ID)
+	case sessions.EventResponse:
+		if s.holdsStream(e.ID) {
+			s.deliver(e.ID, e.Body)
+		}
 	case sessions.EventReset:
 		s.mu.RLock()
 		for _, ls := range s.live {

@@ -23,7 +23,8 @@ import (
 //	vmcp:{name}:o:<hash>      sorted set: one owner's sessions, same scores
 //	vmcp:{name}:s:<id>        hash: one session's record (meta, okey,
 //	                          level, b:<backend>, s:<backend>\n<uri>)
-//	vmcp:{name}:events        channel: "end <id>", "chg <id>"
+//	vmcp:{name}:events        channel: "end <id>", "chg <id>",
+//	                          "rsp <id> <client's response>"
 //
 // The sorted sets decide: a session whose score has passed is expired,
 // whatever its hash. The hash outlives it by recordGrace, so the sweep
@@ -369,6 +370,15 @@ func (s *Redis) Sweep(ctx context.Context, limit int) ([]Ended, error) {
 	return out, nil
 }
 
+// Forward publishes body, a client's response to a request sent on its
+// GET stream, for the replica that holds that stream (EventResponse).
+func (s *Redis) Forward(ctx context.Context, id string, body []byte) error {
+	if err := s.rdb.Publish(ctx, s.events, "rsp "+id+" "+string(body)).Err(); err != nil {
+		return fmt.Errorf("session store: forward a response: %w", err)
+	}
+	return nil
+}
+
 // Watch reports every session ended or changed on any replica to fn, until
 // ctx ends. When the subscription is lost and comes back it reports
 // EventReset: what happened meanwhile is unknown. fn runs on Watch's
@@ -414,6 +424,10 @@ func (s *Redis) Watch(ctx context.Context, fn func(Event)) {
 				fn(Event{Kind: EventEnded, ID: id})
 			case "chg":
 				fn(Event{Kind: EventChanged, ID: id})
+			case "rsp":
+				if id, body, ok := strings.Cut(id, " "); ok {
+					fn(Event{Kind: EventResponse, ID: id, Body: []byte(body)})
+				}
 			}
 		}
 	}

@@ -234,7 +234,7 @@ func TestWatch(t *testing.T) {
 		_ = s.SetLogLevel(ctx(t), "a", "info")
 		select {
 		case e := <-events:
-			if e != (Event{Kind: EventChanged, ID: "a"}) {
+			if e.Kind != EventChanged || e.ID != "a" {
 				t.Fatalf("event %+v", e)
 			}
 			got = true
@@ -255,7 +255,7 @@ func TestWatch(t *testing.T) {
 			if e.Kind == EventChanged {
 				continue
 			}
-			if e != (Event{Kind: EventEnded, ID: "a"}) {
+			if e.Kind != EventEnded || e.ID != "a" {
 				t.Fatalf("event %+v, want a ended", e)
 			}
 			return

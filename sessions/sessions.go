@@ -104,6 +104,9 @@ const (
 	// missed meanwhile (Redis restarted, perhaps empty), so every cached
 	// session must be read again before it is trusted.
 	EventReset
+	// EventResponse: a client answered, on some replica, a request sent
+	// on its GET stream; the replica holding that stream delivers Body.
+	EventResponse
 )
 
 // Event is one change Watch reports.
@@ -111,4 +114,6 @@ type Event struct {
 	Kind EventKind
 	// ID is the session, "" for EventReset.
 	ID string
+	// Body is the client's response, for EventResponse.
+	Body []byte
 }
