@@ -157,9 +157,11 @@ func (s *Session) requestStored(ctx context.Context, method string, params any) 
 }
 
 func (s *Session) canSubscribe() bool {
-	caps := s.owner.session.Capabilities
+	var caps mcp.ServerCapabilities
 	if s.conn != nil {
 		caps = s.conn.client.GetServerCapabilities()
+	} else {
+		caps = s.owner.session.Capabilities // a session kept as data
 	}
 	r := caps.Resources
 	return r != nil && r.Subscribe
