@@ -276,9 +276,7 @@ func (p *clientConns) removeLocked(cc *clientConn) {
 // backend lost it (ErrSessionLost), unless another replica replaced it.
 func (p *clientConns) drop(cc *clientConn, err error) {
 	if cc.conn == nil && cc.header != nil && errors.Is(err, ErrSessionLost) {
-		ctx, cancel := context.WithTimeout(p.m.runCtx, storeTimeout)
-		p.m.forgetStored(ctx, cc.key.client, cc.session)
-		cancel()
+		p.m.forgetStored(p.m.runCtx, cc.key.client, cc.session)
 	}
 	if p.remove(cc) {
 		cc.b.log.Info("backend session of a client lost; the next call opens a new one", "client_session_prefix", prefix(cc.key.client), "error", err)

@@ -108,9 +108,7 @@ func (m *Manager) listenClient(ctx context.Context, c Client, poke chan struct{}
 		}
 	}()
 	for {
-		lctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		st, err := m.opts.Store.Load(lctx, c.Session)
-		cancel()
+		st, err := m.opts.Store.Load(ctx, c.Session)
 		if err != nil && ctx.Err() == nil {
 			m.log.Debug("read the client's backend sessions", "client_session_prefix", prefix(c.Session), "error", err)
 		}

@@ -133,6 +133,9 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 		opts.HTTPClient = &hc
 	}
 	cfgs, opts = withDefaults(cfgs, opts) // defaults.go
+	if opts.Store != nil {
+		opts.Store = boundedStore{opts.Store}
+	}
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}

@@ -299,3 +299,32 @@ var ErrSessionLost = errors.New("the backend has lost the session")
 // storeTimeout bounds one round trip to the session store made off a
 // request's own deadline.
 const storeTimeout = 2 * time.Second
+
+// boundedStore bounds every round trip to the session store by
+// storeTimeout, whatever the caller's deadline (a call's may be a minute):
+// a slow store fails fast.
+type boundedStore struct{ s SessionStore }
+
+func (b boundedStore) Load(ctx context.Context, session string) (ClientState, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return b.s.Load(ctx, session)
+}
+
+func (b boundedStore) Swap(ctx context.Context, session, backend string, prev, next *SessionData) (*SessionData, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return b.s.Swap(ctx, session, backend, prev, next)
+}
+
+func (b boundedStore) LogLevel(ctx context.Context, session string, level mcp.LoggingLevel) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return b.s.LogLevel(ctx, session, level)
+}
+
+func (b boundedStore) Subscribed(ctx context.Context, session, backend, uri string, on bool) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return b.s.Subscribed(ctx, session, backend, uri, on)
+}
