@@ -275,8 +275,8 @@ func printReplicasReport(out io.Writer, opts options, n int, rs *redisProc, lb *
 
 	fleet, single, mem := targets[0], targets[1], targets[2]
 	ratio := func(a, b float64) string { return fmtRatio(a / b) }
-	fmt.Fprintf(out, "\n%s / %s: req/s %s, p50 %s (%s vs %s), CPU per call (vmcp + HAProxy + redis-server) %s, vmcp's alone %s\n",
-		fleet.name, single.name, ratio(fleet.total.throughput(), single.total.throughput()),
+	fmt.Fprintf(out, "\n%s / %s: req/s %s (rounds %s), p50 %s (%s vs %s), CPU per call (vmcp + HAProxy + redis-server) %s, vmcp's alone %s\n",
+		fleet.name, single.name, ratio(fleet.total.throughput(), single.total.throughput()), roundRatios(fleet.rounds, single.rounds),
 		fmtSigned(fleet.total.percentile(0.5)-single.total.percentile(0.5)), fmtDur(fleet.total.percentile(0.5)), fmtDur(single.total.percentile(0.5)),
 		ratio(perCall(fleet, all(fleet)), perCall(single, all(single))), ratio(perCall(fleet, fleet.vmcpSum()), perCall(single, single.vmcpSum())))
 	fmt.Fprintf(out, "%s / %s: req/s %s, p50 %s, CPU per call (all) %s\n", fleet.name, mem.name,

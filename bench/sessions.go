@@ -56,6 +56,16 @@ func redisSessionsConfig(addr string) string {
 	return fmt.Sprintf("redis: {address: %q}\nsessions: {store: redis, ttl: %s}\n", addr, sessionsTTL)
 }
 
+// roundRatios prints a[i]/b[i] for each round: the spread of a ratio
+// whose rounds ran back to back.
+func roundRatios(a, b []float64) string {
+	out := make([]string, 0, len(a))
+	for i := range min(len(a), len(b)) {
+		out = append(out, fmtRatio(a[i]/b[i]))
+	}
+	return strings.Join(out, " ")
+}
+
 // childVMCP is one vmcp child process of the -sessions and -replicas modes.
 type childVMCP struct {
 	name     string
@@ -268,7 +278,7 @@ func printSessionsReport(out io.Writer, opts options, rs *redisProc, targets []*
 	fmt.Fprintf(out, "tools/call, redis vs memory (targets of the issue in brackets: req/s >= %.2f, p50 added at 1 connection <= %s):\n",
 		targetSessionsThroughput, fmtDur(targetSessionsP50))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conns\treq/s memory\tredis\tredis/memory\tp50 memory\tredis\tp50 added\tCPU/call vmcp memory\tvmcp redis\tredis-server\t(vmcp+redis-server)/memory\t")
+	fmt.Fprintln(tw, "conns\treq/s memory\tredis\tredis/memory\tper round\tp50 memory\tredis\tp50 added\tCPU/call vmcp memory\tvmcp redis\tredis-server\t(vmcp+redis-server)/memory\t")
 	for _, n := range opts.conns {
 		m, r := get(n, "memory"), get(n, "redis")
 		if m == nil || r == nil {
@@ -284,8 +294,9 @@ func printSessionsReport(out io.Writer, opts options, rs *redisProc, targets []*
 			}
 			addedCell = fmt.Sprintf("%s [<=%s %s]", fmtSigned(added), fmtDur(targetSessionsP50), word)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, m.total.throughput(), r.total.throughput(),
-			verdict(ratio, targetSessionsThroughput, true), fmtDur(m.total.percentile(0.5)), fmtDur(r.total.percentile(0.5)), addedCell,
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, m.total.throughput(), r.total.throughput(),
+			verdict(ratio, targetSessionsThroughput, true), roundRatios(r.rounds, m.rounds),
+			fmtDur(m.total.percentile(0.5)), fmtDur(r.total.percentile(0.5)), addedCell,
 			fmtNs(perCall(m, m.vmcpCPU)), fmtNs(perCall(r, r.vmcpCPU)), fmtNs(perCall(r, r.redisCPU)),
 			fmtRatio(perCall(r, r.vmcpCPU+r.redisCPU)/perCall(m, m.vmcpCPU)))
 	}
