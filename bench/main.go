@@ -11,6 +11,8 @@
 //	go run ./bench -ratelimit           # tools/call through vmcp, rate limits off vs on
 //	go run ./bench -observability       # tools/call through vmcp, audit file + metrics off vs on
 //	go run ./bench -sizes -rounds 3 -d 3s  # tools/call with 100 B, 8 KiB, 64 KiB echoed: direct, proxy, vmcp, vmcp+redis
+//	go run ./bench -sessions -rounds 3 -d 3s  # tools/call through vmcp, sessions.store memory vs redis
+//	go run ./bench -replicas -rounds 3 -d 3s  # 16 sessions through HAProxy: three vmcp replicas vs one, sessions in Redis
 //
 // Everything listens on 127.0.0.1. The backend is a child process built
 // from ./examples/backends/demo; the proxy, vmcp and the load generator
@@ -68,6 +70,8 @@ type options struct {
 	rateLimit  bool
 	observe    bool
 	sizes      []int // -sizes mode: argument sizes in bytes; nil: not that mode
+	sessions   bool  // -sessions mode
+	replicas   bool  // -replicas mode
 	rounds     int
 	tree       string // commit of the tree at start-up (what go run built)
 }
@@ -97,6 +101,10 @@ func main() {
 		err = runObservability(ctx, opts, os.Stdout)
 	case opts.sizes != nil:
 		err = runSizes(ctx, opts, os.Stdout)
+	case opts.sessions:
+		err = runSessions(ctx, opts, os.Stdout)
+	case opts.replicas:
+		err = runReplicas(ctx, opts, os.Stdout)
 	default:
 		err = runLoad(ctx, opts, os.Stdout)
 	}
@@ -123,8 +131,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.observe, "observability", false, "observability mode: tools/call through vmcp with the audit trail (to a file) and Prometheus metrics off vs on, -c connections (default 16)")
 	sizes := fs.Bool("sizes", false, "sizes mode: tools/call of echo with -size-bytes of text echoed back, at -conns, against the backend, a bare reverse proxy, vmcp and vmcp with Redis rate limits, in -rounds interleaved rounds; each target in a process of its own for CPU per call")
 	sizeBytes := fs.String("size-bytes", defaultSizes, "sizes mode: comma-separated argument sizes in bytes")
-	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit, observability and sizes modes: interleaved rounds of the phases")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>; with -sizes, of each proxy and vmcp child's whole run to <file>.<target>")
+	fs.BoolVar(&o.sessions, "sessions", false, "sessions mode: tools/call through vmcp with sessions.store memory vs redis (a redis-server child), at -conns, in -rounds interleaved rounds; each vmcp in a process of its own for CPU per call; Redis commands per call from INFO commandstats")
+	fs.BoolVar(&o.replicas, "replicas", false, "replicas mode: -c connections (default 16), one MCP session each, through HAProxy (round robin, no affinity) to three vmcp replicas with sessions.store redis, vs one replica (redis, and memory) behind the same HAProxy, in -rounds interleaved rounds; CPU per call summed over every vmcp, HAProxy and redis-server")
+	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit, observability, sizes, sessions and replicas modes: interleaved rounds of the phases")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>; with -sizes, -sessions and -replicas, of each proxy and vmcp child's whole run to <file>.<target>")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -144,8 +154,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		err = errors.New("-catalogue-n must be in [1, 10000]")
 	case o.rounds < 1 || o.rounds > 100:
 		err = errors.New("-rounds must be in [1, 100]")
-	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0)+btoi(*sizes) > 1:
-		err = errors.New("-ratelimit, -observability, -catalogue and -sizes are different modes; pick one")
+	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0)+btoi(*sizes)+btoi(o.sessions)+btoi(o.replicas) > 1:
+		err = errors.New("-ratelimit, -observability, -catalogue, -sizes, -sessions and -replicas are different modes; pick one")
 	}
 	if err == nil && *sizes {
 		o.sizes, err = parseSizes(*sizeBytes)
@@ -153,7 +163,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err == nil {
 		if *c > 0 {
 			o.conns = []int{*c}
-		} else if o.rateLimit || o.observe {
+		} else if o.rateLimit || o.observe || o.replicas {
 			o.conns = []int{16}
 		} else {
 			o.conns, err = parseConns(*connsFlag)
