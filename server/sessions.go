@@ -244,6 +244,7 @@ func (s *sessionIDs) Generate() string {
 	id := "mcp-session-" + rand.Text()
 	ls := &liveSession{}
 	ls.used.Store(s.now().UnixNano())
+	ls.touched.Store(ls.used.Load()) // the store's Create sets its expiry
 	s.mu.Lock()
 	s.live[id] = ls
 	s.mu.Unlock()
