@@ -131,10 +131,15 @@ func (m *Manager) listenClient(ctx context.Context, c Client, poke chan struct{}
 				}
 			}
 		}
+		var retry <-chan time.Time
+		if err != nil {
+			retry = time.After(listenRetry * 4) // the store failed: read it again soon
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-poke:
+		case <-retry:
 		}
 	}
 }

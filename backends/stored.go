@@ -298,7 +298,7 @@ var ErrSessionLost = errors.New("the backend has lost the session")
 
 // storeTimeout bounds one round trip to the session store made off a
 // request's own deadline.
-const storeTimeout = 2 * time.Second
+const storeTimeout = time.Second
 
 // boundedStore bounds every round trip to the session store by
 // storeTimeout, whatever the caller's deadline (a call's may be a minute):

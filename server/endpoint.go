@@ -252,6 +252,9 @@ func (e *mcpEndpoint) serveMCPGo(w http.ResponseWriter, q *request) {
 	}
 	e.mcp.Handle(sw, req)
 	sw.finish()
+	if q.created != nil {
+		q.created.abandon()
+	}
 	if id := w.Header().Get(mcpserver.HeaderKeySessionID); id != "" && q.session == "" {
 		// A session was just created: it belongs to whoever created it.
 		e.sessions.bind(id, owner(q.r))
@@ -282,28 +285,66 @@ func (e *mcpEndpoint) refuseSession(w http.ResponseWriter, q *request) bool {
 // deleteSession ends, with a session store, the session a client's DELETE
 // names on every replica and its backend sessions; mcp-go then ends it
 // here.
-func (e *mcpEndpoint) deleteSession(_ http.ResponseWriter, q *request) bool {
-	e.sessions.deleteStored(q.r.Context(), q.session)
+func (e *mcpEndpoint) deleteSession(w http.ResponseWriter, q *request) bool {
+	if err := e.sessions.deleteStored(q.r.Context(), q.session); err != nil {
+		w.Header().Set("Retry-After", "1")
+		jsonrpc.WriteError(w, http.StatusServiceUnavailable, nil, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+			Message: "session store unavailable: the session could not be ended on every replica; retry"})
+		return true
+	}
 	return false
 }
 
-// forwardResponse sends a client's answer to a request mcp-go sent on the
-// client's GET stream (sampling, elicitation, roots a backend asked
-// outside a call) to the replica that holds that stream, when it is not
-// this one: only there does mcp-go wait for it.
+// forwardResponse hands, with a session store, a client's answer to a
+// request mcp-go sent it (sampling, elicitation, roots a backend asked
+// through mcp-go: on the GET stream, or on the POST stream of a call to a
+// stdio backend) to mcp-go here first; when nothing here waits for it, it
+// is published for the replica where mcp-go does.
 func (e *mcpEndpoint) forwardResponse(w http.ResponseWriter, q *request) bool {
-	if e.sessions.store == nil || e.sessions.holdsStream(q.session) {
+	if e.sessions.store == nil {
 		return false
+	}
+	local := &statusOnly{h: http.Header{}}
+	e.serveMCPGo(local, q)
+	if local.code < 300 {
+		w.WriteHeader(http.StatusAccepted)
+		return true
+	}
+	if len(q.p.Body) > maxForwardedBytes {
+		jsonrpc.WriteError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+			Message: "answer too large to forward to the replica waiting for it"})
+		return true
 	}
 	ctx, cancel := context.WithTimeout(q.r.Context(), storeTimeout)
 	defer cancel()
 	if err := e.sessions.store.rs.Forward(ctx, q.session, q.p.Body); err != nil {
-		e.log.Warn("forward a client's answer to the replica holding its GET stream", "error", err)
+		e.log.Warn("forward a client's answer to the replica waiting for it", "error", err)
 		jsonrpc.WriteError(w, http.StatusServiceUnavailable, nil, jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: errStoreUnavailable.Error()})
 		return true
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return true
+}
+
+// maxForwardedBytes bounds a client's answer published for another
+// replica: every replica receives it.
+const maxForwardedBytes = 256 << 10
+
+// statusOnly is a response writer that keeps the status and drops the body.
+type statusOnly struct {
+	h    http.Header
+	code int
+}
+
+func (s *statusOnly) Header() http.Header { return s.h }
+func (s *statusOnly) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+}
+func (s *statusOnly) Write(p []byte) (int, error) {
+	s.WriteHeader(http.StatusOK)
+	return len(p), nil
 }
 
 // listenBackends holds, with a session store and for as long as the

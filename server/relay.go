@@ -69,21 +69,19 @@ var errNoClient = errors.New("no client session to relay the request to")
 // register adds the mcp-go hooks the relay needs to h.
 func (r *relay) register(h *mcpserver.Hooks) {
 	h.AddOnRegisterSession(func(_ context.Context, s mcpserver.ClientSession) {
-		if ci, ok := s.(mcpserver.SessionWithClientInfo); ok && r.clients.known != nil {
-			// A session another replica opened, whose GET stream is here:
-			// mcp-go asks the client for sampling, elicitation or roots
-			// only if it declared them, which its initialize here did not.
-			if caps, ok := r.clients.known(s.SessionID()); ok && reflect.ValueOf(ci.GetClientCapabilities()).IsZero() {
-				ci.SetClientCapabilities(caps)
-			}
-		}
+		r.clients.declare(s)
 		r.clients.sessions.Store(s.SessionID(), s)
 	})
 	h.AddOnUnregisterSession(func(_ context.Context, s mcpserver.ClientSession) {
-		// DELETE, idle expiry or shutdown: the client's backend sessions end.
 		r.clients.sessions.Delete(s.SessionID())
 		r.clients.out.ended(s.SessionID())
-		r.backends.CloseClient(s.SessionID())
+		if r.clients.known == nil {
+			// DELETE, idle expiry or shutdown: the client's backend
+			// sessions end. With a session store, mcp-go registers a
+			// session another replica opened only while its GET stream is
+			// here: the session table ends them (sessionIDs.onEnd).
+			r.backends.CloseClient(s.SessionID())
+		}
 	})
 	h.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
 		if c := r.clients.clientOf(ctx); c.Session != "" {
@@ -271,6 +269,23 @@ func (r *clientRelay) clientCtx(ctx context.Context, id string) (context.Context
 	}
 	s := v.(mcpserver.ClientSession)
 	return r.mcp.WithContext(ctx, s), s, nil
+}
+
+// declare gives mcp-go's session s the capabilities its client declared in
+// an initialize another replica served (a session store): mcp-go asks a
+// client for sampling, elicitation or roots only if it declared them, and
+// the session mcp-go makes for a GET stream or a POST here has none.
+func (r *clientRelay) declare(s mcpserver.ClientSession) {
+	if r.known == nil {
+		return
+	}
+	ci, ok := s.(mcpserver.SessionWithClientInfo)
+	if !ok || !reflect.ValueOf(ci.GetClientCapabilities()).IsZero() {
+		return
+	}
+	if caps, ok := r.known(s.SessionID()); ok {
+		ci.SetClientCapabilities(caps)
+	}
 }
 
 // declared returns the capabilities the client of s declared.

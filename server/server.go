@@ -182,10 +182,19 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	if cfg.Optimizer.Enabled {
 		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
 	}
-	s.sessions.endBackends, s.sessions.changed = s.backends.EndClient, s.backends.Refresh
-	clients.known = s.sessions.capsOf
+	if store != nil {
+		s.sessions.endBackends, s.sessions.changed = s.backends.EndClient, s.backends.Refresh
+		s.sessions.onEnd = s.backends.CloseClient
+		clients.known = s.sessions.capsOf
+	}
 	s.mcpHTTP = mcpserver.NewStreamableHTTPServer(mcp,
 		mcpserver.WithEndpointPath(cfg.Server.Path),
+		mcpserver.WithHTTPContextFunc(func(ctx context.Context, _ *http.Request) context.Context {
+			if cs := mcpserver.ClientSessionFromContext(ctx); cs != nil {
+				clients.declare(cs) // a session opened on another replica
+			}
+			return ctx
+		}),
 		mcpserver.WithSessionIdManager(s.sessions),
 		mcpserver.WithStreamableHTTPLogger(s.log),
 	)

@@ -74,6 +74,10 @@ type sessionIDs struct {
 	// listeners that a session's record changed. Set with store.
 	endBackends func([]backends.SessionData)
 	changed     func(id string)
+	// onEnd, when set, runs when a session ends on this replica (with a
+	// store: mcp-go registers a session opened elsewhere only while its
+	// GET stream is here, so its unregister hook cannot tell).
+	onEnd func(id string)
 	// deliver hands mcp-go a client's response that another replica
 	// received for the GET stream this one holds; set by start.
 	deliver func(id string, body []byte)
@@ -228,8 +232,20 @@ func (s *sessionIDs) run(maxAll, perOwner int, idle time.Duration, log *slog.Log
 		}
 	})
 	if s.store != nil {
-		wg.Go(func() { s.store.rs.Watch(ctx, s.storeEvent) }) // owned by s: ends with stop
-		wg.Go(func() { s.maintainStore(ctx) })                // likewise
+		// Watch only queues: ending a session may wait on a backend.
+		events := make(chan sessions.Event, storeEventQueue)
+		wg.Go(func() { s.store.rs.Watch(ctx, func(e sessions.Event) { s.queueEvent(events, e) }) }) // owned by s: ends with stop
+		wg.Go(func() {                                                                              // likewise
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case e := <-events:
+					s.storeEvent(e)
+				}
+			}
+		})
+		wg.Go(func() { s.maintainStore(ctx) }) // likewise
 	}
 	var once sync.Once
 	return func() error {
@@ -329,6 +345,9 @@ func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 	s.mu.Unlock()
 	if ok {
 		ls.end()
+		if s.onEnd != nil {
+			s.onEnd(id)
+		}
 	}
 	return false, nil
 }
@@ -403,6 +422,9 @@ type newSession struct {
 	admission *sessions.Admission
 	release   func()
 	created   bool
+	// failed names a session whose record the store did not take: it is
+	// ended here once mcp-go is done with it (abandon).
+	failed string
 }
 
 // create binds session id, which mcp-go issued for the initialize, to its
@@ -428,11 +450,26 @@ func (n *newSession) create(ctx context.Context, id string) error {
 		Capabilities: init.Capabilities, ClientInfo: init.ClientInfo})
 	if err != nil {
 		n.s.log.Warn("new session refused: the session store did not take it", "error", err)
-		_, _ = n.s.Terminate(id)
+		n.failed = id
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Redis may have taken it after all: remove it, or it counts
+			// against the bounds until it expires.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+			_, _, _ = n.s.store.rs.Delete(dctx, id)
+			cancel()
+		}
 		return errStoreUnavailable
 	}
 	n.created = true
 	return nil
+}
+
+// abandon ends, here, a session whose record the store did not take, once
+// mcp-go has registered it.
+func (n *newSession) abandon() {
+	if n.failed != "" {
+		n.s.endSession(n.failed)
+	}
 }
 
 // done gives the reserved place back; a created session holds it now.

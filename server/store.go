@@ -50,6 +50,8 @@ const (
 	flushTouchesEvery = time.Second
 	// storeSweepEvery is how often a replica ends expired sessions.
 	storeSweepEvery = 30 * time.Second
+	// storeEventQueue bounds the events from the store not applied yet.
+	storeEventQueue = 4096
 )
 
 // errStoreUnavailable answers a request the session store could not
@@ -64,10 +66,41 @@ type sessionStore struct {
 
 	mu      sync.Mutex
 	touches map[string]struct{}
+	// ends are the DELETEs waiting for their own end message, by session.
+	ends map[string]chan struct{}
+}
+
+// awaitEnd returns a channel closed when the end of session id comes back
+// on the store's channel.
+func (st *sessionStore) awaitEnd(id string) chan struct{} {
+	ch := make(chan struct{})
+	st.mu.Lock()
+	st.ends[id] = ch
+	st.mu.Unlock()
+	return ch
+}
+
+func (st *sessionStore) forgetEnd(id string, ch chan struct{}) {
+	st.mu.Lock()
+	if st.ends[id] == ch {
+		delete(st.ends, id)
+	}
+	st.mu.Unlock()
+}
+
+// ended closes the channel of a DELETE waiting for session id's end.
+func (st *sessionStore) ended(id string) {
+	st.mu.Lock()
+	ch := st.ends[id]
+	delete(st.ends, id)
+	st.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
 }
 
 func newSessionStore(rs *sessions.Redis, log *slog.Logger) *sessionStore {
-	return &sessionStore{rs: rs, log: log, touchEvery: min(rs.TTL()/10, maxTouchEvery), touches: make(map[string]struct{})}
+	return &sessionStore{rs: rs, log: log, touchEvery: min(rs.TTL()/10, maxTouchEvery), touches: make(map[string]struct{}), ends: make(map[string]chan struct{})}
 }
 
 // touch queues id's expiry to be slid with the next flush.
@@ -204,6 +237,12 @@ func (s *sessionIDs) lookup(ctx context.Context, id string) error {
 		return nil
 	}
 	s.adopt(id, rec)
+	s.mu.RLock()
+	ls = s.live[id]
+	s.mu.RUnlock()
+	if ls != nil {
+		s.use(id, ls)
+	}
 	return nil
 }
 
@@ -220,16 +259,31 @@ func (s *sessionIDs) use(id string, ls *liveSession) {
 	}
 }
 
+// touchBusy counts the sessions with a request in flight here (a long
+// call, an open GET stream) as used: they must not expire in the store,
+// nor be evicted for their identity's bound, while no new request names
+// them.
+func (s *sessionIDs) touchBusy() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, ls := range s.live {
+		if ls.busy.Load() > 0 {
+			s.use(id, ls)
+		}
+	}
+}
+
 // adopt holds here a session another replica opened, as its record says.
+// Its first use here touches it in the store: that slides the expiry of a
+// session resumed here near its end, and finds one ended while it was
+// being read.
 func (s *sessionIDs) adopt(id string, rec sessions.Record) {
 	ls := &liveSession{owner: rec.Owner}
 	var caps mcp.ClientCapabilities
 	if json.Unmarshal(rec.Capabilities, &caps) == nil {
 		ls.caps = &caps
 	}
-	now := s.now().UnixNano()
-	ls.used.Store(now)
-	ls.touched.Store(now)
+	ls.used.Store(s.now().UnixNano())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.live[id]; ok {
@@ -246,18 +300,12 @@ func (s *sessionIDs) adopt(id string, rec sessions.Record) {
 	}
 }
 
-// holdsStream reports whether session id's GET stream is open on this
-// replica.
-func (s *sessionIDs) holdsStream(id string) bool {
+// holds reports whether this replica holds session id.
+func (s *sessionIDs) holds(id string) bool {
 	s.mu.RLock()
-	ls, ok := s.live[id]
+	_, ok := s.live[id]
 	s.mu.RUnlock()
-	if !ok {
-		return false
-	}
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return ls.stream != nil
+	return ok
 }
 
 // capsOf returns the capabilities the client of session id declared, if
@@ -286,7 +334,10 @@ func (s *sessionIDs) endLocal(id string) {
 // admitStored is refuseNew with the store: the bounds hold over every
 // replica.
 func (s *sessionIDs) admitStored(w http.ResponseWriter, r *http.Request, p *parse.Parsed, owner string) (bool, *newSession) {
-	lim := sessions.Limits{Max: s.max, EvictableAfter: evictableAfter}
+	// The store sees use only through touches, at most touchEvery apart
+	// (and busy sessions are touched as often): a session touched within
+	// that much more than evictableAfter may be in use.
+	lim := sessions.Limits{Max: s.max, EvictableAfter: evictableAfter + s.store.touchEvery + flushTouchesEvery}
 	if owner != "" && owner != anonymousOwner {
 		lim.PerOwner = s.perOwner
 	}
@@ -325,20 +376,41 @@ func (s *sessionIDs) admitStored(w http.ResponseWriter, r *http.Request, p *pars
 }
 
 // deleteStored ends session id in the store, for every replica, and its
-// backend sessions: the client sent DELETE.
-func (s *sessionIDs) deleteStored(ctx context.Context, id string) {
+// backend sessions: the client sent DELETE. An error means the session
+// lives on.
+func (s *sessionIDs) deleteStored(ctx context.Context, id string) error {
 	if s.store == nil || id == "" {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	echo := s.store.awaitEnd(id)
+	defer s.store.forgetEnd(id, echo)
 	rec, ok, err := s.store.rs.Delete(ctx, id)
 	if err != nil {
-		s.log.Warn("end a session in the session store; it expires there by itself", "session_prefix", prefix(id), "error", err)
-		return
+		s.log.Warn("end a session in the session store", "session_prefix", prefix(id), "error", err)
+		return err
 	}
 	if ok {
 		s.endBackends(backendSessions(rec))
+	}
+	// Answer once this replica has heard its own message: Redis writes a
+	// message to every subscriber at once, so the other replicas have it
+	// too, and a request right after the answer finds the session gone.
+	select {
+	case <-echo:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// queueEvent queues e for storeEvent; on a full queue it is dropped (an
+// ended session is then caught by its next touch, within touchEvery).
+func (s *sessionIDs) queueEvent(q chan<- sessions.Event, e sessions.Event) {
+	select {
+	case q <- e:
+	default:
+		s.warn("session store events dropped: too many at once", "queue", storeEventQueue)
 	}
 }
 
@@ -347,19 +419,27 @@ func (s *sessionIDs) storeEvent(e sessions.Event) {
 	switch e.Kind {
 	case sessions.EventEnded:
 		s.endLocal(e.ID)
+		s.store.ended(e.ID)
 	case sessions.EventChanged:
 		s.changed(e.ID)
 	case sessions.EventResponse:
-		if s.holdsStream(e.ID) {
+		// Whichever replica's mcp-go waits for it takes it; the others
+		// find nothing pending.
+		if s.holds(e.ID) {
 			s.deliver(e.ID, e.Body)
 		}
 	case sessions.EventReset:
 		s.mu.RLock()
-		for _, ls := range s.live {
+		ids := make([]string, 0, len(s.live))
+		for id, ls := range s.live {
 			ls.unverified.Store(true)
+			ids = append(ids, id)
 		}
-		n := len(s.live)
 		s.mu.RUnlock()
+		n := len(ids)
+		for _, id := range ids {
+			s.changed(id) // a listener reads the record again: changes may have been missed
+		}
 		s.log.Info("session store reachable again: each session held here is read again on its next request", "sessions", n)
 	}
 }
@@ -377,6 +457,7 @@ func (s *sessionIDs) maintainStore(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-touches.C:
+			s.touchBusy()
 			for _, id := range s.store.flush(ctx) {
 				s.endLocal(id)
 			}

@@ -359,7 +359,7 @@ defaults
   timeout server 1h
   timeout http-request 30s
   timeout queue 10s
-  timeout check 1s
+  timeout check 2s
   retries 3
   option redispatch
   retry-on conn-failure empty-response
@@ -378,7 +378,7 @@ backend vmcp
   option httpchk GET /readyz HTTP/1.1
   http-check send hdr Host localhost
   http-check expect status 200
-  default-server inter 300ms fall 1 rise 2
+  default-server inter 300ms fall 2 rise 2
 %s
 frontend stats
   bind 127.0.0.1:%d

@@ -428,6 +428,9 @@ func TestReplicasDeleteEndsSessionEverywhere(t *testing.T) {
 	if err != nil || res.Status/100 != 2 {
 		t.Fatalf("DELETE: %d %s %v, want 2xx", res.Status, res.Body, err)
 	}
+	// Replicas learn of the DELETE from Redis's channel; the replica that
+	// answered it waited until the message came back to it, so the others
+	// have it too: the very next requests, on every replica, get 404.
 	var markers []string
 	for i := range replicaCount {
 		m := uniqueName(fmt.Sprintf("deleted%d", i))
