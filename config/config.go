@@ -43,6 +43,9 @@ type Config struct {
 	// Health controls backend health checks, the health states and the
 	// circuit breaker of every backend.
 	Health Health `mapstructure:"health"`
+	// Authorization decides which caller may use which tool, resource and
+	// prompt; nil: everyone may use everything.
+	Authorization *Authorization `mapstructure:"authorization"`
 }
 
 // Server is the listening side of vmcp.
@@ -363,6 +366,39 @@ type Breaker struct {
 
 // On reports whether the breaker is enabled (unset means enabled).
 func (b Breaker) On() bool { return b.Enabled == nil || *b.Enabled }
+
+// What authorization.default and a rule's effect may say.
+const (
+	EffectAllow = "allow"
+	EffectDeny  = "deny"
+)
+
+// Authorization decides which caller may use which tool, resource and
+// prompt; nil: everyone may use everything. A matching deny rule wins over
+// a matching allow rule; when no rule matches, Default decides.
+type Authorization struct {
+	Default string      `mapstructure:"default"` // allow | deny (default deny when the section is present)
+	Rules   []AuthzRule `mapstructure:"rules"`
+}
+
+// AuthzRule is one authorization rule. It applies to a request when its
+// selectors match and its condition, if any, holds. A rule that lists none
+// of tools, resources, prompts and backends selects every request; one
+// that lists some of tools, resources and prompts selects only those kinds,
+// by glob; backends, when listed, further requires the serving backend to
+// be one of them. In a glob, "*" matches any run of characters (none, and
+// "/", included), "?" one character, and everything else itself.
+type AuthzRule struct {
+	Effect    string   `mapstructure:"effect"`    // allow | deny
+	Tools     []string `mapstructure:"tools"`     // globs on post-aggregation tool names
+	Resources []string `mapstructure:"resources"` // globs on resource URIs (and resource template URI templates)
+	Prompts   []string `mapstructure:"prompts"`   // globs on post-aggregation prompt names
+	Backends  []string `mapstructure:"backends"`  // backend names
+	// When is an optional CEL condition over identity (issuer, subject,
+	// claims), request (method, name, arguments) and backend; the authz
+	// package compiles it.
+	When string `mapstructure:"when"`
+}
 
 // Duration is a time.Duration written as a Go duration string ("1m") or
 // as {duration: 1m}.

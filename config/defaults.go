@@ -103,6 +103,10 @@ func (c *Config) applyDefaults(written func(key string) bool) {
 	}
 	setDefault(&h.Breaker.FailureThreshold, defaultBreakerFailures)
 	setDefault(&h.Breaker.OpenFor, defaultBreakerOpenFor)
+
+	if z := c.Authorization; z != nil {
+		setDefault(&z.Default, EffectDeny)
+	}
 }
 
 // ApplyDefaults fills b's unset timeouts: connectTimeout (10s, 60s for

@@ -48,6 +48,9 @@ func (c *Config) Validate() error {
 	p.add("optimizer", c.Optimizer.validate())
 	p.add("audit", c.Audit.validate())
 	p.add("health", c.Health.validate())
+	if c.Authorization != nil {
+		p.add("authorization", c.Authorization.validate(names))
+	}
 	return p.err()
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // This file validates the policy sections: aggregation, rate limits,
-// optimizer, audit and health.
+// optimizer, audit, health and authorization.
 
 func (a Aggregation) validate(backends map[string]bool) error {
 	var p problems
@@ -200,3 +200,44 @@ func (h Health) validate() error {
 	}
 	return p.err()
 }
+
+// validate checks the authorization section, except its CEL conditions:
+// the config package imports no CEL, so authz.New compiles them.
+func (a Authorization) validate(backends map[string]bool) error {
+	var p problems
+	if !isEffect(a.Default) {
+		p.addf("default", "must be allow or deny, got %q", a.Default)
+	}
+	for i, r := range a.Rules {
+		p.add(fmt.Sprintf("rules[%d]", i), r.validate(backends))
+	}
+	return p.err()
+}
+
+func (r AuthzRule) validate(backends map[string]bool) error {
+	var p problems
+	switch {
+	case r.Effect == "":
+		p.addf("effect", "required (allow or deny)")
+	case !isEffect(r.Effect):
+		p.addf("effect", "must be allow or deny, got %q", r.Effect)
+	}
+	globs := func(key string, list []string) {
+		for i, g := range list {
+			if g == "" {
+				p.addf(fmt.Sprintf("%s[%d]", key, i), "must not be empty")
+			}
+		}
+	}
+	globs("tools", r.Tools)
+	globs("resources", r.Resources)
+	globs("prompts", r.Prompts)
+	for i, name := range r.Backends {
+		if !backends[name] {
+			p.addf(fmt.Sprintf("backends[%d]", i), "no backend named %q", name)
+		}
+	}
+	return p.err()
+}
+
+func isEffect(s string) bool { return s == EffectAllow || s == EffectDeny }
