@@ -27,6 +27,9 @@ type CallFunc func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolR
 type Tools struct {
 	max  int
 	call CallFunc
+	// visible, when set, returns what the caller behind ctx may see: the
+	// tools find_tool returns and call_tool calls (Restrict).
+	visible func(ctx context.Context) func(name string) bool
 
 	mu      sync.Mutex // serialises Update
 	indexed atomic.Pointer[indexed]
@@ -44,6 +47,14 @@ func NewTools(maxToolsToReturn int, call CallFunc) *Tools {
 	t := &Tools{max: maxToolsToReturn, call: call}
 	t.indexed.Store(&indexed{index: NewIndex(nil)})
 	return t
+}
+
+// Restrict limits what each caller finds and calls to the tools visible
+// returns for it (its authorization): find_tool returns only those, and
+// call_tool answers any other name as it answers one that does not exist.
+// Call it before serving.
+func (t *Tools) Restrict(visible func(ctx context.Context) func(name string) bool) {
+	t.visible = visible
 }
 
 // Update indexes tools, the catalogue's tool list, unless that very list is
@@ -120,13 +131,28 @@ type FindResult struct {
 	Tools []FoundTool `json:"tools"`
 }
 
-func (t *Tools) findTool(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+func (t *Tools) findTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	desc, err := req.RequireString("tool_description")
 	if err != nil || strings.TrimSpace(desc) == "" {
 		return mcp.NewToolResultError("find_tool: tool_description is required: describe what you want to do"), nil
 	}
 	keywords := req.GetString("tool_keywords", "")
-	matches := t.indexed.Load().index.Search(desc, keywords, t.max)
+	ix := t.indexed.Load()
+	var matches []Match
+	if t.visible == nil {
+		matches = ix.index.Search(desc, keywords, t.max)
+	} else {
+		// The whole ranking, cut to the caller's tools.
+		visible := t.visible(ctx)
+		for _, m := range ix.index.Search(desc, keywords, len(ix.tools)) {
+			if visible(m.Tool.Name) {
+				matches = append(matches, m)
+				if len(matches) == t.max {
+					break
+				}
+			}
+		}
+	}
 	res := FindResult{Tools: make([]FoundTool, len(matches))}
 	for i, m := range matches {
 		res.Tools[i] = FoundTool{
@@ -168,26 +194,41 @@ func (t *Tools) callTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 	} else if _, isObject := params.(map[string]any); !isObject {
 		return mcp.NewToolResultError(fmt.Sprintf("call_tool: parameters must be an object matching the input schema of %s", name)), nil
 	}
+	if t.visible != nil && !t.visible(ctx)(name) {
+		return mcp.NewToolResultError(t.UnknownTool(ctx, name)), nil
+	}
 	inner := mcp.CallToolRequest{Request: req.Request, Header: req.Header}
 	inner.Params.Name = name
 	inner.Params.Arguments = params
 	inner.Params.Meta = req.Params.Meta
 	res, err := t.call(ctx, inner)
 	if errors.Is(err, router.ErrNotFound) {
-		return mcp.NewToolResultError(t.unknownTool(name)), nil
+		return mcp.NewToolResultError(t.UnknownTool(ctx, name)), nil
 	}
 	return res, err
 }
 
-// unknownTool is the error text of a call_tool naming no catalogue tool.
-func (t *Tools) unknownTool(name string) string {
+// UnknownTool is the error text of a call_tool naming no catalogue tool
+// the caller behind ctx may use, with the nearest names it may use.
+func (t *Tools) UnknownTool(ctx context.Context, name string) string {
 	msg := fmt.Sprintf("call_tool: unknown tool %q", parse.TruncateName(name))
 	if len(name) > parse.MaxNameBytes {
 		// No catalogue name is near it, and comparing would cost the
 		// length of the name for every tool.
 		return msg + " Use find_tool to search for tools."
 	}
-	if near := closestNames(t.indexed.Load().tools, name, 3); len(near) > 0 {
+	tools := t.indexed.Load().tools
+	if t.visible != nil {
+		visible := t.visible(ctx)
+		mine := make([]mcp.Tool, 0, len(tools))
+		for _, tool := range tools {
+			if visible(tool.Name) {
+				mine = append(mine, tool)
+			}
+		}
+		tools = mine
+	}
+	if near := closestNames(tools, name, 3); len(near) > 0 {
 		msg += "; did you mean " + strings.Join(near, ", ") + "?"
 	}
 	return msg + " Use find_tool to search for tools."

@@ -16,6 +16,7 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/aggregator"
+	"github.com/vmcp/vmcp/authz"
 	"github.com/vmcp/vmcp/optimizer"
 	"github.com/vmcp/vmcp/router"
 )
@@ -34,6 +35,7 @@ type catalogueSync struct {
 	// relay wraps it.
 	callTool  mcpserver.ToolHandlerFunc
 	optimizer *optimizer.Tools // nil when the optimizer is off
+	policy    *authz.Policy    // nil: every caller sees everything
 	log       *slog.Logger
 
 	mu        sync.Mutex
@@ -49,22 +51,17 @@ type toolList struct {
 	once  sync.Once
 	json  []byte
 	err   error
+	// byKey holds the list as each outcome set of the authorization
+	// policy sees it, encoded on first use (callerToolList); keys counts
+	// them.
+	byKey sync.Map
+	keys  atomic.Int64
 }
 
 // encoded returns the installed tools as a JSON array.
 func (l *toolList) encoded() ([]byte, error) {
 	l.once.Do(func() { l.json, l.err = json.Marshal(l.tools) })
 	return l.json, l.err
-}
-
-// ToolListJSON returns the installed tool list as a JSON array, the same
-// bytes mcp-go's tools/list would put in its result.
-func (s *catalogueSync) ToolListJSON() ([]byte, error) {
-	l := s.toolList.Load()
-	if l == nil {
-		return []byte("[]"), nil
-	}
-	return l.encoded()
 }
 
 // Sync installs the current catalogue unless it already is installed.

@@ -19,6 +19,7 @@ func (s *Server) stages(d deps) []stage {
 		{"bodylimit", d.bodyLimit}, // before anything reads the body: oversized requests cost nothing
 		{"auth", d.auth},           // before parse: unauthenticated bodies are never decoded
 		{"parse", d.parse},         // reads the body once; every stage below reads *parse.Parsed
+		{"authz", d.authz},         // after parse, needs the name; before ratelimit, so a denied call spends no token
 		{"ratelimit", d.rateLimit}, // after parse, needs the tool name; before audit, so rejections never reach success audit
 		{"audit", d.audit},         // after ratelimit: records what is served; earlier stages record their own rejections
 		{"discovery", d.discovery}, // last before the handler: the catalogue the handler serves is current
@@ -27,7 +28,7 @@ func (s *Server) stages(d deps) []stage {
 
 // deps are the built middleware of each stage.
 type deps struct {
-	recover, telemetry, bodyLimit, auth, parse, rateLimit, audit, discovery func(http.Handler) http.Handler
+	recover, telemetry, bodyLimit, auth, parse, authz, rateLimit, audit, discovery func(http.Handler) http.Handler
 }
 
 // chain folds the stages around h, the first stage outermost.

@@ -101,7 +101,11 @@ func (e *mcpEndpoint) routes() []route {
 		{http.MethodGet, sessionBased, e.listenBackends},            // with a session store, this replica holds the backends' streams for the client's
 		{kindBatch, sessionBased, e.refuseBatch},                    // MCP dropped batches in 2025-06-18, and mcp-go takes none
 		{kindBatch, stateless, e.refuseBatch},                       // and the stateless revision never had them
-		{"tools/list", sessionBased, e.servedToolList},              // the catalogue's encoded list: mcp-go would encode every tool per request
+		{"tools/list", sessionBased, e.servedToolList},              // the catalogue's encoded list (per authorization outcome set): mcp-go would encode every tool per request
+		{"resources/list", sessionBased, e.resourceList},            // with authorization, the caller's resources (mcp-go has no resource filter)
+		{"resources/templates/list", sessionBased, e.resourceList},  // likewise
+		{"resources/list", stateless, e.resourceList},               // likewise
+		{"resources/templates/list", stateless, e.resourceList},     // likewise
 		{"tools/call", sessionBased, e.answeredUnhealthy},           // a hidden backend's tool names its backend (call_tool too), before mcp-go says "not found"
 		{"tools/call", sessionBased, e.calls.serve},                 // bytes on the caller's own backend session, every field and error code kept
 		{"resources/read", sessionBased, e.calls.serve},             // likewise
@@ -372,33 +376,6 @@ func (e *mcpEndpoint) refuseBatch(w http.ResponseWriter, q *request) bool {
 	return true
 }
 
-// unknownLongName answers a request for a name longer than
-// parse.MaxNameBytes that is not in the catalogue as mcp-go answers an
-// unknown name, with the name cut: a client's megabyte-long name is not
-// echoed back.
-func (e *mcpEndpoint) unknownLongName(w http.ResponseWriter, q *request) bool {
-	p := q.p
-	if len(p.ResourceID) <= parse.MaxNameBytes || p.ID == nil || p.Optimizer == parse.FindToolName {
-		return false
-	}
-	if _, ok := e.tools.agg.Catalogue().Route(p.Method, p.ResourceID); ok {
-		return false
-	}
-	if p.Optimizer == parse.CallToolName {
-		return false // call_tool's own handler answers with the nearest names, cut
-	}
-	name := parse.TruncateName(p.ResourceID)
-	code, msg := jsonrpc.CodeInvalidParams, "tool '"+name+"' not found: tool not found"
-	switch p.Method {
-	case "prompts/get":
-		msg = "prompt '" + name + "' not found: prompt not found"
-	case "resources/read":
-		code, msg = codeResourceNotFound, "resource '"+name+"' not found"
-	}
-	jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: code, Message: msg})
-	return true
-}
-
 // codeResourceNotFound is MCP's error code for a resource that does not
 // exist.
 const codeResourceNotFound = -32002
@@ -436,7 +413,7 @@ func (e *mcpEndpoint) servedToolList(w http.ResponseWriter, q *request) bool {
 	if v := p.ProtocolVersion; v != "" && !mcp.IsValidProtocolVersion(v) {
 		return false
 	}
-	list, err := e.tools.ToolListJSON()
+	list, err := e.tools.callerToolList(q.r.Context())
 	if err != nil {
 		e.log.Error("encode tool list; answering through mcp-go", "error", err)
 		return false

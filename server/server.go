@@ -16,12 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/audit"
+	"github.com/vmcp/vmcp/authz"
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/bodylimit"
 	"github.com/vmcp/vmcp/config"
@@ -64,6 +66,7 @@ type Server struct {
 	agg      *aggregator.Aggregator
 	sync     *catalogueSync
 	sessions *sessionIDs
+	policy   *authz.Policy // nil without an authorization section: everyone may use everything
 	redis    *redis.Client // nil without a redis block (redis.go)
 	tel      *telemetry.Telemetry
 	mcpHTTP  *mcpserver.StreamableHTTPServer
@@ -114,6 +117,9 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	if err := s.setupTelemetry(); err != nil {
 		return nil, err
 	}
+	if s.policy, err = authz.New(cfg.Authorization); err != nil {
+		return nil, err
+	}
 	names := make([]string, len(cfg.Backends))
 	for i, b := range cfg.Backends {
 		names[i] = b.Name
@@ -140,6 +146,11 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		mcpserver.WithElicitation(),
 		mcpserver.WithRoots(),
 		mcpserver.WithHooks(hooks),
+		// With authorization, each caller lists what it may use (the
+		// tools/list mcp-go serves has a cursor; the endpoint serves the
+		// others).
+		mcpserver.WithToolFilter(func(ctx context.Context, t []mcp.Tool) []mcp.Tool { return s.sync.filterTools(ctx, t) }),
+		mcpserver.WithPromptFilter(func(ctx context.Context, p []mcp.Prompt) []mcp.Prompt { return s.sync.filterPrompts(ctx, p) }),
 		mcpserver.WithRecovery(),
 	)
 	mcp.EnableSampling()
@@ -179,8 +190,13 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	s.closers = append(s.closers, clients.out.close)
 	s.relay = newRelay(clients, s.backends, rt, hooks, mcp, s.log) // relay.go
 	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: clients.flushed(rt.CallTool), log: s.log}
+	s.sync.policy = s.policy
 	if cfg.Optimizer.Enabled {
-		s.sync.installOptimizer(optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool)))
+		o := optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool))
+		if s.policy != nil {
+			o.Restrict(s.sync.visibleTools)
+		}
+		s.sync.installOptimizer(o)
 	}
 	if store != nil {
 		s.sessions.endBackends, s.sessions.changed = s.backends.EndClient, s.backends.Refresh
@@ -257,6 +273,7 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		bodyLimit: bodylimit.New(s.cfg.Server.MaxBodyBytes),
 		auth:      authStage,
 		parse:     parse.New(parse.Options{Optimizer: s.cfg.Optimizer.Enabled}),
+		authz:     s.authzStage(rec),
 		rateLimit: rl,
 		audit:     au,
 		discovery: discovery.New(s.sync),

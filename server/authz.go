@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/vmcp/vmcp/audit"
+	"github.com/vmcp/vmcp/auth"
+	"github.com/vmcp/vmcp/authz"
+	"github.com/vmcp/vmcp/parse"
+)
+
+// authzStage builds the authz stage over the server's policy: the backend
+// of a name comes from the installed catalogue, a denial is answered as
+// an unknown name (answerUnknown), recorded with rec and counted.
+func (s *Server) authzStage(rec audit.Recorder) func(http.Handler) http.Handler {
+	if s.policy == nil {
+		return authz.Stage(nil, authz.StageOptions{})
+	}
+	decisions, err := s.tel.MeterProvider().Meter("github.com/vmcp/vmcp/authz").Int64Counter("vmcp_authz_decisions_total",
+		metric.WithDescription("Authorization decisions on calls, by effect."))
+	var decided func(context.Context, string)
+	if err == nil {
+		allow := metric.WithAttributeSet(attribute.NewSet(attribute.String("effect", "allow")))
+		deny := metric.WithAttributeSet(attribute.NewSet(attribute.String("effect", "deny")))
+		decided = func(ctx context.Context, effect string) {
+			if effect == "allow" {
+				decisions.Add(ctx, 1, allow)
+			} else {
+				decisions.Add(ctx, 1, deny)
+			}
+		}
+	}
+	return authz.Stage(s.policy, authz.StageOptions{
+		Backend:  s.sync.backendOf,
+		Deny:     func(w http.ResponseWriter, r *http.Request, p *parse.Parsed) { s.answerUnknown(w, r, p, p.ResourceID) },
+		Recorder: rec,
+		Decided:  decided,
+	})
+}
+
+// backendOf returns the backend that serves name for method in the
+// installed catalogue, "" if none.
+func (s *catalogueSync) backendOf(method, name string) string {
+	c := s.agg.Catalogue()
+	switch method {
+	case "resources/subscribe":
+		method = "resources/read"
+	case "completion/complete":
+		if r, ok := c.Prompt(name); ok {
+			return r.Backend
+		}
+		if r, ok := c.Template(name); ok {
+			return r.Backend
+		}
+		return ""
+	}
+	r, _ := c.Route(method, name)
+	return r.Backend
+}
+
+// lister returns the list view of the caller behind ctx.
+func (s *catalogueSync) lister(ctx context.Context) authz.Lister {
+	id, _ := auth.IdentityFrom(ctx)
+	return s.policy.Lister(id)
+}
+
+// visibleTools returns the tools the caller behind ctx may see, by name.
+func (s *catalogueSync) visibleTools(ctx context.Context) func(name string) bool {
+	l := s.lister(ctx)
+	c := s.agg.Catalogue()
+	return func(name string) bool {
+		r, _ := c.Tool(name)
+		return l.Visible(authz.Tool, name, r.Backend)
+	}
+}
+
+// filterTools is mcp-go's tool filter (the tools/list requests it serves,
+// with a cursor): the caller's tools.
+func (s *catalogueSync) filterTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+	if s.policy == nil || s.optimizer != nil {
+		return tools
+	}
+	visible := s.visibleTools(ctx)
+	out := make([]mcp.Tool, 0, len(tools))
+	for _, t := range tools {
+		if visible(t.Name) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// filterPrompts is mcp-go's prompt filter: the caller's prompts.
+func (s *catalogueSync) filterPrompts(ctx context.Context, prompts []mcp.Prompt) []mcp.Prompt {
+	if s.policy == nil {
+		return prompts
+	}
+	l, c := s.lister(ctx), s.agg.Catalogue()
+	out := make([]mcp.Prompt, 0, len(prompts))
+	for _, p := range prompts {
+		r, _ := c.Prompt(p.Name)
+		if l.Visible(authz.Prompt, p.Name, r.Backend) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// callerToolList returns the JSON array of the tools the caller behind
+// ctx may see, encoded once per installed list and outcome set (callers
+// whose rules come out the same share it).
+func (s *catalogueSync) callerToolList(ctx context.Context) ([]byte, error) {
+	l := s.toolList.Load()
+	if l == nil {
+		return []byte("[]"), nil
+	}
+	if s.policy == nil {
+		return l.encoded()
+	}
+	lister := s.lister(ctx)
+	key := lister.Key()
+	if v, ok := l.byKey.Load(key); ok {
+		return v.([]byte), nil
+	}
+	c := s.agg.Catalogue()
+	mine := make([]mcp.Tool, 0, len(l.tools))
+	for _, t := range l.tools {
+		r, _ := c.Tool(t.Name)
+		if lister.Visible(authz.Tool, t.Name, r.Backend) {
+			mine = append(mine, t)
+		}
+	}
+	b, err := json.Marshal(mine)
+	if err != nil {
+		return nil, err
+	}
+	if l.keys.Add(1) <= maxListsPerCatalogue {
+		l.byKey.Store(key, b)
+	}
+	return b, nil
+}
+
+// maxListsPerCatalogue bounds the encoded tool lists kept per installed
+// list: one per outcome set, and outcome sets that depend on each caller
+// (a condition over the identity and the tool) could otherwise grow with
+// the callers.
+const maxListsPerCatalogue = 1024
+
+// resourceList answers resources/list and resources/templates/list with
+// what the caller may see, instead of mcp-go (which has no resource
+// filter). The lists are not paged: a cursor is ignored.
+func (e *mcpEndpoint) resourceList(w http.ResponseWriter, q *request) bool {
+	s := e.tools
+	if s.policy == nil || q.p.ID == nil {
+		return false
+	}
+	l, c := s.lister(q.r.Context()), s.agg.Catalogue()
+	var res any
+	switch q.p.Method {
+	case "resources/list":
+		out := make([]mcp.Resource, 0, len(c.Resources))
+		for _, r := range c.Resources {
+			rt, _ := c.Resource(r.URI)
+			if l.Visible(authz.Resource, r.URI, rt.Backend) {
+				out = append(out, r)
+			}
+		}
+		res = mcp.ListResourcesResult{Resources: out}
+	default:
+		out := make([]mcp.ResourceTemplate, 0, len(c.ResourceTemplates))
+		for _, t := range c.ResourceTemplates {
+			raw := t.URITemplate.Raw()
+			rt, _ := c.Template(raw)
+			if l.Visible(authz.Resource, raw, rt.Backend) {
+				out = append(out, t)
+			}
+		}
+		res = mcp.ListResourceTemplatesResult{ResourceTemplates: out}
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return false
+	}
+	writeResult(w, q.p.ID, b)
+	return true
+}

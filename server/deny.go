@@ -1,0 +1,67 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/parse"
+)
+
+// answerUnknown answers p as mcp-go answers a request that names what is
+// not in the catalogue, with name in the message: the authz stage's
+// denials (so a caller cannot tell a tool it may not use from one that
+// does not exist) and names too long to look up. The answers are mcp-go's
+// own (server_test checks them against mcp-go): the session-based
+// revisions answer with HTTP 200, the stateless one with the status its
+// error code maps to.
+func (s *Server) answerUnknown(w http.ResponseWriter, r *http.Request, p *parse.Parsed, name string) {
+	stateless := mcp.IsModernProtocol(p.ProtocolVersion) || mcp.IsModernProtocol(r.Header.Get("Mcp-Protocol-Version"))
+	status := http.StatusOK
+	if stateless {
+		status = http.StatusBadRequest // -32602, as mcp-go maps it
+	}
+	switch {
+	case p.Optimizer == parse.CallToolName && s.sync.optimizer != nil:
+		res, err := json.Marshal(mcp.NewToolResultError(s.sync.optimizer.UnknownTool(r.Context(), name)))
+		if err != nil {
+			res = []byte(`{"content":[],"isError":true}`)
+		}
+		writeResult(w, p.ID, res)
+	case p.Method == "tools/call":
+		jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+			Message: fmt.Sprintf("tool '%s' not found: tool not found", name)})
+	case p.Method == "prompts/get":
+		jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+			Message: fmt.Sprintf("prompt '%s' not found: prompt not found", name)})
+	case p.Method == "resources/read":
+		code := codeResourceNotFound
+		if stateless {
+			code = jsonrpc.CodeInvalidParams
+		}
+		jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: code,
+			Message: fmt.Sprintf("handler not found for resource URI '%s': resource not found", name)})
+	case p.Method == "resources/subscribe":
+		writeResult(w, p.ID, []byte(`{}`)) // mcp-go takes a subscription to any URI
+	case p.Method == "completion/complete" && p.RefType == "ref/prompt":
+		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+			Message: fmt.Sprintf("prompt %q: not found", name)})
+	case p.Method == "completion/complete":
+		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+			Message: fmt.Sprintf("resource template %q: not found", name)})
+	default:
+		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "not found"})
+	}
+}
+
+// writeResult writes a JSON-RPC result.
+func writeResult(w http.ResponseWriter, id json.RawMessage, result []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":`))
+	_, _ = w.Write(result)
+	_, _ = w.Write([]byte("}\n"))
+}
