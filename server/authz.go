@@ -120,8 +120,8 @@ func (s *catalogueSync) callerToolList(ctx context.Context) ([]byte, error) {
 	if l == nil {
 		return []byte("[]"), nil
 	}
-	if s.policy == nil {
-		return l.encoded()
+	if s.policy == nil || s.optimizer != nil {
+		return l.encoded() // find_tool and call_tool are for everyone; find_tool filters
 	}
 	lister := s.lister(ctx)
 	key := lister.Key()
