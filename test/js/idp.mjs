@@ -39,6 +39,12 @@
 //   vmcp-test         / vmcp-test-secret          RS256 tokens with the requested scopes
 //   vmcp-test-es256   / vmcp-test-es256-secret    ES256 tokens with the requested scopes
 //   vmcp-test-noscope / vmcp-test-noscope-secret  RS256 tokens that never carry a scope
+//   vmcp-eng          / vmcp-eng-secret           RS256 tokens with the requested scopes and
+//                                                 "groups":["eng"]
+//   vmcp-support      / vmcp-support-secret       RS256 tokens with the requested scopes and
+//                                                 "groups":["support"]
+// (the groups claim, for authorization rules, is added by extraTokenClaims, keyed on the client
+// id; the other clients' tokens carry none)
 //
 // Token request (any absolute http(s) URL is accepted as the resource; the token's aud is it):
 //   curl -s -u vmcp-test:vmcp-test-secret -d grant_type=client_credentials \
@@ -55,7 +61,8 @@
 //
 // Access token: header {"alg":"RS256"|"ES256","typ":"at+jwt","kid":...}; claims
 //   {"jti","sub":<client id>,"iat","exp","scope"(absent when empty),"client_id",
-//    "iss":<issuer>,"aud":<resource>} (+ "nbf" with shift).
+//    "iss":<issuer>,"aud":<resource>} (+ "nbf" with shift, + "groups" for vmcp-eng and
+//    vmcp-support).
 
 import * as http from 'node:http';
 import * as fs from 'node:fs';
@@ -172,6 +179,8 @@ const CLIENTS = [
   { client_id: 'vmcp-test', client_secret: 'vmcp-test-secret' },
   { client_id: 'vmcp-test-es256', client_secret: 'vmcp-test-es256-secret' },
   { client_id: 'vmcp-test-noscope', client_secret: 'vmcp-test-noscope-secret' },
+  { client_id: 'vmcp-eng', client_secret: 'vmcp-eng-secret' },
+  { client_id: 'vmcp-support', client_secret: 'vmcp-support-secret' },
 ].map((c) => ({
   ...c,
   grant_types: ['client_credentials'],
@@ -179,6 +188,12 @@ const CLIENTS = [
   redirect_uris: [],
   token_endpoint_auth_method: 'client_secret_basic',
 }));
+
+// GROUPS are the groups claims of the clients that have one, by client id.
+const GROUPS = {
+  'vmcp-eng': ['eng'],
+  'vmcp-support': ['support'],
+};
 
 // knob reads an integer query parameter of the token request, or undefined.
 function knob(ctx, name) {
@@ -231,6 +246,11 @@ function configuration(opts, keys) {
           };
         },
       },
+    },
+    // Claims added to the access tokens of a client (client credentials: token.clientId).
+    extraTokenClaims: async (_ctx, token) => {
+      const groups = GROUPS[token.clientId];
+      return groups ? { groups: [...groups] } : undefined;
     },
     formats: {
       customizers: {
