@@ -32,28 +32,28 @@ func (s *Server) answerUnknown(w http.ResponseWriter, r *http.Request, p *parse.
 		}
 		writeResult(w, p.ID, res)
 	case p.Method == "tools/call":
-		jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+		writeError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
 			Message: fmt.Sprintf("tool '%s' not found: tool not found", name)})
 	case p.Method == "prompts/get":
-		jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+		writeError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
 			Message: fmt.Sprintf("prompt '%s' not found: prompt not found", name)})
 	case p.Method == "resources/read":
 		code := codeResourceNotFound
 		if stateless {
 			code = jsonrpc.CodeInvalidParams
 		}
-		jsonrpc.WriteError(w, status, p.ID, jsonrpc.Error{Code: code,
+		writeError(w, status, p.ID, jsonrpc.Error{Code: code,
 			Message: fmt.Sprintf("handler not found for resource URI '%s': resource not found", name)})
 	case p.Method == "resources/subscribe":
 		writeResult(w, p.ID, []byte(`{}`)) // mcp-go takes a subscription to any URI
 	case p.Method == "completion/complete" && p.RefType == "ref/prompt":
-		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+		writeError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
 			Message: fmt.Sprintf("prompt %q: not found", name)})
 	case p.Method == "completion/complete":
-		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+		writeError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
 			Message: fmt.Sprintf("resource template %q: not found", name)})
 	default:
-		jsonrpc.WriteError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "not found"})
+		writeError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "not found"})
 	}
 }
 
@@ -64,4 +64,17 @@ func writeResult(w http.ResponseWriter, id json.RawMessage, result []byte) {
 	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":`))
 	_, _ = w.Write(result)
 	_, _ = w.Write([]byte("}\n"))
+}
+
+// writeError writes a JSON-RPC error as mcp-go writes one: encoded with a
+// final newline, no Content-Length of its own.
+func writeError(w http.ResponseWriter, status int, id json.RawMessage, e jsonrpc.Error) {
+	body, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   jsonrpc.Error   `json:"error"`
+	}{"2.0", id, e})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
 }

@@ -210,21 +210,6 @@ func (s rawSession) call(t *testing.T, method string, params any) httpResult {
 	return rawReq{url: s.url, token: s.token, session: s.sid, body: string(b)}.do(t)
 }
 
-// failKnownBugs makes knownBug fail the test. The bugs it names are in
-// vmcp, found by these tests; set it to true once they are fixed.
-const failKnownBugs = false
-
-// knownBug reports a known bug of vmcp: an error when failKnownBugs is set,
-// a log line ("KNOWN BUG: ...") otherwise.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if failKnownBugs {
-		t.Errorf(format, args...)
-		return
-	}
-	t.Logf("KNOWN BUG: "+format, args...)
-}
-
 // sameAsUnknown fails t unless the answer to a denied name is the answer
 // to an unknown name, with the unknown name replaced by the denied one:
 // same HTTP status, same Content-Type, same JSON-RPC message byte for byte.
@@ -232,12 +217,6 @@ func sameAsUnknown(t *testing.T, what string, denied httpResult, deniedName stri
 	t.Helper()
 	d := denied.jsonrpcMessage()
 	u := bytes.ReplaceAll(unknown.jsonrpcMessage(), []byte(unknownName), []byte(deniedName))
-	if denied.Status == unknown.Status && !bytes.Equal(d, u) && bytes.Equal(bytes.TrimRight(d, "\n"), bytes.TrimRight(u, "\n")) {
-		knownBug(t, "%s: the answer to the denied %q differs from an unknown name's only in its trailing newline (%q, %q): "+
-			"answerUnknown (server/deny.go) writes jsonrpc.WriteError's body, which has none; mcp-go's answers end with one",
-			what, deniedName, d[len(d)-1:], u[len(u)-1:])
-		d = u
-	}
 	if denied.Status != unknown.Status || !bytes.Equal(d, u) {
 		t.Errorf("%s: the denied %q is answered\n  %d %q\nan unknown name (%q, put back as %q) is answered\n  %d %q",
 			what, deniedName, denied.Status, d, unknownName, deniedName, unknown.Status, u)

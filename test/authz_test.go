@@ -331,11 +331,7 @@ func TestAuthzOptimizer(t *testing.T) {
 		t.Parallel()
 		for _, who := range []string{clientSupport, clientEng} {
 			c := e.client(t, who)
-			if got := toolNames(t, c); len(got) == 0 {
-				knownBug(t, "%s: tools/list = [], want call_tool and find_tool: with the optimizer on, "+
-					"catalogueSync.callerToolList (server/authz.go) puts the optimizer's own tools through the policy, "+
-					"which allows neither (filterTools skips the policy when the optimizer is on)", who)
-			} else if !slices.Equal(got, []string{"call_tool", "find_tool"}) {
+			if got := toolNames(t, c); !slices.Equal(got, []string{"call_tool", "find_tool"}) {
 				t.Errorf("%s: tools/list = %v, want call_tool and find_tool", who, got)
 			}
 			var found []string
