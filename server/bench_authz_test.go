@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/jsonrpc"
 )
 
 // authzBenchBackends are the backends of the tools/list benchmark with an
@@ -194,4 +197,109 @@ func countTools(b *testing.B, rec *httptest.ResponseRecorder) int {
 		b.Fatalf("tools/list: %v", err)
 	}
 	return len(resp.Result.Tools)
+}
+
+// authzCallRules are the 20 rules of the bench harness's -authz mode
+// (bench/authz.go), for a backend named raw: the call of raw_t evaluates
+// the conditions of deny rules 4 (the arguments, decoded), 8 (the
+// identity), 9 (the name) and 15 (the method), none of which holds, and
+// rule 19 (the backend and the identity) allows it.
+func authzCallRules() []config.AuthzRule {
+	return []config.AuthzRule{
+		{Effect: "allow", Tools: []string{"github_*"}, When: `"eng" in identity.claims.groups`},
+		{Effect: "allow", Tools: []string{"jira_get_*", "jira_search"}},
+		{Effect: "deny", Tools: []string{"db_drop_table"}, When: `has(request.arguments.cascade) && request.arguments.cascade == true`},
+		{Effect: "allow", Resources: []string{"file:///srv/shared/*"}, Prompts: []string{"*"}, Backends: []string{"raw"}},
+		{Effect: "deny", Tools: []string{"*_t"}, When: `has(request.arguments.id) && size(request.arguments.id) > 65536`},
+		{Effect: "deny", Tools: []string{"*_delete", "*_destroy"}},
+		{Effect: "allow", Tools: []string{"k8s_get_*", "k8s_list_*"}, When: `"ops" in identity.claims.groups`},
+		{Effect: "deny", Tools: []string{"raw_add_tool", "raw_remove_tool"}},
+		{Effect: "deny", Tools: []string{"raw_*"}, When: `identity.subject == "blocked"`},
+		{Effect: "deny", Tools: []string{"*"}, When: `request.name.startsWith("admin_")`},
+		{Effect: "deny", Resources: []string{"file:///etc/*", "file:///root/*"}},
+		{Effect: "allow", Resources: []string{"db://*/schema"}, When: `identity.subject != "anonymous"`},
+		{Effect: "deny", Tools: []string{"payments_refund"}, When: `request.arguments.amount > 1000`},
+		{Effect: "allow", Tools: []string{"payments_*"}, When: `"finance" in identity.claims.groups`},
+		{Effect: "allow", Prompts: []string{"release_?otes"}},
+		{Effect: "deny", Backends: []string{"raw"}, When: `request.method == "completion/complete"`},
+		{Effect: "allow", Tools: []string{"notion_*_page?"}},
+		{Effect: "deny", Tools: []string{"*secret*"}},
+		{Effect: "allow", Tools: []string{"calendar_*"}},
+		{Effect: "allow", Tools: []string{"raw_*"}, When: `backend == "raw" && identity.subject == "anonymous"`},
+	}
+}
+
+// BenchmarkToolsCallAuthz is BenchmarkToolsCallRawBackend (tools/call
+// through the whole chain to a backend that answers a fixed message) with
+// no authorization section and with the 20 rules of authzCallRules: the
+// ratio of the two is what the rules cost vmcp's own work per call,
+// without the load harness's noise (the bench harness's -authz mode
+// measures the same rules end to end).
+func BenchmarkToolsCallAuthz(b *testing.B) {
+	answer := []byte(`{"jsonrpc":"2.0","id":ID,"result":{"content":[{"type":"text","text":"ok"}]}}`)
+	head, tail, _ := bytes.Cut(answer, []byte("ID"))
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case bytes.Contains(body, []byte(`"method":"initialize"`)):
+			w.Header().Set("Mcp-Session-Id", "s1")
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"0"}}}`)
+		case bytes.Contains(body, []byte(`"method":"tools/list"`)):
+			id, _ := jsonrpc.FindID(body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}},{"name":"remove_tool","inputSchema":{"type":"object"}}]}}`)
+		case bytes.Contains(body, []byte(`"method":"tools/call"`)):
+			id, _ := jsonrpc.FindID(body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(head)
+			_, _ = w.Write(id)
+			_, _ = w.Write(tail)
+		case r.Method == http.MethodGet:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	b.Cleanup(backend.Close)
+	for _, bc := range []struct {
+		name   string
+		policy *config.Authorization
+	}{
+		{"none", nil},
+		{"rules", &config.Authorization{Default: config.EffectDeny, Rules: authzCallRules()}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cfg := testConfig(b, config.Backend{Name: "raw", Transport: config.TransportStreamableHTTP, URL: backend.URL})
+			cfg.Authorization = bc.policy
+			srv, err := New(cfg, Options{Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := srv.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+			rec := post(srv, "", benchInitialize)
+			sid := rec.Header().Get("Mcp-Session-Id")
+			if sid == "" {
+				b.Fatalf("no session: %d %s", rec.Code, rec.Body)
+			}
+			post(srv, sid, benchInitialized)
+			// The policy is in force: rule 7 hides and denies remove_tool.
+			denied := post(srv, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"raw_remove_tool","arguments":{}}}`)
+			if reached := bytes.Contains(denied.Body.Bytes(), []byte(`"ok"`)); reached != (bc.policy == nil) {
+				b.Fatalf("raw_remove_tool reached the backend: %v, want %v (%s)", reached, bc.policy == nil, denied.Body)
+			}
+			body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"raw_t","arguments":{"id":"x"}}}`
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				rec := post(srv, sid, body)
+				if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"ok"`)) {
+					b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
 }
