@@ -13,6 +13,7 @@
 //	go run ./bench -sizes -rounds 3 -d 3s  # tools/call with 100 B, 8 KiB, 64 KiB echoed: direct, proxy, vmcp, vmcp+redis
 //	go run ./bench -sessions -rounds 3 -d 3s  # tools/call through vmcp, sessions.store memory vs redis
 //	go run ./bench -replicas -rounds 3 -d 3s  # 16 sessions through HAProxy: three vmcp replicas vs one, sessions in Redis
+//	go run ./bench -authz -rounds 3 -d 3s     # tools/call through vmcp, no authorization vs 20 rules
 //
 // Everything listens on 127.0.0.1. The backend is a child process built
 // from ./examples/backends/demo; the proxy, vmcp and the load generator
@@ -72,6 +73,7 @@ type options struct {
 	sizes      []int // -sizes mode: argument sizes in bytes; nil: not that mode
 	sessions   bool  // -sessions mode
 	replicas   bool  // -replicas mode
+	authz      bool  // -authz mode
 	rounds     int
 	tree       string // commit of the tree at start-up (what go run built)
 }
@@ -105,6 +107,8 @@ func main() {
 		err = runSessions(ctx, opts, os.Stdout)
 	case opts.replicas:
 		err = runReplicas(ctx, opts, os.Stdout)
+	case opts.authz:
+		err = runAuthz(ctx, opts, os.Stdout)
 	default:
 		err = runLoad(ctx, opts, os.Stdout)
 	}
@@ -133,8 +137,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	sizeBytes := fs.String("size-bytes", defaultSizes, "sizes mode: comma-separated argument sizes in bytes")
 	fs.BoolVar(&o.sessions, "sessions", false, "sessions mode: tools/call through vmcp with sessions.store memory vs redis (a redis-server child), at -conns, in -rounds interleaved rounds; each vmcp in a process of its own for CPU per call; Redis commands per call from INFO commandstats")
 	fs.BoolVar(&o.replicas, "replicas", false, "replicas mode: -c connections (default 16), one MCP session each, through HAProxy (round robin, no affinity) to three vmcp replicas with sessions.store redis, vs one replica (redis, and memory) behind the same HAProxy, in -rounds interleaved rounds; CPU per call summed over every vmcp, HAProxy and redis-server")
-	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit, observability, sizes, sessions and replicas modes: interleaved rounds of the phases")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>; with -sizes, -sessions and -replicas, of each proxy and vmcp child's whole run to <file>.<target>")
+	fs.BoolVar(&o.authz, "authz", false, "authz mode: tools/call through vmcp with no authorization section vs 20 rules (anonymous callers), at -conns, in -rounds interleaved rounds; each vmcp in a process of its own for CPU per call")
+	fs.IntVar(&o.rounds, "rounds", 2, "rate-limit, observability, sizes, sessions, replicas and authz modes: interleaved rounds of the phases")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vmcp tools/call phase (largest -conns) to this file; with -ratelimit, of each target's first measured phase to <file>.<target>; with -sizes, -sessions, -replicas and -authz, of each proxy and vmcp child's whole run to <file>.<target>")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -154,8 +159,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		err = errors.New("-catalogue-n must be in [1, 10000]")
 	case o.rounds < 1 || o.rounds > 100:
 		err = errors.New("-rounds must be in [1, 100]")
-	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0)+btoi(*sizes)+btoi(o.sessions)+btoi(o.replicas) > 1:
-		err = errors.New("-ratelimit, -observability, -catalogue, -sizes, -sessions and -replicas are different modes; pick one")
+	case btoi(o.rateLimit)+btoi(o.observe)+btoi(o.catalogue > 0)+btoi(*sizes)+btoi(o.sessions)+btoi(o.replicas)+btoi(o.authz) > 1:
+		err = errors.New("-ratelimit, -observability, -catalogue, -sizes, -sessions, -replicas and -authz are different modes; pick one")
 	}
 	if err == nil && *sizes {
 		o.sizes, err = parseSizes(*sizeBytes)
