@@ -128,18 +128,23 @@ func (s *catalogueSync) callerToolList(ctx context.Context) ([]byte, error) {
 	if v, ok := l.byKey.Load(key); ok {
 		return v.([]byte), nil
 	}
-	c := s.agg.Catalogue()
-	mine := make([]mcp.Tool, 0, len(l.tools))
-	for _, t := range l.tools {
-		r, _ := c.Tool(t.Name)
-		if lister.Visible(authz.Tool, t.Name, r.Backend) {
-			mine = append(mine, t)
-		}
-	}
-	b, err := json.Marshal(mine)
+	each, err := l.encodedEach()
 	if err != nil {
 		return nil, err
 	}
+	c := s.agg.Catalogue()
+	b := make([]byte, 0, 64*1024)
+	b = append(b, '[')
+	for i, t := range l.tools {
+		r, _ := c.Tool(t.Name)
+		if lister.Visible(authz.Tool, t.Name, r.Backend) {
+			if len(b) > 1 {
+				b = append(b, ',')
+			}
+			b = append(b, each[i]...)
+		}
+	}
+	b = append(b, ']')
 	if l.keys.Add(1) <= maxListsPerCatalogue {
 		l.byKey.Store(key, b)
 	}

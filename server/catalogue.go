@@ -56,6 +56,24 @@ type toolList struct {
 	// them.
 	byKey sync.Map
 	keys  atomic.Int64
+	// each holds every tool's JSON, encoded once on first use, from which
+	// a caller's list is joined.
+	eachOnce sync.Once
+	each     [][]byte
+	eachErr  error
+}
+
+// encodedEach returns the JSON of every tool, in order.
+func (l *toolList) encodedEach() ([][]byte, error) {
+	l.eachOnce.Do(func() {
+		l.each = make([][]byte, len(l.tools))
+		for i := range l.tools {
+			if l.each[i], l.eachErr = json.Marshal(l.tools[i]); l.eachErr != nil {
+				return
+			}
+		}
+	})
+	return l.each, l.eachErr
 }
 
 // encoded returns the installed tools as a JSON array.
