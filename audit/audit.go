@@ -101,7 +101,7 @@ func audited(p *parse.Parsed) bool {
 
 func (s *stage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, ok := parse.FromContext(r.Context())
-	if !ok { // not a POST: GET streams and DELETE are not requests of the trail
+	if !ok || p.Denied { // not a POST (GET streams, DELETE), or denied: authz recorded it
 		s.next.ServeHTTP(w, r)
 		return
 	}

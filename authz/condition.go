@@ -235,5 +235,27 @@ func decodeArguments(raw []byte) (map[string]any, bool) {
 		return emptyMap, true
 	}
 	m, ok := v.(map[string]any)
-	return m, ok
+	if !ok || foldedTwice(m) {
+		return nil, false
+	}
+	return m, true
+}
+
+// foldedTwice reports whether two keys of m differ only in case: a backend
+// that matches keys ignoring case (as encoding/json does) may read the one
+// a condition did not, so such arguments leave request.arguments unset
+// (a deny rule that reads them denies, an allow rule does not allow).
+func foldedTwice(m map[string]any) bool {
+	if len(m) < 2 {
+		return false
+	}
+	seen := make(map[string]struct{}, len(m))
+	for k := range m {
+		l := strings.ToLower(k)
+		if _, dup := seen[l]; dup {
+			return true
+		}
+		seen[l] = struct{}{}
+	}
+	return false
 }

@@ -3,7 +3,10 @@ package authz
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmcp/vmcp/audit"
@@ -14,12 +17,9 @@ import (
 // StageOptions are what the authz stage needs besides the policy.
 type StageOptions struct {
 	// Backend returns the backend that serves name (a tool or prompt name,
-	// a resource URI) for method, "" when it is in no backend's catalogue.
-	Backend func(method, name string) string
-	// Deny answers a denied request exactly as a request naming something
-	// that does not exist is answered (same status, code and message
-	// form), so a caller cannot probe for what it may not use.
-	Deny func(w http.ResponseWriter, r *http.Request, p *parse.Parsed)
+	// a resource URI) for method (completion/complete: of ref type
+	// refType), "" when it is in no backend's catalogue.
+	Backend func(method, refType, name string) string
 	// Recorder receives an audit event for every denial, with the rule
 	// that decided. nil: audit.Discard.
 	Recorder audit.Recorder
@@ -29,9 +29,12 @@ type StageOptions struct {
 
 // Stage returns the authz stage: between parse and rate limit, it decides
 // every tools/call (the tool behind call_tool too), resources/read,
-// resources/subscribe, prompts/get and completion/complete by p; a denied
-// request is answered by o.Deny and spends no rate-limit token. A nil
-// policy is no stage at all.
+// resources/(un)subscribe, prompts/get and completion/complete by p. A
+// denied request is recorded and marked (parse.Parsed.Denied): it spends
+// no rate-limit token, and the endpoint answers it, after the checks every
+// request passes, exactly as a request naming something that does not
+// exist, so a caller cannot probe for what it may not use. A nil policy is
+// no stage at all.
 func Stage(p *Policy, o StageOptions) func(http.Handler) http.Handler {
 	if p == nil {
 		return func(next http.Handler) http.Handler { return next }
@@ -51,9 +54,18 @@ func Stage(p *Policy, o StageOptions) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			req.Backend = o.Backend(pr.Method, req.Name)
+			req.Backend = o.Backend(pr.Method, pr.RefType, req.Name)
 			id, _ := auth.IdentityFrom(r.Context())
 			d := p.Decide(id, req)
+			if req.Kind == Resource && d.Allow {
+				// A URI that names the same thing another way (dot
+				// segments, escapes) must be allowed under both spellings.
+				if alt, ok := canonicalURI(req.Name); ok {
+					req.Name = alt
+					d = p.Decide(id, req)
+					req.Name = pr.ResourceID
+				}
+			}
 			effect := "allow"
 			if !d.Allow {
 				effect = "deny"
@@ -70,11 +82,12 @@ func Stage(p *Policy, o StageOptions) func(http.Handler) http.Handler {
 				reason = "authorization.rules[" + strconv.Itoa(d.Rule) + "]"
 			}
 			o.Recorder.Record(r.Context(), audit.Event{
-				Time: time.Now(), RequestID: string(pr.ID), Issuer: id.Issuer, Subject: id.Subject,
-				ClientAddr: r.RemoteAddr, Method: pr.Method, Name: parse.TruncateName(req.Name), Via: pr.Optimizer,
-				Backend: req.Backend, Outcome: audit.OutcomeForbidden, Reason: "denied by " + reason,
+				Time: time.Now(), RequestID: string(pr.ID), SessionID: r.Header.Get("Mcp-Session-Id"), Issuer: id.Issuer,
+				Subject: id.Subject, ClientAddr: r.RemoteAddr, Method: pr.Method, Name: parse.TruncateName(req.Name),
+				Via: pr.Optimizer, Backend: req.Backend, Outcome: audit.OutcomeForbidden, Reason: "denied by " + reason,
 			})
-			o.Deny(w, r, pr)
+			pr.Denied = true
+			next.ServeHTTP(w, r)
 		})
 	}
 }
@@ -91,7 +104,7 @@ func request(p *parse.Parsed) (Request, bool) {
 		r.Kind, r.Arguments = Tool, p.Arguments
 	case "prompts/get":
 		r.Kind, r.Arguments = Prompt, p.Arguments
-	case "resources/read", "resources/subscribe":
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		r.Kind = Resource
 	case "completion/complete":
 		switch p.RefType {
@@ -106,4 +119,30 @@ func request(p *parse.Parsed) (Request, bool) {
 		return r, false
 	}
 	return r, r.Name != ""
+}
+
+// canonicalURI returns uri with dot segments removed and percent escapes
+// of its path decoded, when that differs from uri: the spelling a backend
+// that resolves paths would read.
+func canonicalURI(uri string) (string, bool) {
+	if !strings.Contains(uri, "%") && !strings.Contains(uri, "/.") && !strings.Contains(uri, "\\") {
+		return "", false
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", false
+	}
+	p := strings.ReplaceAll(u.Path, "\\", "/")
+	if p != "" {
+		cleaned := path.Clean(p)
+		if strings.HasSuffix(p, "/") && cleaned != "/" {
+			cleaned += "/"
+		}
+		u.Path, u.RawPath = cleaned, ""
+	}
+	c := u.String()
+	if dec, err := url.PathUnescape(c); err == nil {
+		c = dec
+	}
+	return c, c != uri
 }

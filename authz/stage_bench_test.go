@@ -33,10 +33,7 @@ func BenchmarkStage(b *testing.B) {
 	var allowed, denied atomic.Int64
 	stage := Stage(p, StageOptions{
 		// The server's is a lookup in the installed catalogue's routes.
-		Backend: func(_, name string) string { return backends[name] },
-		Deny: func(w http.ResponseWriter, _ *http.Request, _ *parse.Parsed) {
-			w.WriteHeader(http.StatusNotFound)
-		},
+		Backend: func(_, _, name string) string { return backends[name] },
 		// The server's adds to an OpenTelemetry counter.
 		Decided: func(_ context.Context, effect string) {
 			if effect == "allow" {
@@ -47,7 +44,7 @@ func BenchmarkStage(b *testing.B) {
 		},
 	})
 	var reached int
-	h := stage(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached++ }))
+	h := stage(markedDenied(&reached))
 
 	engineer := oidc("alice", "eng", "finance")
 	engineer.Claims["email"] = "alice@example.com"
@@ -84,10 +81,9 @@ func BenchmarkStage(b *testing.B) {
 	// conditions are evaluated (the arguments, the identity, the name, the
 	// method; then the backend and the identity, which allow it).
 	harness := Stage(mustNew(b, "deny", harnessRules()...), StageOptions{
-		Backend: func(string, string) string { return "demo" },
-		Deny:    func(w http.ResponseWriter, _ *http.Request, _ *parse.Parsed) { w.WriteHeader(http.StatusNotFound) },
+		Backend: func(string, string, string) string { return "demo" },
 		Decided: func(context.Context, string) { allowed.Add(1) },
-	})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached++ }))
+	})(markedDenied(&reached))
 	b.Run("bench harness rules, anonymous echo", func(b *testing.B) {
 		benchStage(b, harness, &reached, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"demo_echo","arguments":{"text":"hello"}}}`, anonymous, false)
 	})
@@ -159,4 +155,17 @@ func parsedRequest(b *testing.B, body string, id auth.Identity) *http.Request {
 		b.Fatalf("parse: %+v", p)
 	}
 	return out
+}
+
+// markedDenied is the handler after the stage: the endpoint answers a
+// request the stage marked denied (here with 404); reached counts the
+// others.
+func markedDenied(reached *int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := parse.FromContext(r.Context()); ok && p.Denied {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		*reached++
+	})
 }

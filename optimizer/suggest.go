@@ -18,7 +18,7 @@ const maxSuggestedName = 256
 // they would be noise rather than a suggestion. A name containing the asked
 // name, or contained in it, counts as close: "create_issue" suggests
 // "github_create_issue". A name longer than maxSuggestedName gets none.
-func closestNames(tools []mcp.Tool, name string, n int) []string {
+func closestNames(tools []mcp.Tool, name string, n int, keep func(name string) bool) []string {
 	type near struct {
 		name string
 		dist int
@@ -31,6 +31,9 @@ func closestNames(tools []mcp.Tool, name string, n int) []string {
 	limit := max(2, len(wantRunes)/2)
 	var found []near
 	for i := range tools {
+		if keep != nil && !keep(tools[i].Name) {
+			continue
+		}
 		cand := strings.ToLower(tools[i].Name)
 		d := editDistance(wantRunes, []rune(cand), limit)
 		if strings.Contains(cand, want) || strings.Contains(want, cand) {

@@ -217,18 +217,11 @@ func (t *Tools) UnknownTool(ctx context.Context, name string) string {
 		// length of the name for every tool.
 		return msg + " Use find_tool to search for tools."
 	}
-	tools := t.indexed.Load().tools
+	var keep func(string) bool
 	if t.visible != nil {
-		visible := t.visible(ctx)
-		mine := make([]mcp.Tool, 0, len(tools))
-		for _, tool := range tools {
-			if visible(tool.Name) {
-				mine = append(mine, tool)
-			}
-		}
-		tools = mine
+		keep = t.visible(ctx)
 	}
-	if near := closestNames(tools, name, 3); len(near) > 0 {
+	if near := closestNames(t.indexed.Load().tools, name, 3, keep); len(near) > 0 {
 		msg += "; did you mean " + strings.Join(near, ", ") + "?"
 	}
 	return msg + " Use find_tool to search for tools."

@@ -212,7 +212,7 @@ func TestClosestNames(t *testing.T) {
 		{strings.Repeat("github_create_issue", 100), nil}, // too long to look for: no suggestion, no cost
 	}
 	for _, tt := range tests {
-		if got := closestNames(tools, tt.name, 2); !reflect.DeepEqual(got, tt.want) && !(len(got) == 0 && len(tt.want) == 0) {
+		if got := closestNames(tools, tt.name, 2, nil); !reflect.DeepEqual(got, tt.want) && !(len(got) == 0 && len(tt.want) == 0) {
 			t.Errorf("closestNames(%q) = %v; want %v", tt.name, got, tt.want)
 		}
 	}

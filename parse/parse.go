@@ -59,6 +59,12 @@ type Parsed struct {
 	// and Arguments are the tool_name and parameters of the catalogue tool
 	// it calls. Empty otherwise.
 	Optimizer string
+	// Denied is set by the authz stage, the one stage after parse that
+	// writes here, for a request its policy refuses: the rate limiter
+	// takes no token for it, the audit stage leaves it to authz's own
+	// record, and the endpoint answers it, after its session checks, as a
+	// name that does not exist.
+	Denied bool
 	// Batch is true when the body is a JSON array; the other fields are
 	// then empty and the MCP handler decides what to answer.
 	Batch bool

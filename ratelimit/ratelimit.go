@@ -162,7 +162,7 @@ const (
 func (l *limiter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := parse.FromContext(r.Context())
-		if !ok || !p.CallsTool() {
+		if !ok || !p.CallsTool() || p.Denied { // a denied call spends no token
 			next.ServeHTTP(w, r)
 			return
 		}

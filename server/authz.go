@@ -12,7 +12,6 @@ import (
 	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/authz"
-	"github.com/vmcp/vmcp/parse"
 )
 
 // authzStage builds the authz stage over the server's policy: the backend
@@ -38,27 +37,28 @@ func (s *Server) authzStage(rec audit.Recorder) func(http.Handler) http.Handler 
 	}
 	return authz.Stage(s.policy, authz.StageOptions{
 		Backend:  s.sync.backendOf,
-		Deny:     func(w http.ResponseWriter, r *http.Request, p *parse.Parsed) { s.answerUnknown(w, r, p, p.ResourceID) },
 		Recorder: rec,
 		Decided:  decided,
 	})
 }
 
-// backendOf returns the backend that serves name for method in the
-// installed catalogue, "" if none.
-func (s *catalogueSync) backendOf(method, name string) string {
+// backendOf returns the backend that serves name for a request of
+// method (for completion/complete, of ref type refType) in the installed
+// catalogue, "" if none.
+func (s *catalogueSync) backendOf(method, refType, name string) string {
 	c := s.agg.Catalogue()
 	switch method {
-	case "resources/subscribe":
+	case "resources/subscribe", "resources/unsubscribe":
 		method = "resources/read"
 	case "completion/complete":
-		if r, ok := c.Prompt(name); ok {
+		if refType == "ref/prompt" {
+			r, _ := c.Prompt(name)
 			return r.Backend
 		}
 		if r, ok := c.Template(name); ok {
 			return r.Backend
 		}
-		return ""
+		method = "resources/read" // a resource URI: the router sends it where the URI lives
 	}
 	r, _ := c.Route(method, name)
 	return r.Backend

@@ -19,6 +19,11 @@ import (
 // revisions answer with HTTP 200, the stateless one with the status its
 // error code maps to.
 func (s *Server) answerUnknown(w http.ResponseWriter, r *http.Request, p *parse.Parsed, name string) {
+	if len(p.ID) == 0 {
+		w.WriteHeader(http.StatusAccepted) // a notification: mcp-go answers none
+		return
+	}
+	id := canonicalID(p.ID)
 	stateless := mcp.IsModernProtocol(p.ProtocolVersion) || mcp.IsModernProtocol(r.Header.Get("Mcp-Protocol-Version"))
 	status := http.StatusOK
 	if stateless {
@@ -30,30 +35,30 @@ func (s *Server) answerUnknown(w http.ResponseWriter, r *http.Request, p *parse.
 		if err != nil {
 			res = []byte(`{"content":[],"isError":true}`)
 		}
-		writeResult(w, p.ID, res)
+		writeResult(w, id, res)
 	case p.Method == "tools/call":
-		writeError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+		writeError(w, status, id, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
 			Message: fmt.Sprintf("tool '%s' not found: tool not found", name)})
 	case p.Method == "prompts/get":
-		writeError(w, status, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+		writeError(w, status, id, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
 			Message: fmt.Sprintf("prompt '%s' not found: prompt not found", name)})
 	case p.Method == "resources/read":
 		code := codeResourceNotFound
 		if stateless {
 			code = jsonrpc.CodeInvalidParams
 		}
-		writeError(w, status, p.ID, jsonrpc.Error{Code: code,
+		writeError(w, status, id, jsonrpc.Error{Code: code,
 			Message: fmt.Sprintf("handler not found for resource URI '%s': resource not found", name)})
 	case p.Method == "resources/subscribe":
-		writeResult(w, p.ID, []byte(`{}`)) // mcp-go takes a subscription to any URI
+		writeResult(w, id, []byte(`{}`)) // mcp-go takes a subscription to any URI
 	case p.Method == "completion/complete" && p.RefType == "ref/prompt":
-		writeError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+		writeError(w, http.StatusOK, id, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
 			Message: fmt.Sprintf("prompt %q: not found", name)})
 	case p.Method == "completion/complete":
-		writeError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+		writeError(w, http.StatusOK, id, jsonrpc.Error{Code: jsonrpc.CodeInternalError,
 			Message: fmt.Sprintf("resource template %q: not found", name)})
 	default:
-		writeError(w, http.StatusOK, p.ID, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "not found"})
+		writeError(w, http.StatusOK, id, jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "not found"})
 	}
 }
 
@@ -77,4 +82,18 @@ func writeError(w http.ResponseWriter, status int, id json.RawMessage, e jsonrpc
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// canonicalID is a request id as mcp-go writes it back: decoded and
+// encoded again (escapes resolved, large numbers as floats).
+func canonicalID(raw json.RawMessage) json.RawMessage {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return raw
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return raw
+	}
+	return b
 }

@@ -29,6 +29,8 @@ type mcpEndpoint struct {
 	calls    *callRelay
 	modern   *modernRelay
 	relay    *relay
+	// deny answers a request the authz stage refused (answerUnknown).
+	deny func(w http.ResponseWriter, r *http.Request, p *parse.Parsed)
 	log      *slog.Logger
 	// inflight counts requests other than the long-lived GET streams, so
 	// Shutdown can drain them before it ends the sessions.
@@ -185,6 +187,12 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			jsonrpc.WriteError(w, http.StatusNotFound, q.id(), jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unknown or ended session"})
 			return
 		}
+	}
+	if q.p != nil && q.p.Denied {
+		// The authz stage refused it: answered here, after the checks
+		// every request passes, as a name that does not exist.
+		e.deny(w, q.r, q.p)
+		return
 	}
 	for _, serve := range e.table[routeKey{q.kind, q.gen}] {
 		if serve(w, q) {
