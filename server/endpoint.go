@@ -31,7 +31,7 @@ type mcpEndpoint struct {
 	relay    *relay
 	// deny answers a request the authz stage refused (answerUnknown).
 	deny func(w http.ResponseWriter, r *http.Request, p *parse.Parsed)
-	log      *slog.Logger
+	log  *slog.Logger
 	// inflight counts requests other than the long-lived GET streams, so
 	// Shutdown can drain them before it ends the sessions.
 	inflight *atomic.Int64
