@@ -121,3 +121,27 @@ func TestDeniedLooksUnknown(t *testing.T) {
 		}
 	}
 }
+
+// TestLongUnknownNameIsCut: a name far longer than any in the catalogue is
+// answered as an unknown one with the name cut, not echoed back whole.
+func TestLongUnknownNameIsCut(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	b := authzBackend(t, &calls)
+	srv := startServer(t, testConfig(t, config.Backend{Name: "b", Transport: config.TransportStreamableHTTP, URL: b.URL + "/mcp"}))
+	h := http.Handler(srv)
+	rec := postHandler(h, "", benchInitialize)
+	sid := rec.Header().Get("Mcp-Session-Id")
+	postHandler(h, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	long := strings.Repeat("x", 100_000)
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + long + `","arguments":{}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"` + long + `"}}`,
+		`{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"mem://` + long + `"}}`,
+	} {
+		rec := postHandler(h, sid, body)
+		if rec.Body.Len() > 2048 || !strings.Contains(rec.Body.String(), `"error"`) || !strings.Contains(rec.Body.String(), "not found") {
+			t.Errorf("%.40s...: %d bytes: %.200s, want a short not-found error", body, rec.Body.Len(), rec.Body)
+		}
+	}
+}

@@ -29,9 +29,10 @@ type mcpEndpoint struct {
 	calls    *callRelay
 	modern   *modernRelay
 	relay    *relay
-	// deny answers a request the authz stage refused (answerUnknown).
-	deny func(w http.ResponseWriter, r *http.Request, p *parse.Parsed)
-	log  *slog.Logger
+	// unknown answers a request as one naming what does not exist, with
+	// name in the message (Server.answerUnknown).
+	unknown func(w http.ResponseWriter, r *http.Request, p *parse.Parsed, name string)
+	log     *slog.Logger
 	// inflight counts requests other than the long-lived GET streams, so
 	// Shutdown can drain them before it ends the sessions.
 	inflight *atomic.Int64
@@ -108,6 +109,9 @@ func (e *mcpEndpoint) routes() []route {
 		{"resources/templates/list", sessionBased, e.resourceList},  // likewise
 		{"resources/list", stateless, e.resourceList},               // likewise
 		{"resources/templates/list", stateless, e.resourceList},     // likewise
+		{"tools/call", sessionBased, e.unknownLongName},             // a name longer than any in the catalogue is answered cut, not echoed back whole
+		{"prompts/get", sessionBased, e.unknownLongName},            // likewise
+		{"resources/read", sessionBased, e.unknownLongName},         // likewise
 		{"tools/call", sessionBased, e.answeredUnhealthy},           // a hidden backend's tool names its backend (call_tool too), before mcp-go says "not found"
 		{"tools/call", sessionBased, e.calls.serve},                 // bytes on the caller's own backend session, every field and error code kept
 		{"resources/read", sessionBased, e.calls.serve},             // likewise
@@ -118,6 +122,9 @@ func (e *mcpEndpoint) routes() []route {
 		{"notifications/cancelled", sessionBased, e.cancelCall},     // cancels a relayed call (mcp-go cancels the calls it serves)
 		{"resources/subscribe", sessionBased, e.forwardSubscribe},   // the backend's refusal is the client's answer
 		{"resources/unsubscribe", sessionBased, e.forwardSubscribe}, // likewise
+		{"tools/call", stateless, e.unknownLongName},                // as above
+		{"prompts/get", stateless, e.unknownLongName},               // likewise
+		{"resources/read", stateless, e.unknownLongName},            // likewise
 		{"tools/call", stateless, e.answeredUnhealthy},              // as above
 		{"tools/call", stateless, e.modern.serve},                   // one stateless request to a backend that speaks the revision
 		{"resources/read", stateless, e.modern.serve},               // likewise
@@ -191,7 +198,7 @@ func (e *mcpEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if q.p != nil && q.p.Denied {
 		// The authz stage refused it: answered here, after the checks
 		// every request passes, as a name that does not exist.
-		e.deny(w, q.r, q.p)
+		e.unknown(w, q.r, q.p, q.p.ResourceID)
 		return
 	}
 	for _, serve := range e.table[routeKey{q.kind, q.gen}] {
@@ -381,6 +388,22 @@ func (e *mcpEndpoint) refuseBatch(w http.ResponseWriter, q *request) bool {
 		msg = "JSON-RPC batches are not supported at protocol revision " + v
 	}
 	jsonrpc.WriteError(w, http.StatusBadRequest, nil, jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: msg})
+	return true
+}
+
+// unknownLongName answers a request for a name longer than
+// parse.MaxNameBytes that is not in the catalogue as a name that does not
+// exist, with the name cut: a client's megabyte-long name is not echoed
+// back. call_tool's handler cuts its own.
+func (e *mcpEndpoint) unknownLongName(w http.ResponseWriter, q *request) bool {
+	p := q.p
+	if len(p.ResourceID) <= parse.MaxNameBytes || p.Optimizer != "" {
+		return false
+	}
+	if _, ok := e.tools.agg.Catalogue().Route(p.Method, p.ResourceID); ok {
+		return false
+	}
+	e.unknown(w, q.r, p, parse.TruncateName(p.ResourceID))
 	return true
 }
 

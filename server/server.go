@@ -279,9 +279,9 @@ func (s *Server) buildRoutes(ctx context.Context) error {
 		discovery: discovery.New(s.sync),
 	}
 	endpoint := &mcpEndpoint{mcp: s.mcpHTTP, sessions: s.sessions, tools: s.sync, relay: s.relay, log: s.log, inflight: &s.inflight,
-		deny:   func(w http.ResponseWriter, r *http.Request, p *parse.Parsed) { s.answerUnknown(w, r, p, p.ResourceID) },
-		calls:  &callRelay{router: s.sync.router, backends: s.backends, clients: s.relay.clients, log: s.log}, // calls.go
-		modern: &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log},       // modern.go
+		unknown: s.answerUnknown,
+		calls:   &callRelay{router: s.sync.router, backends: s.backends, clients: s.relay.clients, log: s.log}, // calls.go
+		modern:  &modernRelay{router: s.sync.router, poster: backends.NewModern(s.backends), log: s.log},       // modern.go
 	}
 	endpoint.index()
 	s.mux.Handle(s.cfg.Server.Path, chain(s.stages(d), endpoint))
