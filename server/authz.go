@@ -1,14 +1,17 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/vmcp/vmcp/aggregator"
 	"github.com/vmcp/vmcp/audit"
 	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/authz"
@@ -157,41 +160,115 @@ func (s *catalogueSync) callerToolList(ctx context.Context) ([]byte, error) {
 // the callers.
 const maxListsPerCatalogue = 1024
 
-// resourceList answers resources/list and resources/templates/list with
-// what the caller may see, instead of mcp-go (which has no resource
-// filter). The lists are not paged: a cursor is ignored.
+// resourceList filters mcp-go's answer to resources/list and
+// resources/templates/list down to what the caller may see (mcp-go has no
+// resource filter): every other field of mcp-go's answer (the stateless
+// revision's cache hints, a cursor) is kept.
 func (e *mcpEndpoint) resourceList(w http.ResponseWriter, q *request) bool {
 	s := e.tools
 	if s.policy == nil || q.p.ID == nil {
 		return false
 	}
+	rec := &captured{h: http.Header{}}
+	e.serveMCPGo(rec, q)
 	l, c := s.lister(q.r.Context()), s.agg.Catalogue()
-	var res any
-	switch q.p.Method {
-	case "resources/list":
-		out := make([]mcp.Resource, 0, len(c.Resources))
-		for _, r := range c.Resources {
-			rt, _ := c.Resource(r.URI)
-			if l.Visible(authz.Resource, r.URI, rt.Backend) {
-				out = append(out, r)
+	body := rec.body.Bytes()
+	if strings.HasPrefix(rec.h.Get("Content-Type"), "text/event-stream") {
+		// Notifications went out on the answer's stream: filter the
+		// event that holds the list.
+		lines := bytes.Split(body, []byte("\n"))
+		for i, line := range lines {
+			if data, found := bytes.CutPrefix(line, []byte("data: ")); found {
+				if f, ok := filterResourceList(data, q.p.Method, l, c); ok {
+					lines[i] = append([]byte("data: "), bytes.TrimSuffix(f, []byte("\n"))...)
+				}
 			}
 		}
-		res = mcp.ListResourcesResult{Resources: out}
-	default:
-		out := make([]mcp.ResourceTemplate, 0, len(c.ResourceTemplates))
-		for _, t := range c.ResourceTemplates {
-			raw := t.URITemplate.Raw()
-			rt, _ := c.Template(raw)
-			if l.Visible(authz.Resource, raw, rt.Backend) {
-				out = append(out, t)
-			}
+		body = bytes.Join(lines, []byte("\n"))
+	} else if f, ok := filterResourceList(body, q.p.Method, l, c); ok {
+		body = f
+	} // else an error, not a list: nothing to leak
+	for k, v := range rec.h {
+		if k != "Content-Length" {
+			w.Header()[k] = v
 		}
-		res = mcp.ListResourceTemplatesResult{ResourceTemplates: out}
 	}
-	b, err := json.Marshal(res)
-	if err != nil {
-		return false
+	if rec.code == 0 {
+		rec.code = http.StatusOK
 	}
-	writeResult(w, q.p.ID, b)
+	w.WriteHeader(rec.code)
+	_, _ = w.Write(body)
 	return true
+}
+
+// filterResourceList keeps, in the JSON-RPC answer msg to a resources or
+// templates list, the items l shows; ok is false when msg holds no list.
+func filterResourceList(msg []byte, method string, l authz.Lister, c *aggregator.Catalogue) ([]byte, bool) {
+	field := "resources"
+	if method == "resources/templates/list" {
+		field = "resourceTemplates"
+	}
+	var env map[string]json.RawMessage
+	if json.Unmarshal(msg, &env) != nil || env["result"] == nil {
+		return nil, false
+	}
+	var res map[string]json.RawMessage
+	if json.Unmarshal(env["result"], &res) != nil {
+		return nil, false
+	}
+	var items []json.RawMessage
+	if json.Unmarshal(res[field], &items) != nil {
+		return nil, false
+	}
+	kept := items[:0]
+	for _, it := range items {
+		var item struct {
+			URI         string `json:"uri"`
+			URITemplate string `json:"uriTemplate"`
+		}
+		if json.Unmarshal(it, &item) != nil {
+			continue
+		}
+		var r aggregator.Route
+		name := item.URI
+		if field == "resources" {
+			r, _ = c.Resource(name)
+		} else {
+			name = item.URITemplate
+			r, _ = c.Template(name)
+		}
+		if l.Visible(authz.Resource, name, r.Backend) {
+			kept = append(kept, it)
+		}
+	}
+	var err error
+	if res[field], err = json.Marshal(kept); err != nil {
+		return nil, false
+	}
+	if env["result"], err = json.Marshal(res); err != nil {
+		return nil, false
+	}
+	out, err := json.Marshal(env)
+	if err != nil {
+		return nil, false
+	}
+	return append(out, '\n'), true
+}
+
+// captured is a response writer that keeps the whole answer.
+type captured struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func (c *captured) Header() http.Header { return c.h }
+func (c *captured) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+func (c *captured) Write(p []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	return c.body.Write(p)
 }
