@@ -586,9 +586,12 @@ func TestKilledHTTPBackend(t *testing.T) {
 			if st := status(m, "victim"); st.LastError == "" {
 				t.Errorf("status = %+v, want the error", st)
 			}
-			if _, err := m.Session(context.Background(), backends.Client{}, "victim"); !errors.Is(err, backends.ErrUnavailable) {
-				t.Errorf("Session after the loss = %v, want ErrUnavailable", err)
-			}
+			// The state may turn before the supervisor has let the
+			// connection go: Session follows within the same bound.
+			waitFor(t, 5*time.Second, "Session after the loss failing with ErrUnavailable", func() bool {
+				_, err := m.Session(context.Background(), backends.Client{}, "victim")
+				return errors.Is(err, backends.ErrUnavailable)
+			})
 		})
 	}
 }
