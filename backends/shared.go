@@ -11,10 +11,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
-// errNotAttributable answers a backend's request on a shared connection
-// that vmcp cannot tie to one client.
-var errNotAttributable = errors.New("vmcp cannot tell which client this request is for: no call, or calls of several clients, are in flight on the shared backend connection")
-
 // callTable tracks the calls in flight on a shared connection (a stdio
 // backend, or a request without an MCP session), so that what the backend
 // sends during a call reaches the client that made it. Progress tokens are

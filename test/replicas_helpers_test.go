@@ -538,18 +538,6 @@ func (h *haproxy) entries() []lbEntry {
 	return out
 }
 
-// replicasOf returns the replicas HAProxy sent session sid's requests of
-// HTTP method to whose body contains marker ("" for any).
-func (h *haproxy) replicasOf(sid, method, marker string) []string {
-	var out []string
-	for _, e := range h.entries() {
-		if e.Session == sid && e.Method == method && strings.Contains(e.Body, marker) && !contains(out, e.Server) {
-			out = append(out, e.Server)
-		}
-	}
-	return out
-}
-
 // sessionOf returns the Mcp-Session-Id of an mcp-go client.
 func sessionOf(t *testing.T, c *client.Client) string {
 	t.Helper()
