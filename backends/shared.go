@@ -2,7 +2,6 @@ package backends
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"sync"
 	"time"
