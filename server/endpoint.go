@@ -323,7 +323,7 @@ func (e *mcpEndpoint) forwardResponse(w http.ResponseWriter, q *request) bool {
 	if e.sessions.store == nil {
 		return false
 	}
-	local := &statusOnly{h: http.Header{}}
+	local := &captured{h: http.Header{}}
 	e.serveMCPGo(local, q)
 	if local.code < 300 {
 		w.WriteHeader(http.StatusAccepted)
@@ -348,23 +348,6 @@ func (e *mcpEndpoint) forwardResponse(w http.ResponseWriter, q *request) bool {
 // maxForwardedBytes bounds a client's answer published for another
 // replica: every replica receives it.
 const maxForwardedBytes = 256 << 10
-
-// statusOnly is a response writer that keeps the status and drops the body.
-type statusOnly struct {
-	h    http.Header
-	code int
-}
-
-func (s *statusOnly) Header() http.Header { return s.h }
-func (s *statusOnly) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-}
-func (s *statusOnly) Write(p []byte) (int, error) {
-	s.WriteHeader(http.StatusOK)
-	return len(p), nil
-}
 
 // listenBackends holds, with a session store and for as long as the
 // client's GET stream is open here, the GET streams of its backend
