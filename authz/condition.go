@@ -3,6 +3,7 @@ package authz
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -61,6 +62,9 @@ func compileCondition(src string) (*condition, error) {
 	if t := a.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
 		return nil, fmt.Errorf("must be a bool condition, got %s", t)
 	}
+	if err := unknownFields(a.NativeRep().Expr()); err != nil {
+		return nil, err
+	}
 	prg, err := env.Program(a, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, err
@@ -80,6 +84,35 @@ func celIssues(iss *cel.Issues) error {
 		return iss.Err()
 	}
 	return errors.Join(errs...)
+}
+
+// fieldsOf are the fields of the map variables: CEL types them as maps, so
+// it would take identity.claim (for claims) at its word and fail every
+// evaluation; compileCondition refuses it instead.
+var fieldsOf = map[string][]string{
+	varIdentity: {"issuer", "subject", "claims"},
+	varRequest:  {"method", "name", "arguments"},
+}
+
+// unknownFields reports the first field of identity or request that e
+// selects and that does not exist.
+func unknownFields(e celast.Expr) error {
+	var err error
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(x celast.Expr) {
+		if err != nil || x.Kind() != celast.SelectKind {
+			return
+		}
+		s := x.AsSelect()
+		op := s.Operand()
+		if op.Kind() != celast.IdentKind {
+			return
+		}
+		fields, ok := fieldsOf[op.AsIdent()]
+		if ok && !slices.Contains(fields, s.FieldName()) {
+			err = fmt.Errorf("%s has no field %q (it has %s)", op.AsIdent(), s.FieldName(), strings.Join(fields, ", "))
+		}
+	}))
+	return err
 }
 
 // dependencies finds which variables e reads. request.name and

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/vmcp/vmcp/auth"
@@ -46,5 +47,25 @@ func TestArgumentsKeyInTwoCases(t *testing.T) {
 		if d.Allow != tt.allow {
 			t.Errorf("%s: allow = %v, want %v", tt.args, d.Allow, tt.allow)
 		}
+	}
+}
+
+// TestUnknownFieldIsACompileError: a field identity or request does not
+// have is refused when the config loads, naming the rule, instead of
+// failing every evaluation.
+func TestUnknownFieldIsACompileError(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ when, want string }{
+		{`"eng" in identity.claim.groups`, `authorization.rules[0].when: identity has no field "claim"`},
+		{`has(request.argument.cascade)`, `authorization.rules[0].when: request has no field "argument"`},
+	} {
+		_, err := New(&config.Authorization{Default: config.EffectDeny, Rules: []config.AuthzRule{{Effect: config.EffectAllow, When: tt.when}}})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.when, err, tt.want)
+		}
+	}
+	if _, err := New(&config.Authorization{Rules: []config.AuthzRule{{Effect: config.EffectAllow,
+		When: `"eng" in identity.claims.groups && request.arguments.x == 1 && request.name != "" && identity.subject != ""`}}}); err != nil {
+		t.Errorf("known fields refused: %v", err)
 	}
 }
