@@ -60,5 +60,10 @@ func (s *Server) pingRedis(ctx context.Context) error {
 	if err := s.redis.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", s.cfg.Redis.Address, err)
 	}
+	if st := s.sessions.store; st != nil {
+		if err := st.rs.SyncClock(pctx); err != nil {
+			return fmt.Errorf("redis %s: %w", s.cfg.Redis.Address, err)
+		}
+	}
 	return nil
 }

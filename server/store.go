@@ -463,6 +463,9 @@ func (s *sessionIDs) maintainStore(ctx context.Context) {
 			}
 		case <-sweep.C:
 			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			if err := s.store.rs.SyncClock(sctx); err != nil {
+				s.log.Debug("read Redis's clock", "error", err)
+			}
 			ended, err := s.store.rs.Sweep(sctx, 1000)
 			cancel()
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,13 +47,32 @@ type Redis struct {
 	events string
 	ttl    time.Duration
 	now    func() time.Time
+	// offset is Redis's clock minus this process's (SyncClock): every
+	// replica scores expiry on the one clock, Redis's.
+	offset atomic.Int64
 }
 
 // NewRedis returns the store of the vmcp instance called name on rdb, in
 // which a session no request touched for ttl expires.
 func NewRedis(rdb redis.UniversalClient, name string, ttl time.Duration) *Redis {
 	prefix := "vmcp:{" + name + "}:"
-	return &Redis{rdb: rdb, prefix: prefix, all: prefix + "sessions", events: prefix + "events", ttl: ttl, now: time.Now}
+	s := &Redis{rdb: rdb, prefix: prefix, all: prefix + "sessions", events: prefix + "events", ttl: ttl}
+	s.now = func() time.Time { return time.Now().Add(time.Duration(s.offset.Load())) }
+	return s
+}
+
+// SyncClock measures how far Redis's clock is from this process's, so
+// that replicas whose clocks differ still agree on when a session expires
+// and which one was used last.
+func (s *Redis) SyncClock(ctx context.Context) error {
+	before := time.Now()
+	t, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("session store: read Redis's clock: %w", err)
+	}
+	mid := before.Add(time.Since(before) / 2)
+	s.offset.Store(int64(t.Sub(mid)))
+	return nil
 }
 
 // TTL is the sliding expiry of a session.
