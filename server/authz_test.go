@@ -88,6 +88,31 @@ func TestDeniedLooksUnknown(t *testing.T) {
 			t.Errorf("%s denied: %d %s\nunknown: %d %s", c.what, d.Code, d.Body, u.Code, ub)
 		}
 	}
+	// The stateless revision (2026-07-28): its own status and codes.
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"x","version":"1"}}`
+	stateless := func(method, name, params string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"`+method+`","params":{`+params+`,`+meta+`}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", method)
+		req.Header.Set("Mcp-Name", name)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, c := range []struct{ method, denied, unknown, param string }{
+		{"tools/call", "b_secret", "b_nope__", `"name":"%s","arguments":{}`},
+		{"prompts/get", "b_secret_p", "b_nope____", `"name":"%s"`},
+		{"resources/read", "mem://secret", "mem://nopeeee", `"uri":"%s"`},
+	} {
+		d := stateless(c.method, c.denied, strings.Replace(c.param, "%s", c.denied, 1))
+		u := stateless(c.method, c.unknown, strings.Replace(c.param, "%s", c.unknown, 1))
+		ub := strings.ReplaceAll(u.Body.String(), c.unknown, c.denied)
+		if d.Code != u.Code || d.Body.String() != ub {
+			t.Errorf("stateless %s denied: %d %s\nunknown: %d %s", c.method, d.Code, d.Body, u.Code, ub)
+		}
+	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("the backend served %d denied requests", n)
 	}
