@@ -320,13 +320,9 @@ func (m *Manager) cancelCall(b *backend, header http.Header, id json.RawMessage,
 	m.background(func() {
 		ctx, cancel := context.WithTimeout(m.runCtx, cancelTimeout)
 		defer cancel()
-		resp, err := m.post(ctx, b, header, body)
-		if err != nil {
+		if err := m.notifyRaw(ctx, b, header, body); err != nil {
 			b.log.Debug("send notifications/cancelled", "error", err)
-			return
 		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		_ = resp.Body.Close()
 	})
 }
 

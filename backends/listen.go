@@ -295,7 +295,14 @@ func (m *Manager) askClient(ctx context.Context, c Client, req transport.JSONRPC
 // notifyRaw POSTs body, a message that gets no answer (a notification, a
 // response), on the session of h.
 func (m *Manager) notifyRaw(ctx context.Context, b *backend, h http.Header, body []byte) error {
-	resp, err := m.post(ctx, b, h, body)
+	return m.sendOnly(ctx, b, http.MethodPost, h, body)
+}
+
+// sendOnly sends one request whose answer carries nothing for vmcp (a
+// notification, a response, a DELETE): the answer is read, bounded, and
+// dropped; a status of 300 or more is an error.
+func (m *Manager) sendOnly(ctx context.Context, b *backend, method string, h http.Header, body []byte) error {
+	resp, err := m.roundTrip(ctx, b, method, h, body)
 	if err != nil {
 		return err
 	}

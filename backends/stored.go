@@ -209,13 +209,9 @@ func (m *Manager) endStored(b *backend, h http.Header) {
 	m.background(func() {
 		ctx, cancel := context.WithTimeout(m.runCtx, cancelTimeout)
 		defer cancel()
-		resp, err := m.roundTrip(ctx, b, http.MethodDelete, h, nil)
-		if err != nil {
+		if err := m.sendOnly(ctx, b, http.MethodDelete, h, nil); err != nil {
 			b.log.Debug("end a backend session", "error", err)
-			return
 		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		_ = resp.Body.Close()
 	})
 }
 
