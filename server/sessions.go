@@ -303,13 +303,19 @@ func (s *sessionIDs) bindWith(id, owner string, caps *mcp.ClientCapabilities) {
 		return
 	}
 	ls.owner, ls.caps = owner, caps
-	own := s.owned[owner]
+	s.ownLocked(id, ls)
+	s.mu.Unlock()
+}
+
+// ownLocked records ls, session id, among its owner's sessions. s.mu is
+// held for writing.
+func (s *sessionIDs) ownLocked(id string, ls *liveSession) {
+	own := s.owned[ls.owner]
 	if own == nil {
 		own = make(map[string]*liveSession)
-		s.owned[owner] = own
+		s.owned[ls.owner] = own
 	}
 	own[id] = ls
-	s.mu.Unlock()
 }
 
 // usableBy reports whether the session id may be used by owner: it is
@@ -387,17 +393,10 @@ func (s *sessionIDs) refuseNew(w http.ResponseWriter, r *http.Request, p *parse.
 	s.mu.Unlock()
 	switch {
 	case full:
-		s.refusedAll.Add(1)
-		s.warn("new session refused: server.maxSessions are live", "max_sessions", s.max)
-		refuseSession(w, p, http.StatusServiceUnavailable, globalRetryAfter,
-			"server at its session limit (server.maxSessions); retry later", "max_sessions")
+		s.refuseAll(w, p)
 		return true, nil
 	case wait > 0:
-		s.refusedOwner.Add(1)
-		s.warn("new session refused: the identity has server.maxSessionsPerIdentity sessions, all in recent use",
-			"max_sessions_per_identity", s.perOwner)
-		refuseSession(w, p, http.StatusTooManyRequests, wait,
-			"too many sessions for this identity (server.maxSessionsPerIdentity); end one (DELETE) or retry later", "max_sessions_per_identity")
+		s.refuseOwner(w, p, wait)
 		return true, nil
 	case victim != "":
 		s.evict(victim)
@@ -486,6 +485,24 @@ func (n *newSession) done() {
 	}
 }
 
+// refuseAll answers an initialize refused at server.maxSessions: 503.
+func (s *sessionIDs) refuseAll(w http.ResponseWriter, p *parse.Parsed) {
+	s.refusedAll.Add(1)
+	s.warn("new session refused: server.maxSessions are live", "max_sessions", s.max)
+	refuseSession(w, p, http.StatusServiceUnavailable, globalRetryAfter,
+		"server at its session limit (server.maxSessions); retry later", "max_sessions")
+}
+
+// refuseOwner answers an initialize refused at
+// server.maxSessionsPerIdentity: 429, retry after wait.
+func (s *sessionIDs) refuseOwner(w http.ResponseWriter, p *parse.Parsed, wait time.Duration) {
+	s.refusedOwner.Add(1)
+	s.warn("new session refused: the identity has server.maxSessionsPerIdentity sessions, all in recent use",
+		"max_sessions_per_identity", s.perOwner)
+	refuseSession(w, p, http.StatusTooManyRequests, wait,
+		"too many sessions for this identity (server.maxSessionsPerIdentity); end one (DELETE) or retry later", "max_sessions_per_identity")
+}
+
 // anonymousOwner is the owner of anonymous requests: every anonymous
 // client is that one identity, so the per-identity bound does not apply
 // to it (one anonymous client would end the others' sessions); the total
@@ -525,12 +542,13 @@ func (s *sessionIDs) evictableLocked(owner, keep string) (id string, wait time.D
 	return lru, 0
 }
 
-// evict ends id to make room for another session of its owner.
+// evict ends id, here if this replica holds it, to make room for another
+// session of its owner.
 func (s *sessionIDs) evict(id string) {
 	s.evicted.Add(1)
 	s.log.Info("session ended to make room for a new one of the same identity (server.maxSessionsPerIdentity)",
 		"session_prefix", prefix(id))
-	s.endSession(id)
+	s.endLocal(id)
 }
 
 // sweep ends the sessions no request has named for the idle timeout and

@@ -291,12 +291,7 @@ func (s *sessionIDs) adopt(id string, rec sessions.Record) {
 	}
 	s.live[id] = ls
 	if ls.owner != "" {
-		own := s.owned[ls.owner]
-		if own == nil {
-			own = make(map[string]*liveSession)
-			s.owned[ls.owner] = own
-		}
-		own[id] = ls
+		s.ownLocked(id, ls)
 	}
 }
 
@@ -347,17 +342,10 @@ func (s *sessionIDs) admitStored(w http.ResponseWriter, r *http.Request, p *pars
 	var refused *sessions.RefusedError
 	switch {
 	case errors.As(err, &refused) && refused.Owner:
-		s.refusedOwner.Add(1)
-		s.warn("new session refused: the identity has server.maxSessionsPerIdentity sessions, all in recent use",
-			"max_sessions_per_identity", s.perOwner)
-		refuseSession(w, p, http.StatusTooManyRequests, refused.RetryAfter,
-			"too many sessions for this identity (server.maxSessionsPerIdentity); end one (DELETE) or retry later", "max_sessions_per_identity")
+		s.refuseOwner(w, p, refused.RetryAfter)
 		return true, nil
 	case errors.As(err, &refused):
-		s.refusedAll.Add(1)
-		s.warn("new session refused: server.maxSessions are live", "max_sessions", s.max)
-		refuseSession(w, p, http.StatusServiceUnavailable, globalRetryAfter,
-			"server at its session limit (server.maxSessions); retry later", "max_sessions")
+		s.refuseAll(w, p)
 		return true, nil
 	case err != nil:
 		s.warn("new session refused: the session store is unavailable", "error", err)
@@ -365,12 +353,9 @@ func (s *sessionIDs) admitStored(w http.ResponseWriter, r *http.Request, p *pars
 			"session store unavailable: cannot open a session now; retry later", "session_store")
 		return true, nil
 	}
-	if a.Evicted != "" {
-		s.evicted.Add(1)
-		s.log.Info("session ended to make room for a new one of the same identity (server.maxSessionsPerIdentity)",
-			"session_prefix", prefix(a.Evicted))
+	if a.Evicted != "" { // ended in the store by Admit
 		s.endBackends(backendSessions(a.EvictedRecord))
-		s.endLocal(a.Evicted)
+		s.evict(a.Evicted)
 	}
 	return false, &newSession{s: s, owner: owner, params: p.Params, admission: &a}
 }
