@@ -75,7 +75,12 @@ func (s *catalogueSync) lister(ctx context.Context) authz.Lister {
 
 // visibleTools returns the tools the caller behind ctx may see, by name.
 func (s *catalogueSync) visibleTools(ctx context.Context) func(name string) bool {
-	l := s.lister(ctx)
+	return s.toolsVisibleTo(s.lister(ctx))
+}
+
+// toolsVisibleTo returns the tools l shows, by name, each decided with
+// the backend that serves it in the installed catalogue.
+func (s *catalogueSync) toolsVisibleTo(l authz.Lister) func(name string) bool {
 	c := s.agg.Catalogue()
 	return func(name string) bool {
 		r, _ := c.Tool(name)
@@ -135,12 +140,11 @@ func (s *catalogueSync) callerToolList(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := s.agg.Catalogue()
+	visible := s.toolsVisibleTo(lister)
 	b := make([]byte, 0, 64*1024)
 	b = append(b, '[')
 	for i, t := range l.tools {
-		r, _ := c.Tool(t.Name)
-		if lister.Visible(authz.Tool, t.Name, r.Backend) {
+		if visible(t.Name) {
 			if len(b) > 1 {
 				b = append(b, ',')
 			}
