@@ -93,49 +93,17 @@ func runAuthz(ctx context.Context, opts options, out io.Writer) (err error) {
 	}
 	defer be.stop()
 
-	specs := []struct{ name, extra string }{
+	specs := []childSpec{
 		{"none", ""},
 		{"rules", authzBenchConfig},
 	}
-	var targets []*childVMCP
-	defer func() {
-		for _, t := range targets {
-			t.proc.stop()
-		}
-	}()
-	for _, sp := range specs {
-		t, err := startVMCPChild(sp.name, be.url, sp.extra, profileFile(opts.cpuProfile, sp.name))
-		if err != nil {
-			return err
-		}
-		targets = append(targets, t)
-	}
-
-	hc := newHTTPClient(maxConns * len(targets))
-	defer hc.CloseIdleConnections()
-	sess := make(map[string][]*session, len(targets))
-	defer func() {
-		for _, ss := range sess {
-			for _, s := range ss {
-				s.close()
-			}
-		}
-	}()
 	call := callOp(backendName + "_echo")
-	for _, t := range targets {
-		for range maxConns {
-			s, err := openSession(ctx, hc, t.proc.url)
-			if err != nil {
-				return fmt.Errorf("%s: open session: %w", t.name, err)
-			}
-			sess[t.name] = append(sess[t.name], s)
-			// One checked call on each session first: the backend
-			// session is opened here, not in a measured phase.
-			if _, err := s.do(ctx, call); err != nil {
-				return fmt.Errorf("%s: first tools/call: %w", t.name, err)
-			}
-		}
+	warm, err := startWarmChildren(ctx, be.url, specs, opts.cpuProfile, maxConns, call)
+	if err != nil {
+		return err
 	}
+	defer warm.close()
+	targets, sess := warm.targets, warm.sess
 	policyNote, err := checkAuthzTargets(ctx, sess["none"][0], sess["rules"][0])
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -96,6 +97,63 @@ func startVMCPChild(name, backendURL, extra, profile string) (*childVMCP, error)
 	return c, nil
 }
 
+// childSpec is one vmcp child to start: its name and extra config.
+type childSpec struct{ name, extra string }
+
+// warmChildren are vmcp children, each with maxConns MCP sessions on which
+// one checked call has run (so the backend session is opened, and with
+// Redis recorded, before any measured phase). close stops them all.
+type warmChildren struct {
+	targets []*childVMCP
+	sess    map[string][]*session
+	hc      *http.Client
+}
+
+// startWarmChildren starts a vmcp child per spec in front of backendURL and
+// opens and warms maxConns sessions on each with call.
+func startWarmChildren(ctx context.Context, backendURL string, specs []childSpec, cpuProfile string, maxConns int, call op) (*warmChildren, error) {
+	w := &warmChildren{sess: make(map[string][]*session, len(specs))}
+	for _, sp := range specs {
+		t, err := startVMCPChild(sp.name, backendURL, sp.extra, profileFile(cpuProfile, sp.name))
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.targets = append(w.targets, t)
+	}
+	w.hc = newHTTPClient(maxConns * len(w.targets))
+	for _, t := range w.targets {
+		for range maxConns {
+			s, err := openSession(ctx, w.hc, t.proc.url)
+			if err != nil {
+				w.close()
+				return nil, fmt.Errorf("%s: open session: %w", t.name, err)
+			}
+			w.sess[t.name] = append(w.sess[t.name], s)
+			if _, err := s.do(ctx, call); err != nil {
+				w.close()
+				return nil, fmt.Errorf("%s: first tools/call: %w", t.name, err)
+			}
+		}
+	}
+	return w, nil
+}
+
+// close ends the sessions and stops the children.
+func (w *warmChildren) close() {
+	for _, ss := range w.sess {
+		for _, s := range ss {
+			s.close()
+		}
+	}
+	if w.hc != nil {
+		w.hc.CloseIdleConnections()
+	}
+	for _, t := range w.targets {
+		t.proc.stop()
+	}
+}
+
 // profileFile is where the child named name writes its CPU profile
 // (-cpuprofile base), "" for none.
 func profileFile(base, name string) string {
@@ -138,50 +196,17 @@ func runSessions(ctx context.Context, opts options, out io.Writer) (err error) {
 	}
 	defer rs.stop()
 
-	specs := []struct{ name, extra string }{
+	specs := []childSpec{
 		{"memory", "sessions: {store: memory}\n"},
 		{"redis", redisSessionsConfig(rs.addr)},
 	}
-	var targets []*childVMCP
-	defer func() {
-		for _, t := range targets {
-			t.proc.stop()
-		}
-	}()
-	for _, sp := range specs {
-		t, err := startVMCPChild(sp.name, be.url, sp.extra, profileFile(opts.cpuProfile, sp.name))
-		if err != nil {
-			return err
-		}
-		targets = append(targets, t)
-	}
-
-	hc := newHTTPClient(maxConns * len(targets))
-	defer hc.CloseIdleConnections()
-	sess := make(map[string][]*session, len(targets))
-	defer func() {
-		for _, ss := range sess {
-			for _, s := range ss {
-				s.close()
-			}
-		}
-	}()
 	call := callOp(backendName + "_echo")
-	for _, t := range targets {
-		for range maxConns {
-			s, err := openSession(ctx, hc, t.proc.url)
-			if err != nil {
-				return fmt.Errorf("%s: open session: %w", t.name, err)
-			}
-			sess[t.name] = append(sess[t.name], s)
-			// One checked call on each session first: the backend
-			// session is opened (and, with Redis, recorded) here, not in
-			// a measured phase.
-			if _, err := s.do(ctx, call); err != nil {
-				return fmt.Errorf("%s: first tools/call: %w", t.name, err)
-			}
-		}
+	warm, err := startWarmChildren(ctx, be.url, specs, opts.cpuProfile, maxConns, call)
+	if err != nil {
+		return err
 	}
+	defer warm.close()
+	targets, sess := warm.targets, warm.sess
 	// The Redis target's sessions are in Redis, the memory target's are not.
 	inRedis, err := rs.client.ZCard(ctx, "vmcp:{"+vmcpName+"}:sessions").Result()
 	if err != nil {
