@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/internal/benchpolicy"
 	"github.com/vmcp/vmcp/parse"
 )
 
@@ -111,31 +112,8 @@ func benchStage(b *testing.B, h http.Handler, reached *int, body string, id auth
 }
 
 // harnessRules are the 20 rules of the bench harness's -authz mode
-// (bench/authz.go, authzBenchConfig).
-func harnessRules() []config.AuthzRule {
-	return []config.AuthzRule{
-		{Effect: "allow", Tools: []string{"github_*"}, When: `"eng" in identity.claims.groups`},
-		{Effect: "allow", Tools: []string{"jira_get_*", "jira_search"}},
-		{Effect: "deny", Tools: []string{"db_drop_table"}, When: `has(request.arguments.cascade) && request.arguments.cascade == true`},
-		{Effect: "allow", Resources: []string{"file:///srv/shared/*"}, Prompts: []string{"*"}, Backends: []string{"demo"}},
-		{Effect: "deny", Tools: []string{"*_echo"}, When: `has(request.arguments.text) && size(request.arguments.text) > 65536`},
-		{Effect: "deny", Tools: []string{"*_delete", "*_destroy"}},
-		{Effect: "allow", Tools: []string{"k8s_get_*", "k8s_list_*"}, When: `"ops" in identity.claims.groups`},
-		{Effect: "deny", Tools: []string{"demo_add_tool", "demo_remove_tool"}},
-		{Effect: "deny", Tools: []string{"demo_*"}, When: `identity.subject == "blocked"`},
-		{Effect: "deny", Tools: []string{"*"}, When: `request.name.startsWith("admin_")`},
-		{Effect: "deny", Resources: []string{"file:///etc/*", "file:///root/*"}},
-		{Effect: "allow", Resources: []string{"db://*/schema"}, When: `identity.subject != "anonymous"`},
-		{Effect: "deny", Tools: []string{"payments_refund"}, When: `request.arguments.amount > 1000`},
-		{Effect: "allow", Tools: []string{"payments_*"}, When: `"finance" in identity.claims.groups`},
-		{Effect: "allow", Prompts: []string{"release_?otes"}},
-		{Effect: "deny", Backends: []string{"demo"}, When: `request.method == "completion/complete"`},
-		{Effect: "allow", Tools: []string{"notion_*_page?"}},
-		{Effect: "deny", Tools: []string{"*secret*"}},
-		{Effect: "allow", Tools: []string{"calendar_*"}},
-		{Effect: "allow", Tools: []string{"demo_*"}, When: `backend == "demo" && identity.subject == "anonymous"`},
-	}
-}
+// (bench/authz.go), for its call of demo_echo.
+func harnessRules() []config.AuthzRule { return benchpolicy.Rules("demo", "echo", "text") }
 
 // parsedRequest returns a POST of body as the parse stage passes it on (a
 // *parse.Parsed on its context), with id on the context under it.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vmcp/vmcp/internal/benchpolicy"
 )
 
 // The -authz mode measures what authorization costs a call: tools/call of
@@ -34,36 +36,12 @@ import (
 // 20 rules over req/s without, at least.
 const targetAuthzThroughput = 0.95
 
-// authzBenchConfig is the authorization section of the rules target. For
-// demo_echo, the deny rules 4 (the arguments, decoded), 8 (the identity),
-// 9 (the name) and 15 (the method) are evaluated and do not hold; rule 3's
-// backend matches but it selects resources and prompts only; rule 19
-// (the backend and the identity) allows. Rule 7 denies the demo's
-// catalogue-changing tools, which the run checks to be hidden and denied.
-const authzBenchConfig = `authorization:
-  default: deny
-  rules:
-    - {effect: allow, tools: ["github_*"], when: '"eng" in identity.claims.groups'}
-    - {effect: allow, tools: ["jira_get_*", "jira_search"]}
-    - {effect: deny, tools: ["db_drop_table"], when: 'has(request.arguments.cascade) && request.arguments.cascade == true'}
-    - {effect: allow, resources: ["file:///srv/shared/*"], prompts: ["*"], backends: [demo]}
-    - {effect: deny, tools: ["*_echo"], when: 'has(request.arguments.text) && size(request.arguments.text) > 65536'}
-    - {effect: deny, tools: ["*_delete", "*_destroy"]}
-    - {effect: allow, tools: ["k8s_get_*", "k8s_list_*"], when: '"ops" in identity.claims.groups'}
-    - {effect: deny, tools: ["demo_add_tool", "demo_remove_tool"]}
-    - {effect: deny, tools: ["demo_*"], when: 'identity.subject == "blocked"'}
-    - {effect: deny, tools: ["*"], when: 'request.name.startsWith("admin_")'}
-    - {effect: deny, resources: ["file:///etc/*", "file:///root/*"]}
-    - {effect: allow, resources: ["db://*/schema"], when: 'identity.subject != "anonymous"'}
-    - {effect: deny, tools: ["payments_refund"], when: 'request.arguments.amount > 1000'}
-    - {effect: allow, tools: ["payments_*"], when: '"finance" in identity.claims.groups'}
-    - {effect: allow, prompts: ["release_?otes"]}
-    - {effect: deny, backends: [demo], when: 'request.method == "completion/complete"'}
-    - {effect: allow, tools: ["notion_*_page?"]}
-    - {effect: deny, tools: ["*secret*"]}
-    - {effect: allow, tools: ["calendar_*"]}
-    - {effect: allow, tools: ["demo_*"], when: 'backend == "demo" && identity.subject == "anonymous"'}
-`
+// authzBenchConfig is the authorization section of the rules target: the
+// benchmarks' 20 rules (internal/benchpolicy) for demo_echo, whose deny
+// rules 4, 8, 9 and 15 are evaluated and do not hold and rule 19 allows.
+// Rule 7 denies the demo's catalogue-changing tools, which the run checks
+// to be hidden and denied.
+var authzBenchConfig = benchpolicy.YAML(benchpolicy.Rules("demo", "echo", "text"))
 
 // authzKey names one measured cell of the -authz mode.
 type authzKey struct {

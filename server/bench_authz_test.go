@@ -16,6 +16,7 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/internal/benchpolicy"
 	"github.com/vmcp/vmcp/jsonrpc"
 )
 
@@ -200,34 +201,10 @@ func countTools(b *testing.B, rec *httptest.ResponseRecorder) int {
 }
 
 // authzCallRules are the 20 rules of the bench harness's -authz mode
-// (bench/authz.go), for a backend named raw: the call of raw_t evaluates
-// the conditions of deny rules 4 (the arguments, decoded), 8 (the
-// identity), 9 (the name) and 15 (the method), none of which holds, and
-// rule 19 (the backend and the identity) allows it.
-func authzCallRules() []config.AuthzRule {
-	return []config.AuthzRule{
-		{Effect: "allow", Tools: []string{"github_*"}, When: `"eng" in identity.claims.groups`},
-		{Effect: "allow", Tools: []string{"jira_get_*", "jira_search"}},
-		{Effect: "deny", Tools: []string{"db_drop_table"}, When: `has(request.arguments.cascade) && request.arguments.cascade == true`},
-		{Effect: "allow", Resources: []string{"file:///srv/shared/*"}, Prompts: []string{"*"}, Backends: []string{"raw"}},
-		{Effect: "deny", Tools: []string{"*_t"}, When: `has(request.arguments.id) && size(request.arguments.id) > 65536`},
-		{Effect: "deny", Tools: []string{"*_delete", "*_destroy"}},
-		{Effect: "allow", Tools: []string{"k8s_get_*", "k8s_list_*"}, When: `"ops" in identity.claims.groups`},
-		{Effect: "deny", Tools: []string{"raw_add_tool", "raw_remove_tool"}},
-		{Effect: "deny", Tools: []string{"raw_*"}, When: `identity.subject == "blocked"`},
-		{Effect: "deny", Tools: []string{"*"}, When: `request.name.startsWith("admin_")`},
-		{Effect: "deny", Resources: []string{"file:///etc/*", "file:///root/*"}},
-		{Effect: "allow", Resources: []string{"db://*/schema"}, When: `identity.subject != "anonymous"`},
-		{Effect: "deny", Tools: []string{"payments_refund"}, When: `request.arguments.amount > 1000`},
-		{Effect: "allow", Tools: []string{"payments_*"}, When: `"finance" in identity.claims.groups`},
-		{Effect: "allow", Prompts: []string{"release_?otes"}},
-		{Effect: "deny", Backends: []string{"raw"}, When: `request.method == "completion/complete"`},
-		{Effect: "allow", Tools: []string{"notion_*_page?"}},
-		{Effect: "deny", Tools: []string{"*secret*"}},
-		{Effect: "allow", Tools: []string{"calendar_*"}},
-		{Effect: "allow", Tools: []string{"raw_*"}, When: `backend == "raw" && identity.subject == "anonymous"`},
-	}
-}
+// (internal/benchpolicy) for a backend named raw and its tool t: the call
+// of raw_t evaluates the conditions of deny rules 4, 8, 9 and 15, none of
+// which holds, and rule 19 allows it.
+func authzCallRules() []config.AuthzRule { return benchpolicy.Rules("raw", "t", "id") }
 
 // BenchmarkToolsCallAuthz is BenchmarkToolsCallRawBackend (tools/call
 // through the whole chain to a backend that answers a fixed message) with
