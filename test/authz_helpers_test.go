@@ -10,11 +10,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -56,70 +51,13 @@ const authzRules = `authorization:
     - {effect: allow, resources: ["demo://%[1]s/*"], prompts: ["notes_*"], when: '"eng" in identity.claims.groups'}
 `
 
-// recordingProxy is a reverse proxy in front of a demo backend that keeps
-// the body of every POST reaching the backend (any JSON-RPC method), so a
-// test can tell whether a request got through vmcp.
-type recordingProxy struct {
-	URL    string // the proxied MCP endpoint
-	mu     sync.Mutex
-	bodies []string
-}
-
-// startRecordingProxy serves a proxy to backendURL until t ends.
-func startRecordingProxy(t *testing.T, backendURL string) *recordingProxy {
-	t.Helper()
-	target, err := url.Parse(backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &recordingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	rp.Transport = &http.Transport{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			p.mu.Lock()
-			p.bodies = append(p.bodies, string(body))
-			p.mu.Unlock()
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		rp.Transport.(*http.Transport).CloseIdleConnections()
-	})
-	p.URL = srv.URL + target.Path
-	return p
-}
-
-// seen counts the requests of method that reached the backend with marker
-// in their body.
-func (p *recordingProxy) seen(method, marker string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, b := range p.bodies {
-		if strings.Contains(b, `"`+method+`"`) && strings.Contains(b, marker) {
-			n++
-		}
-	}
-	return n
-}
-
 // authzEnv is vmcp with oidc and authzRules in front of two demo backends
 // named weather and notes (in vmcp's config).
 type authzEnv struct {
 	IdP            *idp
 	Weather, Notes *demoBackend
-	WeatherRec     *recordingProxy
-	NotesRec       *recordingProxy
+	WeatherRec     *countingProxy
+	NotesRec       *countingProxy
 	V              *vmcp
 	// Audience is vmcp's MCP endpoint URL: the tokens' audience.
 	Audience string
@@ -133,8 +71,8 @@ func startAuthzEnv(t *testing.T, extra string) *authzEnv {
 	e := &authzEnv{IdP: startIdP(t, idpOpts{})}
 	e.Weather = startDemo(t, "weather", "weather", "streamable-http", "")
 	e.Notes = startDemo(t, "notes", "notes", "streamable-http", "")
-	e.WeatherRec = startRecordingProxy(t, e.Weather.URL)
-	e.NotesRec = startRecordingProxy(t, e.Notes.URL)
+	e.WeatherRec = startCountingProxy(t, e.Weather.URL)
+	e.NotesRec = startCountingProxy(t, e.Notes.URL)
 	// The audience names vmcp's port, which must be known before Start: take
 	// a free one; another process may grab it in between, so retry.
 	var err error

@@ -123,7 +123,7 @@ func TestAuthz(t *testing.T) {
 			who  string
 			c    *client.Client
 			tool string
-			rec  *recordingProxy
+			rec  *countingProxy
 		}{{"support", support, "weather_echo", e.WeatherRec}, {"engineer", eng, "notes_echo", e.NotesRec}} {
 			for _, args := range []map[string]any{{}, {"cascade": false}} {
 				m := uniqueName("echo")
@@ -196,7 +196,7 @@ func TestAuthz(t *testing.T) {
 		for _, c := range []struct {
 			who, uri string
 			c        *client.Client
-			rec      *recordingProxy
+			rec      *countingProxy
 			from     string
 		}{
 			{"support", weatherItem(uniqueName("w")), supportC, e.WeatherRec, e.Weather.Name},
@@ -215,7 +215,7 @@ func TestAuthz(t *testing.T) {
 		for _, c := range []struct {
 			who, prompt string
 			c           *client.Client
-			rec         *recordingProxy
+			rec         *countingProxy
 			from        string
 		}{
 			{"support", "weather_greet", supportC, e.WeatherRec, e.Weather.Name},

@@ -368,13 +368,13 @@ func newRSAKey(t *testing.T) *rsa.PrivateKey {
 }
 
 // countingProxy is a reverse proxy in front of a demo backend that keeps
-// the body of every tools/call POST reaching the backend, so a test can
-// tell whether a given call got through vmcp.
+// the body of every POST reaching the backend (any JSON-RPC method), so a
+// test can tell whether a given request got through vmcp.
 type countingProxy struct {
 	URL string // the proxied MCP endpoint
 	mu  sync.Mutex
-	// calls are the bodies of the tools/call requests forwarded.
-	calls []string
+	// bodies are the bodies of the POSTs forwarded.
+	bodies []string
 }
 
 // startCountingProxy serves a proxy to backendURL (http://host:port/path)
@@ -395,11 +395,9 @@ func startCountingProxy(t *testing.T, backendURL string) *countingProxy {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			if bytes.Contains(body, []byte(`"tools/call"`)) {
-				cp.mu.Lock()
-				cp.calls = append(cp.calls, string(body))
-				cp.mu.Unlock()
-			}
+			cp.mu.Lock()
+			cp.bodies = append(cp.bodies, string(body))
+			cp.mu.Unlock()
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
@@ -414,26 +412,26 @@ func startCountingProxy(t *testing.T, backendURL string) *countingProxy {
 	return cp
 }
 
-// callsWith counts the forwarded tools/call requests whose body contains
-// marker.
-func (cp *countingProxy) callsWith(marker string) int {
+// seen counts the forwarded requests of method whose body contains marker
+// ("" for any).
+func (cp *countingProxy) seen(method, marker string) int {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	n := 0
-	for _, c := range cp.calls {
-		if strings.Contains(c, marker) {
+	for _, b := range cp.bodies {
+		if strings.Contains(b, `"`+method+`"`) && strings.Contains(b, marker) {
 			n++
 		}
 	}
 	return n
 }
 
+// callsWith counts the forwarded tools/call requests whose body contains
+// marker.
+func (cp *countingProxy) callsWith(marker string) int { return cp.seen("tools/call", marker) }
+
 // total counts every forwarded tools/call.
-func (cp *countingProxy) total() int {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	return len(cp.calls)
-}
+func (cp *countingProxy) total() int { return cp.seen("tools/call", "") }
 
 // oidcEnv is vmcp with incomingAuth oidc against a real provider, in front
 // of one demo backend (named demo) reached through a counting proxy.
