@@ -165,18 +165,94 @@ type OutgoingAuth struct {
 	Backends map[string]BackendAuth `mapstructure:"backends"`
 }
 
-// AuthHeaderInjection is the outgoing auth type that sets one header from
-// an environment variable.
-const AuthHeaderInjection = "header_injection"
+// Outgoing auth types. header_injection and client_credentials are the
+// backend's service identity: every request to it carries the same
+// credential. token_exchange and passthrough are per user: a call carries a
+// credential of its caller, and only on that caller's own backend session.
+const (
+	// AuthHeaderInjection sets one header from an environment variable.
+	AuthHeaderInjection = "header_injection"
+	// AuthClientCredentials sends vmcp's own OAuth 2.0 access token
+	// (client credentials grant), refreshed before it expires.
+	AuthClientCredentials = "client_credentials"
+	// AuthTokenExchange sends the caller's token exchanged (RFC 8693) for
+	// one scoped to the backend, cached per caller until shortly before it
+	// expires.
+	AuthTokenExchange = "token_exchange"
+	// AuthPassthrough sends the caller's own token as it came.
+	AuthPassthrough = "passthrough"
+	// AuthNone is the value of discovery that sends no credential.
+	AuthNone = "none"
+)
+
+// Client authentication methods at a token endpoint.
+const (
+	ClientSecretBasic = "client_secret_basic"
+	ClientSecretPost  = "client_secret_post"
+	PrivateKeyJWT     = "private_key_jwt"
+)
+
+// SubjectTokenTypeAccessToken is RFC 8693's type of an OAuth 2.0 access
+// token, the default subjectTokenType.
+const SubjectTokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 
 // BackendAuth is the outgoing auth of one backend.
 type BackendAuth struct {
-	// Type is header_injection.
+	// Type is header_injection, client_credentials, token_exchange or
+	// passthrough.
 	Type string `mapstructure:"type"`
-	// HeaderName is the header to set, e.g. Authorization.
+	// HeaderName is the header to set, e.g. Authorization
+	// (header_injection).
 	HeaderName string `mapstructure:"headerName"`
-	// HeaderValueEnv names the environment variable holding the value.
+	// HeaderValueEnv names the environment variable holding the value
+	// (header_injection).
 	HeaderValueEnv string `mapstructure:"headerValueEnv"`
+
+	// TokenURL is the token endpoint (client_credentials, token_exchange).
+	TokenURL string `mapstructure:"tokenURL"`
+	// ClientID is vmcp's client at the token endpoint.
+	ClientID string `mapstructure:"clientID"`
+	// ClientSecretEnv names the environment variable holding the client
+	// secret. Either it or PrivateKeyFile is required.
+	ClientSecretEnv string `mapstructure:"clientSecretEnv"`
+	// PrivateKeyFile is a PEM private key (RSA, P-256 or Ed25519) vmcp
+	// signs RFC 7523 client assertions with (private_key_jwt) instead of
+	// sending a secret.
+	PrivateKeyFile string `mapstructure:"privateKeyFile"`
+	// PrivateKeyID is the kid of the assertion's header. Optional.
+	PrivateKeyID string `mapstructure:"privateKeyID"`
+	// ClientAuthMethod is how the client authenticates: client_secret_basic
+	// (the default with a secret), client_secret_post, or private_key_jwt
+	// (the default, and the only choice, with a private key).
+	ClientAuthMethod string `mapstructure:"clientAuthMethod"`
+	// Audience and Resource name the backend to the token endpoint
+	// (RFC 8693 audience, RFC 8707 resource); at least one for
+	// token_exchange.
+	Audience string `mapstructure:"audience"`
+	Resource string `mapstructure:"resource"`
+	// Scopes are requested for the token.
+	Scopes []string `mapstructure:"scopes"`
+	// SubjectTokenType is the RFC 8693 type of the caller's token
+	// (token_exchange). Empty: SubjectTokenTypeAccessToken.
+	SubjectTokenType string `mapstructure:"subjectTokenType"`
+	// ActorToken, when true, sends vmcp's own client credentials token as
+	// the RFC 8693 actor_token, so the exchanged token names vmcp as the
+	// party acting for the caller (token_exchange).
+	ActorToken bool `mapstructure:"actorToken"`
+	// Discovery is the credential of the backend's shared connection
+	// (discovery, health checks) under a per-user type: none (the
+	// default), client_credentials (this block's token endpoint and
+	// client), or header_injection (this block's headerName and
+	// headerValueEnv). Per-user credentials never travel on it. Service
+	// identity types use their own credential there and must leave it
+	// empty.
+	Discovery string `mapstructure:"discovery"`
+}
+
+// PerUser reports whether the backend is called with a credential of the
+// caller (token_exchange, passthrough).
+func (a BackendAuth) PerUser() bool {
+	return a.Type == AuthTokenExchange || a.Type == AuthPassthrough
 }
 
 // Conflict resolution strategies.

@@ -37,6 +37,8 @@ func designExample() *Config {
 		}},
 		OutgoingAuth: OutgoingAuth{Backends: map[string]BackendAuth{
 			"github": {Type: AuthHeaderInjection, HeaderName: "Authorization", HeaderValueEnv: "GITHUB_TOKEN"},
+			"jira": {Type: AuthTokenExchange, TokenURL: "https://idp.example.com/token", ClientID: "vmcp",
+				ClientSecretEnv: "VMCP_TE_SECRET", Audience: "jira"},
 		}},
 		Aggregation: Aggregation{
 			ConflictResolution: ConflictPrefix,

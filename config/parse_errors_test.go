@@ -139,18 +139,54 @@ func TestParseErrors(t *testing.T) {
 		{"outgoing auth for unknown backend", oneBackend +
 			"outgoingAuth: {backends: {nope: {type: header_injection, headerName: X, headerValueEnv: Y}}}\n",
 			[]string{`outgoingAuth.backends.nope: no backend named "nope"`}},
-		{"outgoing auth fields", oneBackend + "outgoingAuth: {backends: {a: {type: oauth}}}\n",
-			[]string{
-				`outgoingAuth.backends.a.type: must be header_injection, got "oauth"`,
-				"outgoingAuth.backends.a.headerName: required",
-				"outgoingAuth.backends.a.headerValueEnv: required",
-			}},
+		{"outgoing auth unknown type", oneBackend + "outgoingAuth: {backends: {a: {type: oauth}}}\n",
+			[]string{`outgoingAuth.backends.a.type: must be header_injection, client_credentials, token_exchange or passthrough, got "oauth"`}},
 		{"outgoing auth empty entry", oneBackend + "outgoingAuth: {backends: {a: {}}}\n",
+			[]string{"outgoingAuth.backends.a.type: required (header_injection, client_credentials, token_exchange or passthrough)"}},
+		{"header injection fields", oneBackend + "outgoingAuth: {backends: {a: {type: header_injection, tokenURL: https://idp/token}}}\n",
 			[]string{
-				"outgoingAuth.backends.a.type: required",
 				"outgoingAuth.backends.a.headerName: required",
 				"outgoingAuth.backends.a.headerValueEnv: required",
+				"outgoingAuth.backends.a.tokenURL: not used by header_injection",
 			}},
+		{"token exchange fields", oneBackend + "outgoingAuth: {backends: {a: {type: token_exchange, tokenURL: http://idp.example.com/token, scopes: [\"a b\"], headerName: X}}}\n",
+			[]string{
+				"outgoingAuth.backends.a.headerName: not used by token_exchange",
+				`outgoingAuth.backends.a.tokenURL: must use https (http is allowed only for loopback hosts), got "http://idp.example.com/token"`,
+				"outgoingAuth.backends.a.clientID: required",
+				"outgoingAuth.backends.a.clientSecretEnv: required (or privateKeyFile)",
+				`outgoingAuth.backends.a.scopes[0]: must be one non-empty scope token, got "a b"`,
+				"outgoingAuth.backends.a.audience: token_exchange needs audience or resource (what the exchanged token is for)",
+			}},
+		{"token exchange client auth", oneBackend + "outgoingAuth: {backends: {a: {type: token_exchange, tokenURL: https://idp/token, clientID: vmcp, clientSecretEnv: S, privateKeyFile: /k.pem, clientAuthMethod: client_secret_jwt, resource: https://a}}}\n",
+			[]string{
+				"outgoingAuth.backends.a.privateKeyFile: give clientSecretEnv or privateKeyFile, not both",
+				`outgoingAuth.backends.a.clientAuthMethod: must be client_secret_basic, client_secret_post or private_key_jwt, got "client_secret_jwt"`,
+			}},
+		{"private key jwt without key", oneBackend + "outgoingAuth: {backends: {a: {type: client_credentials, tokenURL: https://idp/token, clientID: vmcp, clientSecretEnv: S, clientAuthMethod: private_key_jwt, privateKeyID: k1}}}\n",
+			[]string{
+				"outgoingAuth.backends.a.clientAuthMethod: private_key_jwt needs privateKeyFile",
+				"outgoingAuth.backends.a.privateKeyID: needs privateKeyFile",
+			}},
+		{"per-user fields on a service type", oneBackend + "outgoingAuth: {backends: {a: {type: client_credentials, tokenURL: https://idp/token, clientID: vmcp, clientSecretEnv: S, subjectTokenType: x, actorToken: true, discovery: none}}}\n",
+			[]string{
+				"outgoingAuth.backends.a.discovery: only for per-user types (token_exchange, passthrough): client_credentials already uses its own credential there",
+				"outgoingAuth.backends.a.subjectTokenType: not used by client_credentials",
+				"outgoingAuth.backends.a.actorToken: only for token_exchange",
+			}},
+		{"passthrough with discovery", oneBackend + "outgoingAuth: {backends: {a: {type: passthrough, discovery: client_credentials, audience: x}}}\n",
+			[]string{
+				"outgoingAuth.backends.a.tokenURL: required",
+				"outgoingAuth.backends.a.clientID: required",
+				"outgoingAuth.backends.a.clientSecretEnv: required (or privateKeyFile)",
+			}},
+		{"passthrough stray keys", oneBackend + "outgoingAuth: {backends: {a: {type: passthrough, discovery: token, clientID: x}}}\n",
+			[]string{
+				`outgoingAuth.backends.a.discovery: must be none, client_credentials or header_injection, got "token"`,
+				"outgoingAuth.backends.a.clientID: not used by passthrough",
+			}},
+		{"per-user auth on stdio", "backends: [{name: a, transport: stdio, command: x}]\noutgoingAuth: {backends: {a: {type: passthrough}}}\n",
+			[]string{"outgoingAuth.backends.a.type: passthrough needs an HTTP backend (streamable-http or sse), not stdio"}},
 
 		// aggregation
 		{"conflict resolution unknown", oneBackend + "aggregation: {conflictResolution: merge}\n",

@@ -22,8 +22,10 @@ var backendName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 // filled (see ApplyDefaults) and does not change c.
 func (c *Config) Validate() error {
 	names := map[string]bool{}
+	transports := map[string]Transport{}
 	for _, b := range c.Backends {
 		names[b.Name] = b.Name != ""
+		transports[b.Name] = b.Transport
 	}
 	var p problems
 	if c.Name == "" {
@@ -32,7 +34,7 @@ func (c *Config) Validate() error {
 	p.add("server", c.Server.validate())
 	p.add("backends", validateBackends(c.Backends))
 	p.add("incomingAuth", c.IncomingAuth.validate(c.Server.Host))
-	p.add("outgoingAuth", c.OutgoingAuth.validate(names))
+	p.add("outgoingAuth", c.OutgoingAuth.validate(transports))
 	p.add("aggregation", c.Aggregation.validate(names))
 	if c.Redis != nil {
 		p.add("redis", c.Redis.validate())
@@ -293,34 +295,129 @@ func (o OIDC) validate() error {
 	return p.err()
 }
 
-func (o OutgoingAuth) validate(backends map[string]bool) error {
+// validate checks each backend's outgoing auth; transports maps every
+// configured backend's name to its transport.
+func (o OutgoingAuth) validate(transports map[string]Transport) error {
 	var p problems
 	for _, name := range slices.Sorted(maps.Keys(o.Backends)) {
 		coord := joinPath("backends", keyCoord(name))
-		if !backends[name] {
+		transport, ok := transports[name]
+		if !ok {
 			p.addf(coord, "no backend named %q", name)
 		}
-		p.add(coord, o.Backends[name].validate())
+		p.add(coord, o.Backends[name].validate(transport))
 	}
 	return p.err()
 }
 
-func (a BackendAuth) validate() error {
+func (a BackendAuth) validate(transport Transport) error {
 	var p problems
 	switch a.Type {
-	case AuthHeaderInjection:
+	case AuthHeaderInjection, AuthClientCredentials, AuthTokenExchange, AuthPassthrough:
+		if transport == TransportStdio && a.Type != AuthHeaderInjection {
+			p.addf("type", "%s needs an HTTP backend (streamable-http or sse), not stdio", a.Type)
+		}
 	case "":
-		p.addf("type", "required (header_injection)")
+		p.addf("type", "required (header_injection, client_credentials, token_exchange or passthrough)")
+		return p.err()
 	default:
-		p.addf("type", "must be header_injection, got %q", a.Type)
+		p.addf("type", "must be header_injection, client_credentials, token_exchange or passthrough, got %q", a.Type)
+		return p.err()
 	}
-	if a.HeaderName == "" {
-		p.addf("headerName", "required")
+	// What each type reads, including the service identity of a per-user
+	// type's shared connection.
+	header, endpoint := a.Type == AuthHeaderInjection, a.Type == AuthClientCredentials || a.Type == AuthTokenExchange
+	switch a.Discovery {
+	case "":
+	case AuthNone, AuthClientCredentials, AuthHeaderInjection:
+		if !a.PerUser() {
+			p.addf("discovery", "only for per-user types (token_exchange, passthrough): %s already uses its own credential there", a.Type)
+			break
+		}
+		header = header || a.Discovery == AuthHeaderInjection
+		endpoint = endpoint || a.Discovery == AuthClientCredentials
+	default:
+		p.addf("discovery", "must be none, client_credentials or header_injection, got %q", a.Discovery)
 	}
-	if a.HeaderValueEnv == "" {
-		p.addf("headerValueEnv", "required")
+	if header {
+		if a.HeaderName == "" {
+			p.addf("headerName", "required")
+		}
+		if a.HeaderValueEnv == "" {
+			p.addf("headerValueEnv", "required")
+		}
+	} else {
+		p.unused("headerName", a.HeaderName, a.Type)
+		p.unused("headerValueEnv", a.HeaderValueEnv, a.Type)
+	}
+	if endpoint {
+		a.validateEndpoint(&p)
+	} else {
+		for _, f := range []struct{ key, value string }{{"tokenURL", a.TokenURL}, {"clientID", a.ClientID},
+			{"clientSecretEnv", a.ClientSecretEnv}, {"privateKeyFile", a.PrivateKeyFile}, {"privateKeyID", a.PrivateKeyID},
+			{"clientAuthMethod", a.ClientAuthMethod}, {"audience", a.Audience}, {"resource", a.Resource}} {
+			p.unused(f.key, f.value, a.Type)
+		}
+		if len(a.Scopes) > 0 {
+			p.addf("scopes", "not used by %s", a.Type)
+		}
+	}
+	if a.Type != AuthTokenExchange {
+		p.unused("subjectTokenType", a.SubjectTokenType, a.Type)
+		if a.ActorToken {
+			p.addf("actorToken", "only for token_exchange")
+		}
+	} else if a.Audience == "" && a.Resource == "" {
+		p.addf("audience", "token_exchange needs audience or resource (what the exchanged token is for)")
 	}
 	return p.err()
+}
+
+// validateEndpoint checks the token endpoint and client of
+// client_credentials and token_exchange.
+func (a BackendAuth) validateEndpoint(p *problems) {
+	if a.TokenURL == "" {
+		p.addf("tokenURL", "required")
+	} else if err := checkSecureURL(a.TokenURL); err != nil {
+		p.add("tokenURL", err)
+	}
+	if a.ClientID == "" {
+		p.addf("clientID", "required")
+	}
+	switch {
+	case a.ClientSecretEnv == "" && a.PrivateKeyFile == "":
+		p.addf("clientSecretEnv", "required (or privateKeyFile)")
+	case a.ClientSecretEnv != "" && a.PrivateKeyFile != "":
+		p.addf("privateKeyFile", "give clientSecretEnv or privateKeyFile, not both")
+	}
+	switch a.ClientAuthMethod {
+	case "":
+	case ClientSecretBasic, ClientSecretPost:
+		if a.PrivateKeyFile != "" {
+			p.addf("clientAuthMethod", "%s needs clientSecretEnv, not privateKeyFile", a.ClientAuthMethod)
+		}
+	case PrivateKeyJWT:
+		if a.PrivateKeyFile == "" {
+			p.addf("clientAuthMethod", "private_key_jwt needs privateKeyFile")
+		}
+	default:
+		p.addf("clientAuthMethod", "must be client_secret_basic, client_secret_post or private_key_jwt, got %q", a.ClientAuthMethod)
+	}
+	if a.PrivateKeyID != "" && a.PrivateKeyFile == "" {
+		p.addf("privateKeyID", "needs privateKeyFile")
+	}
+	for i, s := range a.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			p.addf(fmt.Sprintf("scopes[%d]", i), "must be one non-empty scope token, got %q", s)
+		}
+	}
+}
+
+// unused records a key set for a type that does not read it.
+func (p *problems) unused(key, value, typ string) {
+	if value != "" {
+		p.addf(key, "not used by %s", typ)
+	}
 }
 
 // validateAddress checks a Redis address: host:port, or unix:// and an
