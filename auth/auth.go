@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,7 +27,29 @@ type Identity struct {
 	// Claims are the verified token claims; nil for anonymous requests.
 	// The map is shared between requests with the same token: read only.
 	Claims map[string]any
+	// Token is the bearer token the request was authenticated with, for
+	// outgoing auth that exchanges or passes it on; "" for anonymous
+	// requests and outside a request.
+	Token Token
 }
+
+// Token is a bearer token. It formats, logs and encodes as "[redacted]",
+// so that printing an Identity shows no credential; string(t) is the token.
+type Token string
+
+const redacted = "[redacted]"
+
+// String returns "[redacted]" (fmt's %v, %s, %q).
+func (Token) String() string { return redacted }
+
+// GoString returns "[redacted]" (fmt's %#v).
+func (Token) GoString() string { return redacted }
+
+// LogValue returns "[redacted]" (log/slog).
+func (Token) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText returns "[redacted]" (encoding/json and other encoders).
+func (Token) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // The identity given to every request under anonymous auth.
 const (

@@ -40,6 +40,7 @@ func (s *oidcStage) wrap(next http.Handler) http.Handler {
 			s.refuse(w, r, e, id)
 			return
 		}
+		id.Token = Token(token) // id is a copy: the cached identity keeps none
 		next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
 	})
 }
