@@ -89,6 +89,12 @@ type idpOpts struct {
 	port   int    // 0: a free port
 	keys   string // --keys FILE
 	rotate bool   // --rotate
+
+	// Token exchange (RFC 8693) by the vmcp-gateway* clients.
+	exchangeAudiences string // --exchange-audiences "a b": the audiences allowed ("": any)
+	exchangeDeny      string // --exchange-deny "sub1 sub2": subjects never exchanged
+	exchangeTTL       int    // --exchange-ttl SECONDS (0: the provider's default, 600)
+	gatewayJWKS       string // --gateway-jwks FILE: public JWKS of vmcp-gateway-jwt, registered only then
 }
 
 // startIdP starts the provider, waits for its READY line and stops it when
@@ -119,6 +125,18 @@ func tryStartIdP(t *testing.T, o idpOpts) (*idp, error) {
 	}
 	if o.rotate {
 		args = append(args, "--rotate")
+	}
+	if o.exchangeAudiences != "" {
+		args = append(args, "--exchange-audiences", o.exchangeAudiences)
+	}
+	if o.exchangeDeny != "" {
+		args = append(args, "--exchange-deny", o.exchangeDeny)
+	}
+	if o.exchangeTTL != 0 {
+		args = append(args, "--exchange-ttl", strconv.Itoa(o.exchangeTTL))
+	}
+	if o.gatewayJWKS != "" {
+		args = append(args, "--gateway-jwks", o.gatewayJWKS)
 	}
 	p := &idp{KeysFile: keysOut.Name(), Logs: logs, done: make(chan struct{})}
 	p.cmd = exec.Command("node", args...)
@@ -164,6 +182,37 @@ func (p *idp) jwksFetches() int {
 		}
 	}
 	return n
+}
+
+// idpExchanges is the provider's record of token exchanges (GET /_test/exchanges), in order.
+type idpExchanges struct {
+	Issued  []idpExchange `json:"issued"`
+	Refused []idpRefusal  `json:"refused"`
+}
+
+// idpExchange is a token exchange the provider granted.
+type idpExchange struct {
+	Client string   `json:"client"` // the exchanging client
+	Sub    string   `json:"sub"`    // the subject token's sub
+	Aud    []string `json:"aud"`    // the issued token's audiences (always a list here)
+	Act    string   `json:"act"`    // the actor token's sub, "" without one
+	Scope  string   `json:"scope"`  // the issued token's scope, "" when none
+	Exp    int64    `json:"exp"`
+}
+
+// idpRefusal is a token exchange request the provider refused.
+type idpRefusal struct {
+	Client string `json:"client"` // "" when the request named none
+	Sub    string `json:"sub"`    // the subject token's sub, "" unless it was verified
+	Error  string `json:"error"`  // the OAuth error code, e.g. invalid_grant
+}
+
+// exchanges fetches the provider's record of token exchanges so far.
+func (p *idp) exchanges(t *testing.T) idpExchanges {
+	t.Helper()
+	var x idpExchanges
+	getJSON(t, p.Issuer+"/_test/exchanges", &x)
+	return x
 }
 
 // tokenReq is a token request to the provider.
