@@ -25,8 +25,8 @@ const protocolVersion = "2025-11-25"
 
 // backend is one configured backend and its supervised connection.
 type backend struct {
-	cfg     config.Backend
-	headers map[string]string
+	cfg  config.Backend
+	cred credentials
 	// url is cfg.URL parsed once, for the requests vmcp builds itself; nil
 	// for stdio.
 	url *url.URL
@@ -53,14 +53,14 @@ type backend struct {
 	closeOnce sync.Once
 }
 
-func newBackend(c config.Backend, headers map[string]string, m *Manager) *backend {
+func newBackend(c config.Backend, cred credentials, m *Manager) *backend {
 	u, _ := url.Parse(c.URL) // validated by config
 	if c.URL == "" {
 		u = nil
 	}
 	return &backend{
 		cfg:     c,
-		headers: headers,
+		cred:    cred,
 		url:     u,
 		m:       m,
 		log:     m.log.With("backend", c.Name),
@@ -243,7 +243,7 @@ func (b *backend) connect(ctx context.Context) error {
 		// them can do; the relay refuses what the attributed client cannot.
 		opts = append(opts, client.WithSamplingHandler(h), client.WithElicitationHandler(h), client.WithRootsHandler(h))
 	}
-	c, err := dial(live, b.cfg, b.headers, b.m.opts.HTTPClient, b.log, opts...)
+	c, err := dial(live, b.cfg, b.cred.discoveryStatic, b.discoveryHeaderFunc(), b.m.opts.HTTPClient, b.log, opts...)
 	if err != nil {
 		endLive()
 		return err

@@ -133,11 +133,18 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 			return nil, err
 		}
 		d := cc.session
-		resp, err := m.exchange(ctx, callCtx, b, cc.header, body)
+		h, err := cc.requestHeader(callCtx)
+		if err != nil {
+			// No credential for this caller: nothing is sent.
+			cc.active.Add(-1)
+			cancel()
+			return nil, err
+		}
+		resp, err := m.exchange(ctx, callCtx, b, h, body)
 		if err != nil {
 			if callCtx.Err() != nil {
 				// The request may have reached the backend: tell it.
-				m.cancelCall(b, cc.header, id, cancelReason(callCtx))
+				m.cancelCall(b, h, id, cancelReason(callCtx))
 			}
 			cc.active.Add(-1)
 			cancel()
@@ -153,7 +160,7 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 			continue
 		}
 		resp.Body = &callBody{ReadCloser: resp.Body, ctx: callCtx, cancel: cancel, done: func() { cc.active.Add(-1) },
-			notify: func(reason string) { m.cancelCall(b, cc.header, id, reason) }}
+			notify: func(reason string) { m.cancelCall(b, h, id, reason) }}
 		return resp, nil
 	}
 }
@@ -230,7 +237,14 @@ func (m *Manager) openSession(ctx context.Context, c Client, name string) (b *ba
 // exchange POSTs body with header (a session's) to b under callCtx and counts the
 // outcome for b's circuit breaker and health (ctx is the caller's: a
 // request it abandoned says nothing about the backend).
+//
+// A request that cannot have its credential is not sent and, the caller's
+// or the identity provider's trouble, counts for nothing.
 func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, header http.Header, body []byte) (*http.Response, error) {
+	header, err := b.authorized(callCtx, header)
+	if err != nil {
+		return nil, err
+	}
 	done, ok := b.breaker.allow()
 	if !ok {
 		return nil, &circuitOpenError{backend: b.cfg.Name}
@@ -267,14 +281,14 @@ func (m *Manager) exchange(ctx, callCtx context.Context, b *backend, header http
 // protocol version, content negotiation, the backend's outgoing auth;
 // nothing else.
 func (b *backend) sessionHeader(d SessionData) http.Header {
-	h := make(http.Header, 4+len(b.headers))
+	h := make(http.Header, 4+len(b.cred.callsStatic))
 	h["Content-Type"] = []string{"application/json"}
 	h["Accept"] = []string{"application/json, text/event-stream"}
 	if d.ID != "" {
 		h["Mcp-Session-Id"] = []string{d.ID}
 	}
 	h["Mcp-Protocol-Version"] = []string{d.ProtocolVersion}
-	for k, v := range b.headers {
+	for k, v := range b.cred.callsStatic {
 		h.Set(k, v)
 	}
 	return h
@@ -289,7 +303,14 @@ func (m *Manager) post(ctx context.Context, b *backend, header http.Header, body
 
 // roundTrip sends one request with header (not modified) and body (none
 // when nil) to b's URL, through the transport of the Manager's HTTP client.
+//
+// A request without a credential header gets the dynamic credential of
+// the caller of ctx, if b has one; when it cannot be had nothing is sent.
 func (m *Manager) roundTrip(ctx context.Context, b *backend, method string, header http.Header, body []byte) (*http.Response, error) {
+	header, err := b.authorized(ctx, header)
+	if err != nil {
+		return nil, err
+	}
 	req := &http.Request{Method: method, URL: b.url, Host: b.url.Host, Header: header,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	if body != nil {

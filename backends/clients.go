@@ -13,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/outauth"
 )
 
 // ErrTooManySessions is returned when a client needs a new backend session,
@@ -99,6 +100,8 @@ type clientConn struct {
 	active atomic.Int32
 	// closed is set by close; connClosed once conn itself is closed.
 	closed, connClosed atomic.Bool
+	// auth is the session's dynamic credential state.
+	auth sessionAuth
 }
 
 func newClientConns(m *Manager, max int) *clientConns {
@@ -111,6 +114,9 @@ func newClientConns(m *Manager, max int) *clientConns {
 // pick it before the caller's request starts; the caller drops it
 // (Session.Release).
 func (p *clientConns) get(ctx context.Context, c Client, b *backend) (*clientConn, error) {
+	if err := b.authorize(ctx, c); err != nil {
+		return nil, err
+	}
 	k := connKey{c.Session, b.cfg.Name}
 	p.mu.Lock()
 	cc, ok := p.byKey[k]
@@ -476,7 +482,12 @@ func (b *backend) dialClient(ctx context.Context, c Client, cc *clientConn) (*co
 		}
 	}
 	live, endLive := context.WithCancel(b.m.runCtx)
-	conn, err := dial(live, b.cfg, b.headers, b.m.opts.HTTPClient, b.log, opts...)
+	var hf func(context.Context) map[string]string
+	if b.cred.dynamic() {
+		cc.auth.remember(outauth.CallerFrom(ctx))
+		hf = headerFunc(b.cred.calls, cc.auth.last, b.logCredentialError)
+	}
+	conn, err := dial(live, b.cfg, b.cred.callsStatic, hf, b.m.opts.HTTPClient, b.log, opts...)
 	if err != nil {
 		endLive()
 		return nil, fmt.Errorf("backend %q: %w", b.cfg.Name, err)

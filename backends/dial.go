@@ -21,7 +21,11 @@ import (
 // dial starts a client for cfg with opts. live bounds the connection's
 // lifetime (the SSE and GET streams, the stdio child); it must outlive the
 // connect timeout.
-func dial(live context.Context, cfg config.Backend, headers map[string]string, hc *http.Client, log *slog.Logger, opts ...client.ClientOption) (*conn, error) {
+//
+// Every request carries headers, and those headerFunc (nil: none) returns
+// for its context: the connection's credential, static or per request.
+func dial(live context.Context, cfg config.Backend, headers map[string]string, headerFunc func(context.Context) map[string]string,
+	hc *http.Client, log *slog.Logger, opts ...client.ClientOption) (*conn, error) {
 	var (
 		t   transport.Interface
 		c   = &conn{}
@@ -30,21 +34,26 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 	switch cfg.Transport {
 	case config.TransportStreamableHTTP:
 		var st *transport.StreamableHTTP
-		st, err = transport.NewStreamableHTTP(cfg.URL,
+		o := []transport.StreamableHTTPCOption{
 			transport.WithHTTPBasicClient(hc),
 			transport.WithHTTPHeaders(headers),
 			transport.WithContinuousListening(),
 			transport.WithHTTPLogger(log),
-		)
+		}
+		if headerFunc != nil {
+			o = append(o, transport.WithHTTPHeaderFunc(headerFunc))
+		}
+		st, err = transport.NewStreamableHTTP(cfg.URL, o...)
 		if err == nil {
 			// mcp-go bounds a backend's request by 30 s; see answeringHTTP.
-			t = newAnsweringHTTP(st, cfg.URL, headers, hc, requestTimeout(cfg), log)
+			t = newAnsweringHTTP(st, cfg.URL, headers, headerFunc, hc, requestTimeout(cfg), log)
 		}
 	case config.TransportSSE:
-		t, err = transport.NewSSE(cfg.URL,
-			transport.WithHeaders(headers),
-			transport.WithHTTPClient(hc),
-		)
+		o := []transport.ClientOption{transport.WithHeaders(headers), transport.WithHTTPClient(hc)}
+		if headerFunc != nil {
+			o = append(o, transport.WithHeaderFunc(headerFunc))
+		}
+		t, err = transport.NewSSE(cfg.URL, o...)
 	case config.TransportStdio:
 		t = newStdio(cfg, c, log)
 	default:

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/outauth"
 )
 
 // ErrUnknownBackend is returned for a backend name that is not configured.
@@ -40,8 +42,11 @@ type Options struct {
 	// error (discovery failed) makes the supervisor drop the connection and
 	// reconnect with backoff, so discovery is retried.
 	OnChange func(ctx context.Context, backend string) error
-	// Getenv resolves headerValueEnv of outgoing auth. nil: os.LookupEnv.
+	// Getenv resolves headerValueEnv and clientSecretEnv of outgoing auth.
+	// nil: os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// Meter records outgoing auth's token requests. nil: none.
+	Meter metric.Meter
 	// PingInterval is how often a connected backend is checked with an MCP
 	// ping. Zero: config's health.interval default. Negative: never.
 	PingInterval time.Duration
@@ -143,11 +148,15 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 	m.runCtx, m.stop = context.WithCancel(context.Background())
 	m.clients = newClientConns(m, opts.MaxClientSessions)
 	for _, c := range cfgs {
-		headers, err := outgoingHeaders(auth.Backends[c.Name], opts.Getenv)
+		cred, err := newCredentials(c.Name, auth.Backends[c.Name], outauth.Options{HTTPClient: opts.HTTPClient,
+			Getenv: opts.Getenv, Meter: opts.Meter, Logger: opts.Logger.With("backend", c.Name)})
 		if err != nil {
 			return nil, fmt.Errorf("outgoingAuth.backends.%s: %w", c.Name, err)
 		}
-		m.backends[c.Name] = newBackend(c, headers, m)
+		if cred.perUser && auth.Backends[c.Name].Type == config.AuthPassthrough {
+			opts.Logger.Warn("outgoing auth passthrough: callers' own tokens are sent to this backend as they came", "backend", c.Name)
+		}
+		m.backends[c.Name] = newBackend(c, cred, m)
 		m.order = append(m.order, c.Name)
 	}
 	return m, nil
@@ -246,6 +255,14 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 	// made with it.
 	deadline := time.Now().Add(requestTimeout(b.cfg))
 	if c.Session == "" || !perClient(b.cfg.Transport) {
+		if outauth.CallerFrom(ctx).Subject != "" {
+			// A client's request (discovery and health checks have no
+			// caller): it needs its credential, and the shared connection
+			// carries no caller's.
+			if err := b.authorize(ctx, c); err != nil {
+				return nil, err
+			}
+		}
 		s, err := b.session()
 		if s != nil {
 			s.client = c.Session

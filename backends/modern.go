@@ -228,7 +228,7 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 // client's MCP headers (header), content negotiation and b's outgoing
 // auth; nothing else of a client's request.
 func (b *backend) statelessHeader(header http.Header) http.Header {
-	h := make(http.Header, len(header)+2+len(b.headers))
+	h := make(http.Header, len(header)+3+len(b.cred.callsStatic))
 	for k, vs := range header {
 		if isMCPHeader(k) {
 			h[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
@@ -236,7 +236,7 @@ func (b *backend) statelessHeader(header http.Header) http.Header {
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
-	for k, v := range b.headers {
+	for k, v := range b.cred.callsStatic {
 		h.Set(k, v)
 	}
 	return h

@@ -125,10 +125,10 @@ func (m *Manager) initialize(ctx context.Context, c Client, b *backend) (Session
 	if err != nil {
 		return SessionData{}, fmt.Errorf("backend %q: initialize: %w", b.cfg.Name, err)
 	}
-	h := make(http.Header, 2+len(b.headers))
+	h := make(http.Header, 3+len(b.cred.callsStatic))
 	h["Content-Type"] = []string{"application/json"}
 	h["Accept"] = []string{"application/json, text/event-stream"}
-	for k, v := range b.headers {
+	for k, v := range b.cred.callsStatic {
 		h.Set(k, v)
 	}
 	resp, err := m.exchange(ctx, ctx, b, h, body)

@@ -223,3 +223,10 @@ func (e *Error) Error() string {
 
 // Unwrap returns the cause, when there is one (a transport error).
 func (e *Error) Unwrap() error { return e.err }
+
+// Static returns the header of a credential that is the same for every
+// request (header_injection), and false for any other.
+func Static(c Credential) (name, value string, ok bool) {
+	h, ok := c.(header)
+	return h.name, h.value, ok
+}

@@ -171,6 +171,7 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 		Logger:        s.log,
 		OnChange:      s.backendChanged,
 		Getenv:        opts.Getenv,
+		Meter:         s.tel.MeterProvider().Meter("github.com/vmcp/vmcp/outauth"),
 		// health: see health.go
 		PingInterval:      cfg.Health.Interval.D(),
 		PingTimeout:       cfg.Health.Timeout.D(),
