@@ -164,7 +164,7 @@ const maxDump = 16 << 10
 
 // dumpOnFailure logs what w collected (named what) if t fails. Register it
 // before anything that writes to w, so it runs after their cleanups.
-func dumpOnFailure(t *testing.T, what string, w *syncBuffer) {
+func dumpOnFailure(t testing.TB, what string, w *syncBuffer) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -210,7 +210,7 @@ func startDemo(t *testing.T, base, flavor, transportName, addr string) *demoBack
 // cleanup, and waits up to 20s for its first stdout line, which must start
 // with prefix; it returns the rest of that line. The rest of stdout is
 // drained so the child never blocks on it. On failure cmd is stopped.
-func startAnnounced(t *testing.T, cmd *exec.Cmd, done chan struct{}, stop func(), prefix string) (string, error) {
+func startAnnounced(t testing.TB, cmd *exec.Cmd, done chan struct{}, stop func(), prefix string) (string, error) {
 	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -446,7 +446,7 @@ func (s *streamSignal) CloseIdleConnections() {
 }
 
 // ctxT returns a context bounded by d that ends with t.
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

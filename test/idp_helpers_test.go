@@ -56,7 +56,7 @@ const requiredScope = "mcp:tools"
 
 // needIdP stops t (missingPrerequisite) when the OpenID provider cannot run: no node, or no
 // oidc-provider under test/js/node_modules (CI installs both).
-func needIdP(t *testing.T) {
+func needIdP(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		missingPrerequisite(t, "OIDC end-to-end test: node is not on PATH (install Node.js >= 20)")
@@ -100,7 +100,7 @@ type idpOpts struct {
 // startIdP starts the provider, waits for its READY line and stops it when
 // t ends. The provider writes its keys to a file of t's temp dir
 // (KeysFile). Its stderr is shown if t fails.
-func startIdP(t *testing.T, o idpOpts) *idp {
+func startIdP(t testing.TB, o idpOpts) *idp {
 	t.Helper()
 	p, err := tryStartIdP(t, o)
 	if err != nil {
@@ -109,7 +109,7 @@ func startIdP(t *testing.T, o idpOpts) *idp {
 	return p
 }
 
-func tryStartIdP(t *testing.T, o idpOpts) (*idp, error) {
+func tryStartIdP(t testing.TB, o idpOpts) (*idp, error) {
 	t.Helper()
 	logs := &syncBuffer{}
 	dumpOnFailure(t, "idp stderr", logs)
@@ -208,7 +208,7 @@ type idpRefusal struct {
 }
 
 // exchanges fetches the provider's record of token exchanges so far.
-func (p *idp) exchanges(t *testing.T) idpExchanges {
+func (p *idp) exchanges(t testing.TB) idpExchanges {
 	t.Helper()
 	var x idpExchanges
 	getJSON(t, p.Issuer+"/_test/exchanges", &x)
@@ -241,7 +241,7 @@ func (p *idp) token(t *testing.T, r tokenReq) string {
 }
 
 // fetchToken does a client-credentials token request at endpoint.
-func fetchToken(t *testing.T, endpoint string, r tokenReq) string {
+func fetchToken(t testing.TB, endpoint string, r tokenReq) string {
 	t.Helper()
 	u := endpoint
 	if len(r.query) > 0 {
@@ -729,7 +729,7 @@ func decodeRPCError(t *testing.T, res httpResult) rpcError {
 }
 
 // getJSON fetches url without credentials and decodes a 200 JSON answer.
-func getJSON(t *testing.T, u string, v any) http.Header {
+func getJSON(t testing.TB, u string, v any) http.Header {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctxT(t, 10*time.Second), http.MethodGet, u, nil)
 	if err != nil {
