@@ -2,7 +2,6 @@ package backends
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync/atomic"
 
@@ -100,9 +99,9 @@ func (b *backend) authorize(ctx context.Context, c Client) error {
 
 // authorized returns h with the dynamic credential of the request ctx
 // belongs to set (a copy; h is shared), or h itself when b has no dynamic
-// credential or h carries one already.
+// credential, h carries one already, or ctx is a service request's.
 func (b *backend) authorized(ctx context.Context, h http.Header) (http.Header, error) {
-	if !b.cred.dynamic() || h[dynamicHeader] != nil {
+	if !b.cred.dynamic() || h[dynamicHeader] != nil || ctx.Value(serviceKey{}) != nil {
 		return h, nil
 	}
 	v, err := b.cred.callHeader(ctx, outauth.CallerFrom(ctx))
@@ -114,11 +113,26 @@ func (b *backend) authorized(ctx context.Context, h http.Header) (http.Header, e
 	return h, nil
 }
 
-// isCredentialError reports whether err is a credential that could not be
-// had: the caller's or the identity provider's trouble, not the backend's.
-func isCredentialError(err error) bool {
-	var e *outauth.Error
-	return errors.As(err, &e)
+// serviceKey marks the context of a request vmcp makes about a backend for
+// no client (a probe), which carries the shared connection's credential.
+type serviceKey struct{}
+
+// asService marks ctx as a service request's.
+func asService(ctx context.Context) context.Context { return context.WithValue(ctx, serviceKey{}, true) }
+
+// serviceHeader returns h with the shared connection's dynamic credential
+// set (a copy), or h itself when that credential is static or none.
+func (b *backend) serviceHeader(ctx context.Context, h http.Header) (http.Header, error) {
+	if b.cred.discovery == nil || b.cred.discoveryStatic != nil {
+		return h, nil
+	}
+	_, v, err := b.cred.discovery.Header(ctx, outauth.Caller{})
+	if err != nil {
+		return nil, err
+	}
+	h = h.Clone()
+	h[dynamicHeader] = []string{v}
+	return h, nil
 }
 
 // sessionAuth is the dynamic credential state of one client's session

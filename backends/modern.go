@@ -128,7 +128,14 @@ func (x *Modern) probe(b *backend) (versions []string, expires time.Time) {
 	h := http.Header{}
 	h.Set(mcp.HeaderProtocolVersion, mcp.LATEST_PROTOCOL_VERSION)
 	h.Set(mcp.HeaderMethod, string(mcp.MethodServerDiscover))
-	resp, err := x.m.post(ctx, b, b.statelessHeader(h), body)
+	// A discovery of the backend, not a client's request: it carries the
+	// shared connection's credential.
+	h, err = b.serviceHeader(ctx, b.statelessHeader(h, b.cred.discoveryStatic))
+	if err != nil {
+		b.log.Debug("server/discover probe: no credential; using the backend's session", "error", err)
+		return nil, time.Now().Add(modernRetryTTL)
+	}
+	resp, err := x.m.post(asService(ctx), b, h, body)
 	if err != nil {
 		b.log.Debug("server/discover probe failed; using the backend's session", "error", err)
 		return nil, time.Now().Add(modernRetryTTL)
@@ -215,7 +222,7 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 		return nil, ErrNotModern
 	}
 	callCtx, cancel := context.WithTimeout(ctx, requestTimeout(b.cfg))
-	resp, err := x.m.exchange(ctx, callCtx, b, b.statelessHeader(header), body)
+	resp, err := x.m.exchange(ctx, callCtx, b, b.statelessHeader(header, b.cred.callsStatic), body)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -225,10 +232,10 @@ func (x *Modern) Post(ctx context.Context, backend, version string, body []byte,
 }
 
 // statelessHeader returns the headers of a stateless request to b: the
-// client's MCP headers (header), content negotiation and b's outgoing
-// auth; nothing else of a client's request.
-func (b *backend) statelessHeader(header http.Header) http.Header {
-	h := make(http.Header, len(header)+3+len(b.cred.callsStatic))
+// client's MCP headers (header), content negotiation and the static
+// credential static; nothing else of a client's request.
+func (b *backend) statelessHeader(header http.Header, static map[string]string) http.Header {
+	h := make(http.Header, len(header)+3+len(static))
 	for k, vs := range header {
 		if isMCPHeader(k) {
 			h[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
@@ -236,7 +243,7 @@ func (b *backend) statelessHeader(header http.Header) http.Header {
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
-	for k, v := range b.cred.callsStatic {
+	for k, v := range static {
 		h.Set(k, v)
 	}
 	return h
