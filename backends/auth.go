@@ -118,7 +118,9 @@ func (b *backend) authorized(ctx context.Context, h http.Header) (http.Header, e
 type serviceKey struct{}
 
 // asService marks ctx as a service request's.
-func asService(ctx context.Context) context.Context { return context.WithValue(ctx, serviceKey{}, true) }
+func asService(ctx context.Context) context.Context {
+	return context.WithValue(ctx, serviceKey{}, true)
+}
 
 // serviceHeader returns h with the shared connection's dynamic credential
 // set (a copy), or h itself when that credential is static or none.
