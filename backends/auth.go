@@ -160,7 +160,8 @@ func (s *sessionAuth) remember(caller outauth.Caller) {
 	if old := s.caller.Load(); old != nil && *old == caller {
 		return
 	}
-	s.caller.Store(&caller)
+	c := caller // allocated here only, not on every call
+	s.caller.Store(&c)
 }
 
 // last returns the caller last seen on the session.

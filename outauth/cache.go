@@ -53,6 +53,17 @@ func newTokenCache(max int, now func() time.Time) *tokenCache {
 	return &tokenCache{entries: make(map[callerKey]*cacheEntry), max: max, now: now}
 }
 
+// fresh returns the cached header value for k when it is not due for
+// renewal: the path of nearly every call, which builds no fetch.
+func (c *tokenCache) fresh(k callerKey) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[k]; e != nil && e.value != "" && c.now().Before(e.renew) {
+		return e.value, true
+	}
+	return "", false
+}
+
 // get returns the cached header value for k, or fetches one with fetch
 // (under ctx, on this goroutine) when there is none to use.
 func (c *tokenCache) get(ctx context.Context, k callerKey, fetchToken func(context.Context) (token, error)) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/config"
 )
 
@@ -32,6 +33,9 @@ func newClientCredentials(backend string, a config.BackendAuth, o Options) (*cli
 
 // Header returns vmcp's own token, whoever the caller.
 func (cc *clientCredentials) Header(ctx context.Context, _ Caller) (string, string, error) {
+	if v, ok := cc.cache.fresh(callerKey{}); ok {
+		return "Authorization", v, nil
+	}
 	v, err := cc.cache.get(ctx, callerKey{}, func(ctx context.Context) (token, error) {
 		return cc.ep.request(ctx, grantClientCredentials, cc.form)
 	})
@@ -75,9 +79,20 @@ func (x *exchange) Header(ctx context.Context, c Caller) (string, string, error)
 	if c.Token == "" {
 		return "", "", &Error{Backend: x.backend, Reason: "the caller has no token to exchange (anonymous)"}
 	}
-	v, err := x.cache.get(ctx, callerKey{c.Issuer, c.Subject}, func(ctx context.Context) (token, error) {
+	k := callerKey{c.Issuer, c.Subject}
+	if v, ok := x.cache.fresh(k); ok {
+		return "Authorization", v, nil
+	}
+	v, err := x.cache.get(ctx, k, x.fetcher(c.Token))
+	return "Authorization", v, err
+}
+
+// fetcher returns the exchange of subject (apart from Header, so that the
+// cached path does not allocate the closure).
+func (x *exchange) fetcher(subject auth.Token) func(context.Context) (token, error) {
+	return func(ctx context.Context) (token, error) {
 		form := cloneForm(x.form)
-		form.Set("subject_token", string(c.Token))
+		form.Set("subject_token", string(subject))
 		if x.actor != nil {
 			_, actor, err := x.actor.Header(ctx, Caller{})
 			if err != nil {
@@ -87,8 +102,7 @@ func (x *exchange) Header(ctx context.Context, c Caller) (string, string, error)
 			form.Set("actor_token_type", tokenTypeAccessToken)
 		}
 		return x.ep.request(ctx, grantTokenExchange, form)
-	})
-	return "Authorization", v, err
+	}
 }
 
 // targets adds what names the backend to the token endpoint: RFC 8693's
