@@ -423,6 +423,34 @@ func TestExample(t *testing.T) {
 		t.Errorf("example should name a header token and the Redis password, names %v", envNames(full))
 	}
 
+	// Every key file the config names (privateKeyFile) is a Secret's key,
+	// mounted read-only at that path and readable by vmcp's user only.
+	files := 0
+	for name, a := range cfg.OutgoingAuth.Backends {
+		if a.PrivateKeyFile == "" {
+			continue
+		}
+		files++
+		var ok bool
+		for _, m := range c.VolumeMounts {
+			if m.MountPath != a.PrivateKeyFile || !m.ReadOnly || m.SubPath == "" {
+				continue
+			}
+			for _, v := range pod.Volumes {
+				if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName != "" && v.Secret.DefaultMode != nil && *v.Secret.DefaultMode == 0o400 &&
+					len(v.Secret.Items) == 1 && v.Secret.Items[0].Path == m.SubPath {
+					ok = true
+				}
+			}
+		}
+		if !ok {
+			t.Errorf("outgoingAuth.backends.%s.privateKeyFile %s is not mounted read-only from a Secret: %+v %+v", name, a.PrivateKeyFile, c.VolumeMounts, pod.Volumes)
+		}
+	}
+	if files == 0 {
+		t.Error("example should show a private_key_jwt key file mounted from a Secret")
+	}
+
 	// Probes: readiness on /readyz, liveness on /healthz, with a Host
 	// vmcp's DNS-rebinding check allows whatever allowedHosts says.
 	for name, p := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
@@ -614,6 +642,9 @@ func TestRefusals(t *testing.T) {
 		{`terminationGracePeriodSeconds: 20`, "terminationGracePeriodSeconds 20 must exceed"},
 		{`{serviceMonitor: {enabled: true}, config: {telemetry: {prometheus: false}}}`, "serviceMonitor.enabled needs config.telemetry.prometheus: true"},
 		{`secretEnv: [{name: X, key: k}]`, "secretEnv X: secretName is required"},
+		{`secretFiles: [{key: k, mountPath: /k}]`, "secretFiles[0]: secretName is required"},
+		{`secretFiles: [{secretName: s, mountPath: /k}]`, "secretFiles[0]: key is required"},
+		{`secretFiles: [{secretName: s, key: k}]`, "secretFiles[0]: mountPath is required"},
 	} {
 		_, err := template(t, with(t, tc.values))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
