@@ -151,7 +151,8 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 		cred, err := newCredentials(c.Name, auth.Backends[c.Name], outauth.Options{HTTPClient: opts.HTTPClient,
 			Getenv: opts.Getenv, Meter: opts.Meter, Logger: opts.Logger.With("backend", c.Name)})
 		if err != nil {
-			return nil, fmt.Errorf("outgoingAuth.backends.%s: %w", c.Name, err)
+			// outauth's errors start with the key they are about.
+			return nil, fmt.Errorf("outgoingAuth.backends.%s.%w", c.Name, err)
 		}
 		if cred.perUser && auth.Backends[c.Name].Type == config.AuthPassthrough {
 			opts.Logger.Warn("outgoing auth passthrough: callers' own tokens are sent to this backend as they came", "backend", c.Name)

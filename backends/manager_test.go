@@ -396,22 +396,40 @@ func TestOutgoingAuthErrors(t *testing.T) {
 		{
 			name: "missing variable",
 			auth: config.BackendAuth{Type: config.AuthHeaderInjection, HeaderName: "Authorization", HeaderValueEnv: "GITHUB_TOKEN"},
-			want: []string{"outgoingAuth.backends.github", "GITHUB_TOKEN"},
+			want: []string{"outgoingAuth.backends.github.headerValueEnv: environment variable GITHUB_TOKEN is not set"},
 		},
 		{
 			name: "empty variable",
 			auth: config.BackendAuth{Type: config.AuthHeaderInjection, HeaderName: "Authorization", HeaderValueEnv: "EMPTY"},
-			want: []string{"outgoingAuth.backends.github", "EMPTY"},
+			want: []string{"outgoingAuth.backends.github.headerValueEnv: environment variable EMPTY is not set"},
 		},
 		{
 			name: "no header name",
 			auth: config.BackendAuth{Type: config.AuthHeaderInjection, HeaderValueEnv: "SET"},
-			want: []string{"outgoingAuth.backends.github", "headerName"},
+			want: []string{"outgoingAuth.backends.github.headerName: empty"},
 		},
 		{
 			name: "unknown type",
 			auth: config.BackendAuth{Type: "oauth2"},
-			want: []string{"outgoingAuth.backends.github", "oauth2"},
+			want: []string{"outgoingAuth.backends.github.type: unsupported \"oauth2\""},
+		},
+		{
+			name: "client secret not set",
+			auth: config.BackendAuth{Type: config.AuthTokenExchange, TokenURL: "http://127.0.0.1:1/token", ClientID: "vmcp",
+				ClientSecretEnv: "TE_SECRET", Audience: "github"},
+			want: []string{"outgoingAuth.backends.github.clientSecretEnv: environment variable TE_SECRET is not set"},
+		},
+		{
+			name: "discovery's secret not set",
+			auth: config.BackendAuth{Type: config.AuthPassthrough, Discovery: config.AuthClientCredentials,
+				TokenURL: "http://127.0.0.1:1/token", ClientID: "vmcp", ClientSecretEnv: "CC_SECRET"},
+			want: []string{"outgoingAuth.backends.github.clientSecretEnv: environment variable CC_SECRET is not set"},
+		},
+		{
+			name: "key file missing",
+			auth: config.BackendAuth{Type: config.AuthClientCredentials, TokenURL: "http://127.0.0.1:1/token", ClientID: "vmcp",
+				PrivateKeyFile: "/nonexistent/key.pem"},
+			want: []string{"outgoingAuth.backends.github.privateKeyFile: open /nonexistent/key.pem"},
 		},
 	}
 	for _, tt := range tests {
