@@ -72,7 +72,8 @@ type Backend struct {
 
 // Options are what New needs besides the configuration.
 type Options struct {
-	// HTTPClient carries token endpoint requests. nil: a client of its own.
+	// HTTPClient carries token endpoint requests (redirects are not
+	// followed). nil: a client of its own.
 	HTTPClient *http.Client
 	// Getenv resolves clientSecretEnv and headerValueEnv. nil:
 	// os.LookupEnv.
@@ -143,9 +144,15 @@ func New(backend string, a config.BackendAuth, o Options) (*Backend, error) {
 }
 
 func (o Options) withDefaults() Options {
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{}
+	hc := &http.Client{}
+	if o.HTTPClient != nil {
+		c := *o.HTTPClient
+		hc = &c
 	}
+	// A token endpoint's redirect is not followed: it would resend the
+	// client's secret and the caller's token to wherever it points.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.HTTPClient = hc
 	if o.Getenv == nil {
 		o.Getenv = os.LookupEnv
 	}
