@@ -454,6 +454,38 @@ func TestOutgoingAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("closing a client's backend session carries its credential", func(t *testing.T) {
+		// The TypeScript SDK client ended its session (DELETE) when it was
+		// done: vmcp ends that client's sessions with jira and ro.
+		needNode(t)
+		closed := func(b *tokenBackend) []backendReq {
+			var out []backendReq
+			for _, r := range b.requests() {
+				if r.HTTPMethod == http.MethodDelete && !shared[b.Name][r.Session] {
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+		eventually(t, 10*time.Second, "jira and ro get the DELETE of a client's session", func() error {
+			if len(closed(jira)) == 0 || len(closed(ro)) == 0 {
+				return fmt.Errorf("%d DELETEs at jira, %d at ro", len(closed(jira)), len(closed(ro)))
+			}
+			return nil
+		})
+		for _, r := range closed(jira) {
+			if r.Sub == "" {
+				t.Errorf("BUG: jira (token_exchange): the DELETE that ends a client's backend session %s carries no Authorization; "+
+					"a backend that requires its token on every request refuses it (401) and the session is never ended", r.Session)
+			}
+		}
+		for _, r := range closed(ro) {
+			if r.APIKey != e.roKey {
+				t.Errorf("BUG: ro (header_injection): the DELETE that ends a client's backend session %s carries no X-Api-Key (the backend answered 401)", r.Session)
+			}
+		}
+	})
+
 	t.Run("metrics count token requests by outcome", func(t *testing.T) {
 		status, body := httpGet(t, e.V.Base+"/metrics")
 		if status != http.StatusOK {
