@@ -200,7 +200,7 @@ func (b *tokenBackend) requests() []backendReq {
 	return out
 }
 
-// sessions returns the sessions that carried a tools/list so far.
+// listSessions returns the sessions that carried a tools/list so far.
 func (b *tokenBackend) listSessions() map[string]bool {
 	out := map[string]bool{}
 	for _, r := range b.requests() {
