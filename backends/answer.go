@@ -36,16 +36,13 @@ const answerPostTimeout = 30 * time.Second
 //
 // The POST carries what mcp-go's would with the options dial gives the
 // transport: the session id (not for protocol 2026-07-28), the negotiated
-// protocol version and the backend's outgoing headers, through the same
-// HTTP client.
+// protocol version and, through the same HTTP client, the connection's
+// credential.
 type answeringHTTP struct {
 	*transport.StreamableHTTP
-	url     string
-	headers map[string]string
-	// headerFunc adds the per-request credential; nil: none.
-	headerFunc func(context.Context) map[string]string
-	hc         *http.Client
-	log        *slog.Logger
+	url string
+	hc  *http.Client
+	log *slog.Logger
 	// timeout bounds a request that did not come on a call's stream.
 	timeout time.Duration
 	version atomic.Pointer[string]
@@ -54,13 +51,12 @@ type answeringHTTP struct {
 	endLife context.CancelFunc
 }
 
-func newAnsweringHTTP(t *transport.StreamableHTTP, url string, headers map[string]string, headerFunc func(context.Context) map[string]string,
-	hc *http.Client, timeout time.Duration, log *slog.Logger) *answeringHTTP {
+func newAnsweringHTTP(t *transport.StreamableHTTP, url string, hc *http.Client, timeout time.Duration, log *slog.Logger) *answeringHTTP {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
 	life, end := context.WithCancel(context.Background())
-	return &answeringHTTP{StreamableHTTP: t, url: url, headers: headers, headerFunc: headerFunc, hc: hc, log: log, timeout: timeout, life: life, endLife: end}
+	return &answeringHTTP{StreamableHTTP: t, url: url, hc: hc, log: log, timeout: timeout, life: life, endLife: end}
 }
 
 // streamKey marks the context a stream is opened with (the value is that
@@ -173,14 +169,6 @@ func (t *answeringHTTP) post(ctx context.Context, resp *transport.JSONRPCRespons
 	}
 	if version != "" {
 		req.Header.Set(transport.HeaderKeyProtocolVersion, version)
-	}
-	for k, v := range t.headers {
-		req.Header.Set(k, v)
-	}
-	if t.headerFunc != nil {
-		for k, v := range t.headerFunc(ctx) {
-			req.Header.Set(k, v)
-		}
 	}
 	res, err := t.hc.Do(req)
 	if err != nil {

@@ -199,6 +199,46 @@ func (cc *clientConn) requestHeader(ctx context.Context) (http.Header, error) {
 	return h, nil
 }
 
+// credentialTransport sets a connection's credential on every request an
+// mcp-go transport sends through it: its static headers, and those of fn
+// for the request's context.
+type credentialTransport struct {
+	base   http.RoundTripper
+	static map[string]string
+	fn     func(context.Context) map[string]string
+}
+
+func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context()) // a RoundTripper leaves req as it is
+	for k, v := range t.static {
+		r.Header.Set(k, v)
+	}
+	if t.fn != nil {
+		for k, v := range t.fn(req.Context()) {
+			r.Header.Set(k, v)
+		}
+	}
+	return t.base.RoundTrip(r)
+}
+
+// withCredential returns hc sending every request with the static headers
+// and those fn returns (nil: none), or hc itself when there are none.
+func withCredential(hc *http.Client, static map[string]string, fn func(context.Context) map[string]string) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if len(static) == 0 && fn == nil {
+		return hc
+	}
+	c := *hc
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = &credentialTransport{base: base, static: static, fn: fn}
+	return &c
+}
+
 // discoveryHeaderFunc returns the per-request credential of b's shared
 // connection, or nil when it has none or a static one.
 func (b *backend) discoveryHeaderFunc() func(context.Context) map[string]string {

@@ -23,7 +23,10 @@ import (
 // connect timeout.
 //
 // Every request carries headers, and those headerFunc (nil: none) returns
-// for its context: the connection's credential, static or per request.
+// for its context: the connection's credential, static or per request. They
+// are set by the HTTP client's transport (withCredential), so that also the
+// requests mcp-go builds without its header options (the DELETE that ends a
+// session) carry them.
 func dial(live context.Context, cfg config.Backend, headers map[string]string, headerFunc func(context.Context) map[string]string,
 	hc *http.Client, log *slog.Logger, opts ...client.ClientOption) (*conn, error) {
 	var (
@@ -31,29 +34,21 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 		c   = &conn{}
 		err error
 	)
+	hc = withCredential(hc, headers, headerFunc)
 	switch cfg.Transport {
 	case config.TransportStreamableHTTP:
 		var st *transport.StreamableHTTP
-		o := []transport.StreamableHTTPCOption{
+		st, err = transport.NewStreamableHTTP(cfg.URL,
 			transport.WithHTTPBasicClient(hc),
-			transport.WithHTTPHeaders(headers),
 			transport.WithContinuousListening(),
 			transport.WithHTTPLogger(log),
-		}
-		if headerFunc != nil {
-			o = append(o, transport.WithHTTPHeaderFunc(headerFunc))
-		}
-		st, err = transport.NewStreamableHTTP(cfg.URL, o...)
+		)
 		if err == nil {
 			// mcp-go bounds a backend's request by 30 s; see answeringHTTP.
-			t = newAnsweringHTTP(st, cfg.URL, headers, headerFunc, hc, requestTimeout(cfg), log)
+			t = newAnsweringHTTP(st, cfg.URL, hc, requestTimeout(cfg), log)
 		}
 	case config.TransportSSE:
-		o := []transport.ClientOption{transport.WithHeaders(headers), transport.WithHTTPClient(hc)}
-		if headerFunc != nil {
-			o = append(o, transport.WithHeaderFunc(headerFunc))
-		}
-		t, err = transport.NewSSE(cfg.URL, o...)
+		t, err = transport.NewSSE(cfg.URL, transport.WithHTTPClient(hc))
 	case config.TransportStdio:
 		t = newStdio(cfg, c, log)
 	default:
