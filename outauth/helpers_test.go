@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -204,6 +205,9 @@ func mustNew(t *testing.T, a config.BackendAuth, o outauth.Options) *outauth.Bac
 	t.Helper()
 	if o.Getenv == nil {
 		o.Getenv = testEnv
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b, err := outauth.New(backendName, a, o)
 	if err != nil {
