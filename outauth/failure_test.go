@@ -62,6 +62,8 @@ func TestTokenEndpointFailures(t *testing.T) {
 			code: "invalid_target", contains: []string{"invalid_target"}},
 		{name: "description with control characters, cut", answer: refuse("access_denied", "line one\nline two\x1b[31m"+strings.Repeat("x", 300)),
 			code: "access_denied", contains: []string{"access_denied", "line oneline two"}},
+		{name: "error code with control characters", answer: answer{Status: 400, Body: `{"error":"invalid_\u001b[2Jgrant\n"}`},
+			code: "invalid_[2Jgrant", contains: []string{"invalid_[2Jgrant"}},
 		{name: "500 with an OAuth error body", answer: answer{Status: 500, Body: `{"error":"server_error"}`},
 			unavailable: true, contains: []string{"500"}},
 		{name: "503 text", answer: answer{Status: 503, ContentType: "text/plain", Body: "upstream connect error"},
@@ -417,10 +419,13 @@ func TestAnonymousCaller(t *testing.T) {
 func TestAbandonedExchange(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		ctx  func() (context.Context, context.CancelFunc)
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		cancel bool // the test cancels the leader's context; else its deadline passes
 	}{
-		{name: "cancelled", ctx: func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+		{name: "cancelled", cancel: true, ctx: func() (context.Context, context.CancelFunc) {
+			return context.WithCancel(context.Background())
+		}},
 		{name: "deadline", ctx: func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 300*time.Millisecond)
 		}},
@@ -455,7 +460,9 @@ func TestAbandonedExchange(t *testing.T) {
 					waiter <- v
 				}()
 				time.Sleep(100 * time.Millisecond) // the waiter waits for the leader's exchange
-				cancel()
+				if tc.cancel {
+					cancel()
+				}
 				select {
 				case err := <-leader:
 					if err == nil {
