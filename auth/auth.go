@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -44,6 +45,17 @@ func (Token) String() string { return redacted }
 
 // GoString returns "[redacted]" (fmt's %#v).
 func (Token) GoString() string { return redacted }
+
+// Format prints "[redacted]" whatever the verb (quoted for %q). (fmt's %p
+// of a string is an error fmt prints itself, without asking the type: go
+// vet reports it.)
+func (Token) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		_, _ = io.WriteString(f, `"`+redacted+`"`)
+		return
+	}
+	_, _ = io.WriteString(f, redacted)
+}
 
 // LogValue returns "[redacted]" (log/slog).
 func (Token) LogValue() slog.Value { return slog.StringValue(redacted) }

@@ -49,6 +49,10 @@ const defaultLifetime = 5 * time.Minute
 // a short-lived token is renewed when a fifth of its lifetime is left.
 const maxRenewEarly = 30 * time.Second
 
+// renewRetry is how long after a failed renewal the next call tries again,
+// while the current token is still valid.
+const renewRetry = 5 * time.Second
+
 func newTokenCache(max int, now func() time.Time) *tokenCache {
 	return &tokenCache{entries: make(map[callerKey]*cacheEntry), max: max, now: now}
 }
@@ -88,7 +92,7 @@ func (c *tokenCache) get(ctx context.Context, k callerKey, fetchToken func(conte
 			select {
 			case <-f.done:
 			case <-ctx.Done():
-				return "", ctx.Err()
+				return "", ctx.Err() // made an *Error by the credential
 			}
 			if f.abandoned && ctx.Err() == nil {
 				continue // its caller gave up; this one asks itself
@@ -97,6 +101,15 @@ func (c *tokenCache) get(ctx context.Context, k callerKey, fetchToken func(conte
 		}
 		if e == nil {
 			c.makeRoomLocked(now)
+			if len(c.entries) >= c.max {
+				// Full of fetches in flight: this one is not kept.
+				c.mu.Unlock()
+				t, err := fetchToken(ctx)
+				if err != nil {
+					return "", err
+				}
+				return "Bearer " + t.value, nil
+			}
 			e = &cacheEntry{}
 			c.entries[k] = e
 		}
@@ -107,16 +120,25 @@ func (c *tokenCache) get(ctx context.Context, k callerKey, fetchToken func(conte
 		t, err := fetchToken(ctx)
 		c.mu.Lock()
 		e.inFlight = nil
-		if err != nil {
-			f.err = err
-			f.abandoned = ctx.Err() != nil && errors.Is(err, ctx.Err())
-			if e.value == "" || !c.now().Before(e.expires) {
-				delete(c.entries, k)
-			}
-		} else {
+		now = c.now()
+		switch {
+		case err == nil:
 			f.value = "Bearer " + t.value
 			e.value = f.value
-			e.expires, e.renew = lifetime(c.now(), t.expires)
+			e.expires, e.renew = lifetime(now, t.expires)
+		case e.value != "" && now.Before(e.expires):
+			// A renewal failed: the current token serves until it
+			// expires, and a renewal is tried again after renewRetry
+			// (by a call, never in a loop).
+			f.value = e.value
+			e.renew = now.Add(renewRetry)
+			if e.renew.After(e.expires) {
+				e.renew = e.expires
+			}
+		default:
+			f.err = err
+			f.abandoned = ctx.Err() != nil && errors.Is(err, ctx.Err())
+			delete(c.entries, k)
 		}
 		c.mu.Unlock()
 		close(f.done)

@@ -335,9 +335,6 @@ func TestCacheBound(t *testing.T) {
 	})
 	t.Run("100 concurrent callers", func(t *testing.T) {
 		t.Parallel()
-		t.Skip("BUG: makeRoomLocked runs only before an insertion and never drops an entry being fetched, " +
-			"so concurrent first calls of distinct callers all stay cached once their exchanges complete: " +
-			"the cache holds 100 callers with MaxCallers 8 until the next new caller")
 		release := make(chan struct{})
 		srv := newTokenServer(t, func(n int, _ tokenReq) answer {
 			a := tokenAnswer(issued(n), 3600)

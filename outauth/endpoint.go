@@ -197,8 +197,11 @@ func (e *endpoint) do(ctx context.Context, grant string, form url.Values) (token
 	resp, err := e.hc.Do(req)
 	if err != nil {
 		reason := "the identity provider did not answer"
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			reason = "the identity provider did not answer in time"
+		case ctx.Err() != nil:
+			reason = "the request ended before the identity provider answered"
 		}
 		// The transport error may name internal addresses: logged, kept as
 		// the cause, not put in the message.
@@ -210,15 +213,27 @@ func (e *endpoint) do(ctx context.Context, grant string, form url.Values) (token
 		return token{}, &Error{Backend: e.backend, Grant: grant, Reason: "the identity provider's answer was cut off (" + grant + ")", Unavailable: true, err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return token{}, e.refusal(grant, resp, body)
+		return token{}, e.refusal(grant, resp, body, form)
 	}
 	return e.parse(grant, body)
+}
+
+// asError returns err as an *Error: as it is when it is one, else (a call
+// that stopped waiting for another's request) one naming the backend.
+func (e *endpoint) asError(grant string, err error) error {
+	var oe *Error
+	if err == nil || errors.As(err, &oe) {
+		return err
+	}
+	return &Error{Backend: e.backend, Grant: grant, Unavailable: true, err: err,
+		Reason: "the request ended while waiting for the " + strings.ReplaceAll(grant, "_", " ")}
 }
 
 // refusal is the error of a token endpoint's non-200 answer: an OAuth
 // error (RFC 6749 5.2) is a refusal; anything else says the endpoint is
 // unavailable.
-func (e *endpoint) refusal(grant string, resp *http.Response, body []byte) error {
+// Nothing of what was sent (form) is repeated in it.
+func (e *endpoint) refusal(grant string, resp *http.Response, body []byte, form url.Values) error {
 	var oe struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
@@ -227,7 +242,7 @@ func (e *endpoint) refusal(grant string, resp *http.Response, body []byte) error
 	if resp.StatusCode < 500 && (mt == "application/json" || mt == "") && json.Unmarshal(body, &oe) == nil && oe.Error != "" {
 		code := printable(oe.Error, 64)
 		reason := "the identity provider refused the " + strings.ReplaceAll(grant, "_", " ") + " (" + code
-		if d := printable(oe.Description, 200); d != "" {
+		if d := printable(scrub(oe.Description, form), 200); d != "" {
 			reason += ": " + d
 		}
 		return &Error{Backend: e.backend, Grant: grant, Code: code, Reason: reason + ")"}
@@ -307,6 +322,20 @@ func (e *endpoint) assertion() (string, error) {
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
 		Expiry: jwt.NewNumericDate(now.Add(time.Minute)),
 	}).Serialize()
+}
+
+// secretFields are the form fields whose values are credentials.
+var secretFields = []string{"subject_token", "actor_token", "client_secret", "client_assertion"}
+
+// scrub replaces in s every credential of form, which a provider's error
+// description might quote.
+func scrub(s string, form url.Values) string {
+	for _, k := range secretFields {
+		if v := form.Get(k); len(v) >= 8 {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return s
 }
 
 func cloneForm(f url.Values) url.Values {

@@ -39,7 +39,7 @@ func (cc *clientCredentials) Header(ctx context.Context, _ Caller) (string, stri
 	v, err := cc.cache.get(ctx, callerKey{}, func(ctx context.Context) (token, error) {
 		return cc.ep.request(ctx, grantClientCredentials, cc.form)
 	})
-	return "Authorization", v, err
+	return "Authorization", v, cc.ep.asError(grantClientCredentials, err)
 }
 
 // exchange is the caller's token exchanged for one scoped to the backend
@@ -84,7 +84,7 @@ func (x *exchange) Header(ctx context.Context, c Caller) (string, string, error)
 		return "Authorization", v, nil
 	}
 	v, err := x.cache.get(ctx, k, x.fetcher(c.Token))
-	return "Authorization", v, err
+	return "Authorization", v, x.ep.asError(grantTokenExchange, err)
 }
 
 // fetcher returns the exchange of subject (apart from Header, so that the

@@ -78,16 +78,15 @@ func TestTokenRedacted(t *testing.T) {
 
 // TestTokenRedactedBadVerbs checks that a token printed with a verb that
 // does not apply to strings (a mistake go vet reports only for constant
-// formats) shows no secret either.
+// formats) shows no secret either. (Not %p: fmt prints a bad %p itself,
+// never asking the type, so no method can hide the value; go vet reports
+// %p of a string.)
 func TestTokenRedactedBadVerbs(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: auth.Token redacts through String and GoString only, which fmt calls for the verbs v, s, q, x and X; " +
-		"any other verb prints the raw value: Sprintf with verb d gives '%!d(auth.Token=<the token>)', " +
-		"also for a struct holding it; a Format method would cover every verb")
 	const secret = "SECRET-bearer"
 	tok := auth.Token(secret)
 	id := auth.Identity{Subject: "alice", Token: tok}
-	for _, verb := range []string{"%d", "%t", "%b", "%o", "%c", "%e", "%f", "%g", "%U", "%p"} {
+	for _, verb := range []string{"%d", "%t", "%b", "%o", "%c", "%e", "%f", "%g", "%U"} {
 		noSecrets(t, "Token "+verb, fmt.Sprintf(verb, tok), secret)
 		noSecrets(t, "Identity "+verb, fmt.Sprintf(verb, id), secret)
 	}
