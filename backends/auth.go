@@ -2,7 +2,10 @@ package backends
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync/atomic"
 
 	"github.com/vmcp/vmcp/config"
@@ -138,9 +141,9 @@ func (b *backend) serviceHeader(ctx context.Context, h http.Header) (http.Header
 }
 
 // sessionAuth is the dynamic credential state of one client's session
-// with a backend: the last caller seen on it (for requests vmcp makes on
-// the session by itself) and the session's headers with the last
-// credential set, reused while the credential stays the same.
+// with a backend: its caller (for requests vmcp makes on the session by
+// itself) and the session's headers with the last credential set, reused
+// while the credential stays the same.
 type sessionAuth struct {
 	caller atomic.Pointer[outauth.Caller]
 	header atomic.Pointer[authedHeader]
@@ -151,8 +154,7 @@ type authedHeader struct {
 	h     http.Header
 }
 
-// remember records caller as the session's, unless it is the one
-// recorded.
+// remember records caller as the session's, unless it is recorded.
 func (s *sessionAuth) remember(caller outauth.Caller) {
 	if caller.Subject == "" {
 		return
@@ -164,10 +166,15 @@ func (s *sessionAuth) remember(caller outauth.Caller) {
 	s.caller.Store(&c)
 }
 
-// last returns the caller last seen on the session.
+// last returns the session's last caller, marked CachedOnly: a request
+// vmcp makes on the session by itself may use the caller's cached
+// credential, never obtain one (so a stream mcp-go reopens by itself
+// cannot make vmcp ask the identity provider in a loop).
 func (s *sessionAuth) last() outauth.Caller {
 	if c := s.caller.Load(); c != nil {
-		return *c
+		caller := *c
+		caller.CachedOnly = true
+		return caller
 	}
 	return outauth.Caller{}
 }
@@ -199,16 +206,28 @@ func (cc *clientConn) requestHeader(ctx context.Context) (http.Header, error) {
 	return h, nil
 }
 
+// isCredentialError reports whether err is a credential that could not be
+// had, which says so itself (also when the provider was too slow).
+func isCredentialError(err error) bool {
+	var e *outauth.Error
+	return errors.As(err, &e)
+}
+
 // credentialTransport sets a connection's credential on every request an
-// mcp-go transport sends through it: its static headers, and those of fn
-// for the request's context.
+// mcp-go transport sends through it to the backend's origin: its static
+// headers, and those of fn for the request's context. A request a redirect
+// sent elsewhere gets none.
 type credentialTransport struct {
-	base   http.RoundTripper
-	static map[string]string
-	fn     func(context.Context) map[string]string
+	base         http.RoundTripper
+	scheme, host string // the backend's origin
+	static       map[string]string
+	fn           func(context.Context) map[string]string
 }
 
 func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.EqualFold(req.URL.Scheme, t.scheme) || !strings.EqualFold(req.URL.Host, t.host) {
+		return t.base.RoundTrip(req)
+	}
 	r := req.Clone(req.Context()) // a RoundTripper leaves req as it is
 	for k, v := range t.static {
 		r.Header.Set(k, v)
@@ -221,9 +240,10 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	return t.base.RoundTrip(r)
 }
 
-// withCredential returns hc sending every request with the static headers
-// and those fn returns (nil: none), or hc itself when there are none.
-func withCredential(hc *http.Client, static map[string]string, fn func(context.Context) map[string]string) *http.Client {
+// withCredential returns hc sending every request to the origin of
+// backendURL with the static headers and those fn returns (nil: none), or
+// hc itself when there are none.
+func withCredential(hc *http.Client, backendURL string, static map[string]string, fn func(context.Context) map[string]string) *http.Client {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -235,7 +255,11 @@ func withCredential(hc *http.Client, static map[string]string, fn func(context.C
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	c.Transport = &credentialTransport{base: base, static: static, fn: fn}
+	u, err := url.Parse(backendURL)
+	if err != nil {
+		return hc // validated by config: not reached
+	}
+	c.Transport = &credentialTransport{base: base, scheme: u.Scheme, host: u.Host, static: static, fn: fn}
 	return &c
 }
 

@@ -151,3 +151,41 @@ func BenchmarkCallCredential(b *testing.B) {
 		})
 	}
 }
+
+// TestCredentialNotRedirected checks that the credential a connection's
+// HTTP client adds goes to the backend's origin only: a redirect elsewhere
+// (which Go's client follows, and mcp-go's does through it) carries none,
+// one on the backend's own origin (/mcp → /mcp/) keeps it.
+func TestCredentialNotRedirected(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 4)
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- "elsewhere:" + r.Header.Get("Authorization") + r.Header.Get("X-Key")
+	}))
+	t.Cleanup(elsewhere.Close)
+	var backend *httptest.Server
+	backend = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/mcp":
+			http.Redirect(w, r, backend.URL+"/mcp/", http.StatusTemporaryRedirect)
+		case "/mcp/":
+			got <- "backend:" + r.Header.Get("Authorization") + r.Header.Get("X-Key")
+			http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusTemporaryRedirect)
+		}
+	}))
+	t.Cleanup(backend.Close)
+	hc := withCredential(&http.Client{}, backend.URL+"/mcp", map[string]string{"X-Key": "k"},
+		func(context.Context) map[string]string {
+			return map[string]string{"Authorization": "Bearer user-token"}
+		})
+	resp, err := hc.Get(backend.URL + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	for _, want := range []string{"backend:Bearer user-tokenk", "elsewhere:"} {
+		if g := <-got; g != want {
+			t.Errorf("got %q, want %q", g, want)
+		}
+	}
+}

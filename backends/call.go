@@ -125,7 +125,7 @@ func (m *Manager) Post(ctx context.Context, c Client, name string, id json.RawMe
 	for attempt := 0; ; attempt++ {
 		_, cc, err := m.relayable(callCtx, c, name)
 		if err != nil {
-			timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+			timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !isCredentialError(err)
 			cancel()
 			if timedOut {
 				return nil, fmt.Errorf("backend %q: session not opened within requestTimeout: %w", name, ErrUnavailable)

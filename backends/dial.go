@@ -34,7 +34,7 @@ func dial(live context.Context, cfg config.Backend, headers map[string]string, h
 		c   = &conn{}
 		err error
 	)
-	hc = withCredential(hc, headers, headerFunc)
+	hc = withCredential(hc, cfg.URL, headers, headerFunc)
 	switch cfg.Transport {
 	case config.TransportStreamableHTTP:
 		var st *transport.StreamableHTTP

@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/vmcp/vmcp/internal/sse"
+	"github.com/vmcp/vmcp/outauth"
 )
 
 // What a backend sends a client outside its calls (resource updates, log
@@ -245,7 +246,7 @@ func (m *Manager) fromBackend(ctx context.Context, c Client, b *backend, d Sessi
 		if err != nil {
 			return
 		}
-		pctx, pcancel := context.WithTimeout(m.runCtx, answerPostTimeout)
+		pctx, pcancel := context.WithTimeout(outauth.OnBehalf(m.runCtx, outauth.CallerFrom(ctx)), answerPostTimeout)
 		defer pcancel()
 		if err := m.notifyRaw(pctx, b, b.sessionHeader(d), body); err != nil {
 			b.log.Warn("send the answer to a backend's request", "method", req.Method, "error", err)

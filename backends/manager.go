@@ -152,9 +152,9 @@ func New(cfgs []config.Backend, auth config.OutgoingAuth, opts Options) (*Manage
 			Getenv: opts.Getenv, Meter: opts.Meter, Logger: opts.Logger.With("backend", c.Name)})
 		if err != nil {
 			// outauth's errors start with the key they are about.
-			return nil, fmt.Errorf("outgoingAuth.backends.%s.%w", c.Name, err)
+			return nil, fmt.Errorf("%s.%w", config.OutgoingAuthPath(c.Name), err)
 		}
-		if cred.perUser && auth.Backends[c.Name].Type == config.AuthPassthrough {
+		if auth.Backends[c.Name].Type == config.AuthPassthrough {
 			opts.Logger.Warn("outgoing auth passthrough: callers' own tokens are sent to this backend as they came", "backend", c.Name)
 		}
 		m.backends[c.Name] = newBackend(c, cred, m)
@@ -255,12 +255,14 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 	// One request timeout covers waiting for the session and the request
 	// made with it.
 	deadline := time.Now().Add(requestTimeout(b.cfg))
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	if c.Session == "" || !perClient(b.cfg.Transport) {
 		if outauth.CallerFrom(ctx).Subject != "" {
 			// A client's request (discovery and health checks have no
 			// caller): it needs its credential, and the shared connection
 			// carries no caller's.
-			if err := b.authorize(ctx, c); err != nil {
+			if err := b.authorize(wctx, c); err != nil {
 				return nil, err
 			}
 		}
@@ -271,11 +273,9 @@ func (m *Manager) Session(ctx context.Context, c Client, name string) (*Session,
 		}
 		return s, err
 	}
-	wctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
 	cc, err := m.clients.get(wctx, c, b)
 	if err != nil {
-		if wctx.Err() != nil && ctx.Err() == nil {
+		if wctx.Err() != nil && ctx.Err() == nil && !isCredentialError(err) {
 			return nil, fmt.Errorf("backend %q: session not opened within requestTimeout: %w", name, ErrUnavailable)
 		}
 		return nil, err

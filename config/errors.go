@@ -135,3 +135,11 @@ func (p *problems) addf(coord, format string, args ...any) {
 
 // err joins the recorded problems; nil when there are none.
 func (p problems) err() error { return join(p...) }
+
+// OutgoingAuthPath returns the key path of backend's outgoing auth, as
+// validation errors spell it: "outgoingAuth.backends.github", or
+// `outgoingAuth.backends["my.svc"]` for a name that is not a plain path
+// segment.
+func OutgoingAuthPath(backend string) string {
+	return joinPath("outgoingAuth.backends", keyCoord(backend))
+}

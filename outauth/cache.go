@@ -21,6 +21,9 @@ type tokenCache struct {
 	entries map[callerKey]*cacheEntry
 	max     int
 	now     func() time.Time
+	// renewing counts the renewals running in the background; each ends
+	// within the endpoint's timeout.
+	renewing sync.WaitGroup
 }
 
 type cacheEntry struct {
@@ -68,25 +71,47 @@ func (c *tokenCache) fresh(k callerKey) (string, bool) {
 	return "", false
 }
 
+// valid returns the cached header value for k while it has not expired,
+// due for renewal or not, and fetches nothing: for requests vmcp makes on
+// a caller's session by itself, which have no token of the caller's to
+// exchange.
+func (c *tokenCache) valid(k callerKey) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[k]; e != nil && e.value != "" && c.now().Before(e.expires) {
+		return e.value, true
+	}
+	return "", false
+}
+
 // get returns the cached header value for k, or fetches one with fetch
-// (under ctx, on this goroutine) when there is none to use.
+// (under ctx, on this goroutine) when there is none to use. A token due
+// for renewal but still valid is returned at once, and renewed in the
+// background (wait: Wait), so no call waits for a renewal.
 func (c *tokenCache) get(ctx context.Context, k callerKey, fetchToken func(context.Context) (token, error)) (string, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
 		e := c.entries[k]
-		if e != nil && e.value != "" && now.Before(e.renew) {
+		if e != nil && e.value != "" && now.Before(e.expires) {
 			v := e.value
+			if !now.Before(e.renew) && e.inFlight == nil {
+				f := &fetch{done: make(chan struct{})}
+				e.inFlight = f
+				c.renewing.Add(1)
+				go func() {
+					defer c.renewing.Done()
+					// Not the call's context: the renewal serves every
+					// later call. The endpoint bounds it (Options.Timeout).
+					rctx := context.WithoutCancel(ctx)
+					t, err := fetchToken(rctx)
+					c.finish(rctx, k, e, f, t, err)
+				}()
+			}
 			c.mu.Unlock()
 			return v, nil
 		}
 		if e != nil && e.inFlight != nil {
-			if e.value != "" && now.Before(e.expires) {
-				// Being renewed; the current one is still good.
-				v := e.value
-				c.mu.Unlock()
-				return v, nil
-			}
 			f := e.inFlight
 			c.mu.Unlock()
 			select {
@@ -116,35 +141,45 @@ func (c *tokenCache) get(ctx context.Context, k callerKey, fetchToken func(conte
 		f := &fetch{done: make(chan struct{})}
 		e.inFlight = f
 		c.mu.Unlock()
-
 		t, err := fetchToken(ctx)
-		c.mu.Lock()
-		e.inFlight = nil
-		now = c.now()
-		switch {
-		case err == nil:
-			f.value = "Bearer " + t.value
-			e.value = f.value
-			e.expires, e.renew = lifetime(now, t.expires)
-		case e.value != "" && now.Before(e.expires):
-			// A renewal failed: the current token serves until it
-			// expires, and a renewal is tried again after renewRetry
-			// (by a call, never in a loop).
-			f.value = e.value
-			e.renew = now.Add(renewRetry)
-			if e.renew.After(e.expires) {
-				e.renew = e.expires
-			}
-		default:
-			f.err = err
-			f.abandoned = ctx.Err() != nil && errors.Is(err, ctx.Err())
-			delete(c.entries, k)
-		}
-		c.mu.Unlock()
-		close(f.done)
+		c.finish(ctx, k, e, f, t, err)
 		return f.value, f.err
 	}
 }
+
+// finish records the outcome of f, the fetch of entry e of k under ctx,
+// and wakes its waiters.
+func (c *tokenCache) finish(ctx context.Context, k callerKey, e *cacheEntry, f *fetch, t token, err error) {
+	c.mu.Lock()
+	e.inFlight = nil
+	now := c.now()
+	switch {
+	case err == nil:
+		f.value = "Bearer " + t.value
+		e.value = f.value
+		e.expires, e.renew = lifetime(now, t.expires)
+	case e.value != "" && now.Before(e.expires):
+		// A renewal failed: the current token serves until it expires,
+		// and a renewal is tried again after renewRetry (when a call
+		// comes, never in a loop).
+		f.value = e.value
+		e.renew = now.Add(renewRetry)
+		if e.renew.After(e.expires) {
+			e.renew = e.expires
+		}
+	default:
+		f.err = err
+		f.abandoned = ctx.Err() != nil && errors.Is(err, ctx.Err())
+		if c.entries[k] == e {
+			delete(c.entries, k)
+		}
+	}
+	c.mu.Unlock()
+	close(f.done)
+}
+
+// Wait returns when no renewal runs in the background.
+func (c *tokenCache) Wait() { c.renewing.Wait() }
 
 // lifetime returns when a token obtained at now that expires at exp (zero:
 // unknown) expires and when to renew it.

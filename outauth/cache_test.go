@@ -194,12 +194,18 @@ func TestRenewal(t *testing.T) {
 					t.Errorf("1 s before renewal: %q after %d requests, want the first token after 1", v, srv.count())
 				}
 				clock.Advance(time.Second)
-				_, second := header(t, b.Calls, user("alice"))
+				// The call at the renewal time gets the current token at
+				// once; the renewal runs in the background.
+				if _, v := header(t, b.Calls, user("alice")); v != first {
+					t.Errorf("at renewal: %q, want the current token", v)
+				}
+				outauth.WaitRenewals(b)
 				if srv.count() != 2 {
 					t.Fatalf("at renewal: %d requests, want 2", srv.count())
 				}
+				_, second := header(t, b.Calls, user("alice"))
 				if second == first {
-					t.Errorf("at renewal: still %q", second)
+					t.Errorf("after renewal: still %q", second)
 				}
 				if _, v := header(t, b.Calls, user("alice")); v != second || srv.count() != 2 {
 					t.Errorf("after renewal: %q after %d requests, want the renewed token after 2", v, srv.count())
@@ -209,9 +215,10 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
-// TestRenewalInFlight checks that while a token is being renewed the
-// other calls of its caller get the one still valid without waiting, and
-// once it has expired they wait for the new one.
+// TestRenewalInFlight checks that while a token is being renewed (in the
+// background) the calls of its caller, the one that started the renewal
+// included, get the one still valid without waiting, and once it has
+// expired they wait for the new one.
 func TestRenewalInFlight(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
@@ -267,11 +274,16 @@ func TestRenewalInFlight(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
-	for what, ch := range map[string]chan string{"renewing call": renewed, "waiting call": waited} {
+	// The call that started the renewal got the current token; the one
+	// that waited, the renewed one.
+	for what, want := range map[string]struct {
+		ch chan string
+		v  string
+	}{"renewing call": {renewed, "Bearer " + issued(1)}, "waiting call": {waited, "Bearer " + issued(2)}} {
 		select {
-		case v := <-ch:
-			if v != "Bearer "+issued(2) {
-				t.Errorf("%s: %q, want Bearer %s", what, v, issued(2))
+		case v := <-want.ch:
+			if v != want.v {
+				t.Errorf("%s: %q, want %s", what, v, want.v)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s did not return", what)
@@ -357,4 +369,66 @@ func TestCacheBound(t *testing.T) {
 			t.Errorf("after 100 concurrent callers the cache holds %d callers, more than 8", n)
 		}
 	})
+}
+
+// TestCallerWithoutToken checks what a request vmcp makes on a caller's
+// session by itself gets (the caller named, no token): the caller's cached
+// token while it is valid, due for renewal or not, and never an exchange.
+func TestCallerWithoutToken(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	srv := newTokenServer(t, func(n int, _ tokenReq) answer { return tokenAnswer(issued(n), 100) })
+	b := mustNew(t, exchangeAuth(srv.URL), outauth.WithClock(outauth.Options{}, clock.Now))
+	named := outauth.Caller{Issuer: testIssuer, Subject: "alice"}
+	if _, _, err := b.Calls.Header(context.Background(), named); err == nil {
+		t.Fatal("nothing cached yet: want an error")
+	}
+	_, first := header(t, b.Calls, user("alice"))
+	elapsed := time.Duration(0)
+	for _, at := range []time.Duration{10 * time.Second, 85 * time.Second} { // before and after the renewal time
+		clock.Advance(at - elapsed)
+		elapsed = at
+		if _, v, err := b.Calls.Header(context.Background(), named); err != nil || v != first {
+			t.Errorf("at %v: %q, %v; want the cached token", at, v, err)
+		}
+	}
+	if _, v, err := b.Calls.Header(context.Background(), outauth.Caller{Issuer: testIssuer, Subject: "bob"}); err == nil {
+		t.Errorf("another caller got %q", v)
+	}
+	clock.Advance(20 * time.Second) // expired
+	if _, v, err := b.Calls.Header(context.Background(), named); err == nil {
+		t.Errorf("after expiry: %q, want an error", v)
+	}
+	if n := srv.count(); n != 1 {
+		t.Errorf("%d token requests, want 1 (the caller's own)", n)
+	}
+}
+
+// TestCachedOnly checks a request vmcp makes on a caller's session by
+// itself (OnBehalf): a token exchange uses the cached token and never asks
+// for one, even holding the caller's (maybe stale) incoming token;
+// passthrough sends that token as it is.
+func TestCachedOnly(t *testing.T) {
+	t.Parallel()
+	srv := newTokenServer(t, func(n int, _ tokenReq) answer { return tokenAnswer(issued(n), 100) })
+	x := mustNew(t, exchangeAuth(srv.URL), outauth.Options{})
+	pass := mustNew(t, config.BackendAuth{Type: config.AuthPassthrough}, outauth.Options{})
+	ctx := outauth.OnBehalf(context.Background(), user("alice"))
+	c := outauth.CallerFrom(ctx)
+	if !c.CachedOnly || c.Subject != "alice" {
+		t.Fatalf("CallerFrom(OnBehalf) = %+v", c)
+	}
+	if _, v, err := x.Calls.Header(ctx, c); err == nil {
+		t.Errorf("nothing cached: got %q, want an error", v)
+	}
+	if n := srv.count(); n != 0 {
+		t.Errorf("%d token requests for a request vmcp makes by itself", n)
+	}
+	_, first := header(t, x.Calls, user("alice"))
+	if _, v, err := x.Calls.Header(ctx, c); err != nil || v != first {
+		t.Errorf("cached: %q, %v; want %q", v, err, first)
+	}
+	if _, v, err := pass.Calls.Header(ctx, c); err != nil || v != "Bearer "+callerToken("alice") {
+		t.Errorf("passthrough: %q, %v", v, err)
+	}
 }

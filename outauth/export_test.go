@@ -16,3 +16,19 @@ func CachedCallers(b *Backend) int {
 	defer x.cache.mu.Unlock()
 	return len(x.cache.entries)
 }
+
+// WaitRenewals returns when none of b's credentials renews a token in the
+// background.
+func WaitRenewals(b *Backend) {
+	for _, c := range []Credential{b.Calls, b.Discovery} {
+		switch c := c.(type) {
+		case *exchange:
+			c.cache.Wait()
+			if c.actor != nil {
+				c.actor.cache.Wait()
+			}
+		case *clientCredentials:
+			c.cache.Wait()
+		}
+	}
+}

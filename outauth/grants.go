@@ -67,21 +67,36 @@ func newExchange(backend string, a config.BackendAuth, o Options) (*exchange, er
 	x := &exchange{backend: backend, ep: ep, form: form, cache: newTokenCache(o.MaxCallers, o.now)}
 	if a.ActorToken {
 		// vmcp's own token, from the same client, names it as the actor.
-		x.actor = &clientCredentials{ep: ep, form: url.Values{"grant_type": {"client_credentials"}}, cache: newTokenCache(1, o.now)}
-		targets(x.actor.form, a)
+		if x.actor, err = newClientCredentials(backend, a, o); err != nil {
+			return nil, err
+		}
 	}
 	return x, nil
 }
 
 // Header returns the caller's exchanged token: from the cache, or from one
 // exchange that concurrent calls of the same caller share.
+//
+// A request vmcp makes by itself (CachedOnly), or a caller named without a
+// token, gets the cached token while it is valid, and nothing is exchanged
+// for it.
 func (x *exchange) Header(ctx context.Context, c Caller) (string, string, error) {
-	if c.Token == "" {
-		return "", "", &Error{Backend: x.backend, Reason: "the caller has no token to exchange (anonymous)"}
-	}
 	k := callerKey{c.Issuer, c.Subject}
 	if v, ok := x.cache.fresh(k); ok {
 		return "Authorization", v, nil
+	}
+	if c.Token == "" || c.CachedOnly {
+		if v, ok := x.cache.valid(k); ok && c.Subject != "" {
+			return "Authorization", v, nil
+		}
+		reason := "the caller has no token to exchange (anonymous)"
+		switch {
+		case c.CachedOnly:
+			reason = "no valid token of the caller's is cached for a request vmcp makes by itself (it obtains none)"
+		case c.Subject != "" && c.Issuer != auth.AnonymousIssuer:
+			reason = "no valid token of the caller's is cached, and this request has none to exchange"
+		}
+		return "", "", &Error{Backend: x.backend, Reason: reason}
 	}
 	v, err := x.cache.get(ctx, k, x.fetcher(c.Token))
 	return "Authorization", v, x.ep.asError(grantTokenExchange, err)

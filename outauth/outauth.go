@@ -36,16 +36,37 @@ type Caller struct {
 	// Token is the caller's validated incoming bearer token; "" for an
 	// anonymous caller.
 	Token auth.Token
+	// CachedOnly marks a request vmcp makes on the caller's session by
+	// itself (a stream it reopens, a session it ends): it may use a token
+	// cached for the caller, never obtain one, so that nothing vmcp does on
+	// its own asks the identity provider, let alone in a loop.
+	CachedOnly bool
 }
 
 // CallerFrom returns the caller of the request ctx belongs to, as the auth
-// stage identified it; the zero Caller when there is none.
+// stage identified it, or the one OnBehalf put on ctx; the zero Caller
+// when there is none.
 func CallerFrom(ctx context.Context) Caller {
-	id, ok := auth.IdentityFrom(ctx)
-	if !ok {
-		return Caller{}
+	if id, ok := auth.IdentityFrom(ctx); ok {
+		return Caller{Issuer: id.Issuer, Subject: id.Subject, Token: id.Token}
 	}
-	return Caller{Issuer: id.Issuer, Subject: id.Subject, Token: id.Token}
+	if c, ok := ctx.Value(onBehalfKey{}).(Caller); ok {
+		return c
+	}
+	return Caller{}
+}
+
+type onBehalfKey struct{}
+
+// OnBehalf returns ctx, a context of vmcp's own (no request's), carrying
+// caller for the requests vmcp makes on the caller's session by itself:
+// CallerFrom returns caller marked CachedOnly.
+func OnBehalf(ctx context.Context, caller Caller) context.Context {
+	if caller.Subject == "" {
+		return ctx
+	}
+	caller.CachedOnly = true
+	return context.WithValue(ctx, onBehalfKey{}, caller)
 }
 
 // Credential produces the credential header of backend requests.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/jsonrpc"
+	"github.com/vmcp/vmcp/outauth"
 	"github.com/vmcp/vmcp/parse"
 )
 
@@ -288,6 +289,13 @@ func owner(r *http.Request) string {
 		return ""
 	}
 	return id.Issuer + "\n" + id.Subject
+}
+
+// ownerCaller reverses owner: the caller a session's owner names, without
+// a token (requests vmcp makes for it use its cached credential only).
+func ownerCaller(owner string) outauth.Caller {
+	issuer, subject, _ := strings.Cut(owner, "\n")
+	return outauth.Caller{Issuer: issuer, Subject: subject}
 }
 
 // refuseSession refuses an initialize over the session bounds

@@ -354,7 +354,7 @@ func (s *sessionIDs) admitStored(w http.ResponseWriter, r *http.Request, p *pars
 		return true, nil
 	}
 	if a.Evicted != "" { // ended in the store by Admit
-		s.endBackends(backendSessions(a.EvictedRecord))
+		s.endBackends(ownerCaller(a.EvictedRecord.Owner), backendSessions(a.EvictedRecord))
 		s.evict(a.Evicted)
 	}
 	return false, &newSession{s: s, owner: owner, params: p.Params, admission: &a}
@@ -377,7 +377,7 @@ func (s *sessionIDs) deleteStored(ctx context.Context, id string) error {
 		return err
 	}
 	if ok {
-		s.endBackends(backendSessions(rec))
+		s.endBackends(ownerCaller(rec.Owner), backendSessions(rec))
 	}
 	// Answer once this replica has heard its own message: Redis writes a
 	// message to every subscriber at once, so the other replicas have it
@@ -459,7 +459,7 @@ func (s *sessionIDs) maintainStore(ctx context.Context) {
 			}
 			for _, e := range ended {
 				s.expired.Add(1)
-				s.endBackends(backendSessions(e.Record))
+				s.endBackends(ownerCaller(e.Record.Owner), backendSessions(e.Record))
 				s.endLocal(e.ID)
 			}
 		}
