@@ -3,6 +3,7 @@ package backends
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -68,7 +69,7 @@ func (c *credentials) callHeader(ctx context.Context, caller outauth.Caller) (st
 // credential that cannot be had is left out: the request was made
 // possible by a check that got one (authorized), so this is a token that
 // expired meanwhile, and the backend's 401 says so.
-func headerFunc(cred outauth.Credential, fallback func() outauth.Caller, log func(error)) func(context.Context) map[string]string {
+func headerFunc(cred outauth.Credential, fallback func() outauth.Caller, log func(error, bool)) func(context.Context) map[string]string {
 	return func(ctx context.Context) map[string]string {
 		caller := outauth.CallerFrom(ctx)
 		if caller.Subject == "" && fallback != nil {
@@ -76,7 +77,7 @@ func headerFunc(cred outauth.Credential, fallback func() outauth.Caller, log fun
 		}
 		_, v, err := cred.Header(ctx, caller)
 		if err != nil {
-			log(err)
+			log(err, caller.CachedOnly)
 			return nil
 		}
 		return map[string]string{dynamicHeader: v}
@@ -107,7 +108,16 @@ func (b *backend) authorized(ctx context.Context, h http.Header) (http.Header, e
 	if !b.cred.dynamic() || h[dynamicHeader] != nil || ctx.Value(serviceKey{}) != nil {
 		return h, nil
 	}
-	v, err := b.cred.callHeader(ctx, outauth.CallerFrom(ctx))
+	return b.authorizedAs(ctx, h, outauth.CallerFrom(ctx))
+}
+
+// authorizedAs returns h with caller's dynamic credential set (a copy), or
+// h itself when b has no dynamic credential.
+func (b *backend) authorizedAs(ctx context.Context, h http.Header, caller outauth.Caller) (http.Header, error) {
+	if !b.cred.dynamic() {
+		return h, nil
+	}
+	v, err := b.cred.callHeader(ctx, caller)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +282,13 @@ func (b *backend) discoveryHeaderFunc() func(context.Context) map[string]string 
 	return headerFunc(b.cred.discovery, nil, b.logCredentialError)
 }
 
-// logCredentialError logs a credential a request went without.
-func (b *backend) logCredentialError(err error) {
-	b.log.Warn("a request to the backend goes without its credential", "error", err)
+// logCredentialError logs a credential a request went without: at debug
+// level for a request vmcp makes by itself (a stream mcp-go reopens every
+// second would repeat it).
+func (b *backend) logCredentialError(err error, byItself bool) {
+	level := slog.LevelWarn
+	if byItself {
+		level = slog.LevelDebug
+	}
+	b.log.Log(context.Background(), level, "a request to the backend goes without its credential", "error", err)
 }

@@ -154,11 +154,19 @@ func (m *Manager) listenSession(ctx context.Context, c Client, b *backend, d Ses
 	h.Set("Accept", "text/event-stream")
 	wait := listenRetry
 	var lastID string
+	// The stream is opened for the client's GET, with its credential; it
+	// is reopened by vmcp itself, with the client's cached credential only.
+	caller := outauth.CallerFrom(ctx)
 	for {
 		if lastID != "" {
 			h.Set("Last-Event-ID", lastID)
 		}
-		resp, err := m.roundTrip(ctx, b, http.MethodGet, h, nil)
+		hc, err := b.authorizedAs(ctx, h, caller)
+		caller.CachedOnly = true
+		var resp *http.Response
+		if err == nil {
+			resp, err = m.roundTrip(ctx, b, http.MethodGet, hc, nil)
+		}
 		if ctx.Err() != nil {
 			if err == nil {
 				_ = resp.Body.Close()
