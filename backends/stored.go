@@ -18,7 +18,6 @@ import (
 
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/internal/sse"
-	"github.com/vmcp/vmcp/outauth"
 )
 
 // SessionStore is where the backend sessions of every client are recorded
@@ -90,7 +89,7 @@ func (m *Manager) storedSession(ctx context.Context, c Client, b *backend) (Sess
 	m.prepare(cctx, b, h, d, st.LogLevel, st.Subscriptions[b.cfg.Name])
 	won, err := m.opts.Store.Swap(ctx, c.Session, b.cfg.Name, nil, &d)
 	if err != nil || won == nil || won.ID != d.ID {
-		m.endStored(outauth.CallerFrom(ctx), b, h)
+		m.endStored(ctx, b, h)
 		if err != nil {
 			return SessionData{}, fmt.Errorf("backend %q: record the session: %w", b.cfg.Name, err)
 		}
@@ -201,15 +200,18 @@ func (m *Manager) notifyStored(ctx context.Context, b *backend, h http.Header, m
 	return m.notifyRaw(ctx, b, h, body)
 }
 
-// endStored ends the backend session of h, whose client is caller, with
-// DELETE, best effort, off the caller's goroutine.
-func (m *Manager) endStored(caller outauth.Caller, b *backend, h http.Header) {
+// endStored ends the backend session of h with DELETE, best effort, off
+// the caller's goroutine; ctx names the session's client (its values are
+// kept, its end is not waited for).
+func (m *Manager) endStored(ctx context.Context, b *backend, h http.Header) {
 	if h.Get("Mcp-Session-Id") == "" {
 		return
 	}
 	m.background(func() {
-		ctx, cancel := context.WithTimeout(outauth.OnBehalf(m.runCtx, caller), cancelTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 		defer cancel()
+		stop := context.AfterFunc(m.runCtx, cancel)
+		defer stop()
 		if err := m.sendOnly(ctx, b, http.MethodDelete, h, nil); err != nil {
 			b.log.Debug("end a backend session", "error", err)
 		}
@@ -218,13 +220,14 @@ func (m *Manager) endStored(caller outauth.Caller, b *backend, h http.Header) {
 
 // EndClient ends a client's backend sessions, given as the store had them
 // when the client session ended (DELETE, expiry, eviction), with DELETE.
-// The replica that ended the client session calls it, once. caller is the
-// session's owner (issuer and subject): a per-user backend's DELETE
-// carries the owner's cached credential, if it is still valid.
-func (m *Manager) EndClient(caller outauth.Caller, sessions []SessionData) {
+// The replica that ended the client session calls it, once. ctx names
+// the session's owner: the owner's own request (a per-user backend's
+// DELETE carries the owner's credential, exchanged if need be), or
+// outauth.OnBehalf the owner (its cached credential only).
+func (m *Manager) EndClient(ctx context.Context, sessions []SessionData) {
 	for _, d := range sessions {
 		if b, ok := m.backends[d.Backend]; ok && m.stored(b) {
-			m.endStored(caller, b, b.sessionHeader(d))
+			m.endStored(ctx, b, b.sessionHeader(d))
 		}
 	}
 }

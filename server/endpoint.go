@@ -288,8 +288,11 @@ func owner(r *http.Request) string {
 	if !ok {
 		return ""
 	}
-	return id.Issuer + "\n" + id.Subject
+	return identityOwner(id)
 }
+
+// identityOwner is the owner string of a session id opens.
+func identityOwner(id auth.Identity) string { return id.Issuer + "\n" + id.Subject }
 
 // ownerCaller reverses owner: the caller a session's owner names, without
 // a token (requests vmcp makes for it use its cached credential only).

@@ -20,7 +20,6 @@ import (
 	"github.com/vmcp/vmcp/backends"
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/jsonrpc"
-	"github.com/vmcp/vmcp/outauth"
 	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/sessions"
 	"github.com/vmcp/vmcp/telemetry"
@@ -73,7 +72,7 @@ type sessionIDs struct {
 	// endBackends ends the backend sessions of a session ended in the
 	// store (expired, evicted, deleted); changed tells this replica's
 	// listeners that a session's record changed. Set with store.
-	endBackends func(owner outauth.Caller, sessions []backends.SessionData)
+	endBackends func(ctx context.Context, sessions []backends.SessionData)
 	changed     func(id string)
 	// onEnd, when set, runs when a session ends on this replica (with a
 	// store: mcp-go registers a session opened elsewhere only while its

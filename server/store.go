@@ -11,7 +11,9 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/vmcp/vmcp/auth"
 	"github.com/vmcp/vmcp/backends"
+	"github.com/vmcp/vmcp/outauth"
 	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/sessions"
 )
@@ -143,6 +145,17 @@ func backendSessions(rec sessions.Record) []backends.SessionData {
 		}
 	}
 	return out
+}
+
+// endingCtx returns the context rec's backend sessions are ended with:
+// ctx when it is the request of rec's owner (whose token may be exchanged
+// for the backends' DELETE), else a context naming the owner, whose cached
+// credentials the DELETE may use (outauth.OnBehalf).
+func endingCtx(ctx context.Context, rec sessions.Record) context.Context {
+	if id, ok := auth.IdentityFrom(ctx); ok && identityOwner(id) == rec.Owner {
+		return ctx
+	}
+	return outauth.OnBehalf(context.Background(), ownerCaller(rec.Owner))
 }
 
 // backendStore is the session store as the backends see it
@@ -354,7 +367,7 @@ func (s *sessionIDs) admitStored(w http.ResponseWriter, r *http.Request, p *pars
 		return true, nil
 	}
 	if a.Evicted != "" { // ended in the store by Admit
-		s.endBackends(ownerCaller(a.EvictedRecord.Owner), backendSessions(a.EvictedRecord))
+		s.endBackends(endingCtx(r.Context(), a.EvictedRecord), backendSessions(a.EvictedRecord))
 		s.evict(a.Evicted)
 	}
 	return false, &newSession{s: s, owner: owner, params: p.Params, admission: &a}
@@ -377,7 +390,7 @@ func (s *sessionIDs) deleteStored(ctx context.Context, id string) error {
 		return err
 	}
 	if ok {
-		s.endBackends(ownerCaller(rec.Owner), backendSessions(rec))
+		s.endBackends(endingCtx(ctx, rec), backendSessions(rec))
 	}
 	// Answer once this replica has heard its own message: Redis writes a
 	// message to every subscriber at once, so the other replicas have it
@@ -459,7 +472,7 @@ func (s *sessionIDs) maintainStore(ctx context.Context) {
 			}
 			for _, e := range ended {
 				s.expired.Add(1)
-				s.endBackends(ownerCaller(e.Record.Owner), backendSessions(e.Record))
+				s.endBackends(endingCtx(ctx, e.Record), backendSessions(e.Record))
 				s.endLocal(e.ID)
 			}
 		}
