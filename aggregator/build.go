@@ -37,6 +37,7 @@ func Build(cfg config.Aggregation, order []string, caps map[string]*Capabilities
 		resources:    make(map[string]Route),
 		templates:    make(map[string]Route),
 		backendTools: make(map[string]int),
+		servers:      make(map[string]Server, len(caps)),
 	}
 
 	nTools, nPrompts := 0, 0
@@ -53,6 +54,7 @@ func Build(cfg config.Aggregation, order []string, caps map[string]*Capabilities
 		if bc == nil {
 			continue
 		}
+		c.servers[b] = Server{Info: bc.ServerInfo, Instructions: bc.Instructions}
 		sel := r.selection[b]
 		for _, t := range bc.Tools {
 			if sel != nil && !sel.allows(t.Name) {

@@ -26,6 +26,10 @@ type Capabilities struct {
 	Resources         []mcp.Resource
 	ResourceTemplates []mcp.ResourceTemplate
 	Prompts           []mcp.Prompt
+	// ServerInfo and Instructions are what the backend said of itself in
+	// initialize: the context of its tools for the optimizer's search.
+	ServerInfo   mcp.Implementation
+	Instructions string
 }
 
 // Catalogue is one immutable view of everything vmcp offers. Its slices are
@@ -43,6 +47,8 @@ type Catalogue struct {
 	templates map[string]Route // keyed by URI template
 	// backendTools counts each backend's tools in the catalogue.
 	backendTools map[string]int
+	// servers holds what each backend said of itself.
+	servers map[string]Server
 	// hidden maps the names hidden backends' tools would have, and no
 	// listed tool has, to their backend (Aggregator.Hide).
 	hidden map[string]string
@@ -79,6 +85,15 @@ func (c *Catalogue) Hidden(name string) (backend string, ok bool) {
 	backend, ok = c.hidden[name]
 	return backend, ok
 }
+
+// Server is what a backend said of itself in initialize.
+type Server struct {
+	Info         mcp.Implementation
+	Instructions string
+}
+
+// Server returns what backend said of itself in initialize.
+func (c *Catalogue) Server(backend string) Server { return c.servers[backend] }
 
 // ToolCount returns how many of backend's tools are in the catalogue.
 func (c *Catalogue) ToolCount(backend string) int { return c.backendTools[backend] }

@@ -267,7 +267,8 @@ func (b *backend) connect(ctx context.Context) error {
 	})
 	c.client.OnConnectionLost(func(err error) { b.reportLost(lossReport{conn: c, err: err, definitive: true}) })
 
-	if _, err := c.client.Initialize(cctx, initializeRequest()); err != nil {
+	init, err := c.client.Initialize(cctx, initializeRequest())
+	if err != nil {
 		// Close first: once a stdio child is reaped its stderr is complete.
 		if cerr := c.close(); cerr != nil {
 			b.log.Debug("close after failed initialize", "error", cerr)
@@ -281,6 +282,7 @@ func (b *backend) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("initialize: %w", cctx.Err())
 	}
+	c.serverInfo, c.instructions = init.ServerInfo, init.Instructions
 	b.mu.Lock()
 	b.conn = c
 	b.state = StateConnected
@@ -416,6 +418,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // conn is one live client connection and whatever it started.
 type conn struct {
 	client *client.Client
+	// serverInfo and instructions are what the backend said of itself in
+	// initialize (the shared connection's).
+	serverInfo   mcp.Implementation
+	instructions string
 	// ids numbers the requests vmcp sends itself, so it can cancel them.
 	ids atomic.Uint64
 	// calls is set on a shared connection only: the calls in flight.

@@ -347,6 +347,10 @@ type Capabilities struct {
 	Resources         []mcp.Resource
 	ResourceTemplates []mcp.ResourceTemplate
 	Prompts           []mcp.Prompt
+	// ServerInfo and Instructions are what the backend said of itself in
+	// initialize.
+	ServerInfo   mcp.Implementation
+	Instructions string
 }
 
 // Discover lists the backend's tools, resources, resource templates and
@@ -359,7 +363,7 @@ func (s *Session) Discover(ctx context.Context) (*Capabilities, error) {
 	defer cancel()
 	c := s.conn.client
 	caps := c.GetServerCapabilities()
-	out := &Capabilities{}
+	out := &Capabilities{ServerInfo: s.conn.serverInfo, Instructions: s.conn.instructions}
 	var err error
 	if caps.Tools != nil {
 		if out.Tools, err = listKind(ctx, s, "tools/list", func(ctx context.Context) ([]mcp.Tool, error) {

@@ -90,7 +90,7 @@ func FuzzIndexSearch(f *testing.F) {
 			tool("查询天气", "查询北京的天气", ""),
 			tool(name, desc, ""),
 		}
-		ix := NewIndex(catalogue)
+		ix := NewIndex(catalogue, nil)
 		got := ix.Search(query, keywords, int(k))
 		if k <= 0 && got != nil {
 			t.Fatalf("Search with k=%d = %d matches, want none", k, len(got))
@@ -123,7 +123,7 @@ func FuzzIndexSearch(f *testing.F) {
 		if countTerms(query)+countTerms(keywords) == 0 && len(got) > 0 {
 			t.Fatalf("query %q keywords %q have no terms but matched %q", query, keywords, got[0].Tool.Name)
 		}
-		alone := NewIndex([]mcp.Tool{tool(name, desc, "")})
+		alone := NewIndex([]mcp.Tool{tool(name, desc, "")}, nil)
 		if m := alone.Search(name, "", 5); countTerms(name) > 0 && (len(m) != 1 || m[0].Tool.Name != name) {
 			t.Fatalf("tool %q alone in its index is not found by its name: %d matches", name, len(m))
 		}

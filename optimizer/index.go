@@ -17,6 +17,7 @@ const (
 	fieldDesc              // description
 	fieldParamNames        // input parameter names
 	fieldParams            // input parameter descriptions, titles and enum values
+	fieldServer            // the server's name, title, description and instructions
 	numFields
 )
 
@@ -35,6 +36,7 @@ type params struct {
 	stemming      bool // Snowball-stem English words
 	subword       bool // expand query terms absent from the vocabulary
 	schema        bool // index the input schema (the parameters field)
+	server        bool // index the server's context (the server field)
 	queryTF       bool // count a term repeated in the description each time
 }
 
@@ -43,13 +45,17 @@ var defaultParams = params{
 	// Name ×3 follows the common title boost in multi-field BM25; parameter
 	// names are identifiers the author chose, like the description's words;
 	// parameter text ×0.5 because it mostly describes values, not purpose.
-	weight:        [numFields]float64{3, 1, 1, 0.5},
-	b:             [numFields]float64{0.75, 0.75, 0.75, 0.75}, // the usual BM25 value, per field
+	// The server field says which server (product, service) a tool belongs
+	// to, which a request often names ("my GitHub issues"); it weighs like
+	// the description.
+	weight:        [numFields]float64{3, 1, 1, 0.5, 1},
+	b:             [numFields]float64{0.75, 0.75, 0.75, 0.75, 0.75}, // the usual BM25 value, per field
 	keywordWeight: 1,                                          // a keyword counts like one more mention in the description
 	stopWords:     true,
 	stemming:      true,
 	subword:       true,
 	schema:        true,
+	server:        true,
 }
 
 // Index is an immutable search index over a tool catalogue, built once per
@@ -80,10 +86,39 @@ type Match struct {
 	Score float64
 }
 
+// Server is what the index knows of the server a tool comes from: its
+// server field.
+type Server struct {
+	// Name is the backend's configured name ("github", "jira-cloud").
+	Name string
+	// Title, Description and Instructions are what the server said of
+	// itself in initialize (serverInfo's title and description, and its
+	// instructions).
+	Title, Description, Instructions string
+}
+
+// ServersByName returns one *Server per name, named so (a catalogue whose
+// servers say nothing of themselves): tools of one server share it.
+func ServersByName(names []string) []*Server {
+	byName := make(map[string]*Server)
+	out := make([]*Server, len(names))
+	for i, n := range names {
+		s := byName[n]
+		if s == nil {
+			s = &Server{Name: n}
+			byName[n] = s
+		}
+		out[i] = s
+	}
+	return out
+}
+
 // NewIndex builds the index over tools (post-aggregation names; the slice is
 // the catalogue's: the index keeps it by reference and never modifies it).
-func NewIndex(tools []mcp.Tool) *Index {
-	return newIndex(tools, defaultParams)
+// servers, nil or one per tool, is the server each tool comes from; tools
+// of one server may share one *Server.
+func NewIndex(tools []mcp.Tool, servers []*Server) *Index {
+	return newIndex(tools, servers, defaultParams)
 }
 
 // Len returns the number of indexed tools.
@@ -96,7 +131,7 @@ type posting struct {
 	tf   [numFields]uint16
 }
 
-func newIndex(tools []mcp.Tool, p params) *Index {
+func newIndex(tools []mcp.Tool, servers []*Server, p params) *Index {
 	ix := &Index{tools: tools, p: p, vocab: make(map[string]uint32)}
 	an := analyzer{cache: make(map[string]string), noStop: !p.stopWords, noStem: !p.stemming}
 
@@ -104,7 +139,7 @@ func newIndex(tools []mcp.Tool, p params) *Index {
 		all     []posting
 		lens    = make([][numFields]uint32, len(tools))
 		sumLen  [numFields]float64
-		occ     []uint64 // term<<2 | field of each token of one document
+		occ     []uint64 // term<<3 | field of each token of one document
 		field   uint64
 		addTerm = func(t string) {
 			id, ok := ix.vocab[t]
@@ -112,7 +147,7 @@ func newIndex(tools []mcp.Tool, p params) *Index {
 				id = uint32(len(ix.vocab))
 				ix.vocab[t] = id
 			}
-			occ = append(occ, uint64(id)<<2|field)
+			occ = append(occ, uint64(id)<<3|field)
 		}
 		addText = func(s string) { an.terms(s, addTerm) }
 	)
@@ -134,12 +169,20 @@ func newIndex(tools []mcp.Tool, p params) *Index {
 				addText(s)
 			})
 		}
+		if p.server && d < len(servers) && servers[d] != nil {
+			field = fieldServer
+			s := servers[d]
+			addText(s.Name)
+			addText(s.Title)
+			addText(s.Description)
+			addText(s.Instructions)
+		}
 		slices.Sort(occ)
 		for i := 0; i < len(occ); {
-			term := uint32(occ[i] >> 2)
+			term := uint32(occ[i] >> 3)
 			pst := posting{term: term, doc: uint32(d)}
-			for ; i < len(occ) && uint32(occ[i]>>2) == term; i++ {
-				f := occ[i] & 3
+			for ; i < len(occ) && uint32(occ[i]>>3) == term; i++ {
+				f := occ[i] & 7
 				if pst.tf[f] < math.MaxUint16 {
 					pst.tf[f]++
 				}

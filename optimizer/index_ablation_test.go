@@ -15,27 +15,28 @@ import (
 // module; it runs only when asked: VMCP_ABLATION=1 go test -run Ablation -v.
 const ablationData = "../" + bfcl.Path
 
-func loadAblationData(t *testing.T) ([]mcp.Tool, []bfcl.Query) {
+func loadAblationData(t *testing.T) ([]mcp.Tool, []*Server, []bfcl.Query) {
 	t.Helper()
-	tools, queries := tryLoadAblationData()
+	tools, servers, queries := tryLoadAblationData()
 	if tools == nil {
 		t.Skip("no data set at", ablationData, "or $VMCP_RETRIEVAL_DATA")
 	}
-	return tools, queries
+	return tools, servers, queries
 }
 
-// tryLoadAblationData returns the data set's tools and queries, or nils
-// when the file is not there.
-func tryLoadAblationData() ([]mcp.Tool, []bfcl.Query) {
+// tryLoadAblationData returns the data set's tools, their servers (by
+// name only: the data set has nothing else) and its queries, or nils when
+// the file is not there.
+func tryLoadAblationData() ([]mcp.Tool, []*Server, []bfcl.Query) {
 	path := ablationData
 	if p := os.Getenv("VMCP_RETRIEVAL_DATA"); p != "" {
 		path = p
 	}
 	set, err := bfcl.Load(path)
 	if err != nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return set.Tools, set.Queries
+	return set.Tools, ServersByName(set.Servers), set.Queries
 }
 
 // evalSummary is recall@5 and MRR overall, and recall@5 of the categories
@@ -89,7 +90,7 @@ func TestAblation(t *testing.T) {
 	if os.Getenv("VMCP_ABLATION") == "" {
 		t.Skip("set VMCP_ABLATION=1 to run")
 	}
-	tools, queries := loadAblationData(t)
+	tools, servers, queries := loadAblationData(t)
 	variants := []struct {
 		name     string
 		constant bool // a different constant, not a component switched off
@@ -99,22 +100,25 @@ func TestAblation(t *testing.T) {
 		{"no stemming", false, func(p *params) { p.stemming = false }},
 		{"no stop words", false, func(p *params) { p.stopWords = false }},
 		{"no schema field", false, func(p *params) { p.schema = false }},
+		{"no server field", false, func(p *params) { p.server = false }},
 		{"no sub-word expansion", false, func(p *params) { p.subword = false }},
 		{"query term frequency counted", false, func(p *params) { p.queryTF = true }},
-		{"equal field weights 1/1/1", true, func(p *params) { p.weight = [numFields]float64{1, 1, 1, 1} }},
-		{"field weights 2/1/0.5", true, func(p *params) { p.weight = [numFields]float64{2, 1, 1, 0.5} }},
-		{"field weights 3/1/1", true, func(p *params) { p.weight = [numFields]float64{3, 1, 1, 1} }},
+		{"equal field weights 1/1/1", true, func(p *params) { p.weight = [numFields]float64{1, 1, 1, 1, 1} }},
+		{"field weights 2/1/0.5", true, func(p *params) { p.weight = [numFields]float64{2, 1, 1, 0.5, 1} }},
+		{"field weights 3/1/1", true, func(p *params) { p.weight = [numFields]float64{3, 1, 1, 1, 1} }},
+		{"server field ×0.5", true, func(p *params) { p.weight[fieldServer] = 0.5 }},
+		{"server field ×2", true, func(p *params) { p.weight[fieldServer] = 2 }},
 		{"one parameter field ×0.5", true, func(p *params) { p.weight[fieldParamNames] = 0.5 }},
 		{"name b 0.3", true, func(p *params) { p.b[fieldName] = 0.3 }},
 		{"k1 2.0", true, func(p *params) { p.k1 = 2 }},
-		{"b 0.5", true, func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5, 0.5} }},
+		{"b 0.5", true, func(p *params) { p.b = [numFields]float64{0.5, 0.5, 0.5, 0.5, 0.5} }},
 	}
 	t.Logf("%-28s %6s %6s %6s %6s", "variant", "R@5", "MRR", "live", "multi")
 	var def evalSummary
 	for i, v := range variants {
 		p := defaultParams
 		v.edit(&p)
-		s := evaluateIndex(newIndex(tools, p), queries)
+		s := evaluateIndex(newIndex(tools, servers, p), queries)
 		t.Logf("%-28s %.4f  %.4f  %.4f  %.4f", v.name, s.r5, s.mrr, s.live, s.multiTurn)
 		if i == 0 {
 			def = s

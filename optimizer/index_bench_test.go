@@ -20,7 +20,7 @@ func benchCatalogue(b *testing.B, n int) ([]mcp.Tool, []string) {
 	b.Helper()
 	var tools []mcp.Tool
 	var queries []string
-	if base, qs := tryLoadAblationData(); len(base) > 0 {
+	if base, _, qs := tryLoadAblationData(); len(base) > 0 {
 		tools = bfcl.Replicate(base, n)
 		for _, q := range qs {
 			queries = append(queries, q.Query)
@@ -60,7 +60,7 @@ func BenchmarkBuild10k(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		b.StartTimer()
-		ix := NewIndex(tools)
+		ix := NewIndex(tools, nil)
 		b.StopTimer()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -75,7 +75,7 @@ func BenchmarkBuild10k(b *testing.B) {
 // cycling through the queries.
 func BenchmarkSearch10k(b *testing.B) {
 	tools, queries := benchCatalogue(b, 10000)
-	ix := NewIndex(tools)
+	ix := NewIndex(tools, nil)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

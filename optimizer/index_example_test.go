@@ -16,7 +16,7 @@ func ExampleIndex_Search() {
 		{Name: "weather_get_forecast", Description: "Weather for the coming days.",
 			RawInputSchema: json.RawMessage(`{"type":"object","properties":{"city":{"type":"string","description":"City name"}}}`)},
 	}
-	ix := optimizer.NewIndex(catalogue) // once per catalogue, shared by every session
+	ix := optimizer.NewIndex(catalogue, nil) // once per catalogue, shared by every session
 
 	for _, m := range ix.Search("will it rain in Lisbon tomorrow? which city forecast", "", 2) {
 		fmt.Println(m.Tool.Name)

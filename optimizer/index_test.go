@@ -55,7 +55,7 @@ func TestSearchRanking(t *testing.T) {
 		"target": map[string]any{"type": "string", "description": "ISO code to convert into", "enum": []any{"EUR", "JPY"}},
 	}
 	catalogue = append(catalogue, structured)
-	ix := NewIndex(catalogue)
+	ix := NewIndex(catalogue, nil)
 
 	tests := []struct {
 		name, desc, keywords string
@@ -116,7 +116,7 @@ func TestSearchWithoutSchemaMissesParameterText(t *testing.T) {
 	p := defaultParams
 	p.schema = false
 	ix := newIndex([]mcp.Tool{tool("get_forecast", "Weather for the coming days.",
-		`{"type":"object","properties":{"location":{"type":"string","description":"City or postal code"}}}`)}, p)
+		`{"type":"object","properties":{"location":{"type":"string","description":"City or postal code"}}}`)}, nil, p)
 	if got := ix.Search("by postal region", "", 3); len(got) != 0 {
 		t.Errorf("got %q without the schema field", names(got))
 	}
@@ -125,7 +125,7 @@ func TestSearchWithoutSchemaMissesParameterText(t *testing.T) {
 func TestIndexKeepsCatalogue(t *testing.T) {
 	catalogue := []mcp.Tool{tool("a_tool", "first thing", ""), tool("b_tool", "second thing", "")}
 	before := fmt.Sprint(catalogue)
-	ix := NewIndex(catalogue)
+	ix := NewIndex(catalogue, nil)
 	if ix.Len() != 2 {
 		t.Errorf("Len = %d, want 2", ix.Len())
 	}
@@ -136,7 +136,7 @@ func TestIndexKeepsCatalogue(t *testing.T) {
 	if after := fmt.Sprint(catalogue); after != before {
 		t.Errorf("catalogue modified:\n%s\n%s", before, after)
 	}
-	if got := NewIndex(nil).Search("anything", "", 5); got != nil {
+	if got := NewIndex(nil, nil).Search("anything", "", 5); got != nil {
 		t.Errorf("empty index returned %v", got)
 	}
 }
@@ -147,7 +147,7 @@ func TestSearchConcurrent(t *testing.T) {
 		catalogue = append(catalogue, tool(fmt.Sprintf("tool_%d_%s", i, []string{"read", "write", "list", "delete"}[i%4]),
 			fmt.Sprintf("Operate on %s number %d", []string{"files", "users", "issues", "tickets", "orders"}[i%5], i), ""))
 	}
-	ix := NewIndex(catalogue)
+	ix := NewIndex(catalogue, nil)
 	queries := []string{"read files", "delete users", "list tickets", "write orders", "issues"}
 	want := make([][]string, len(queries))
 	for i, q := range queries {

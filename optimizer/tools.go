@@ -45,7 +45,7 @@ type indexed struct {
 // maxToolsToReturn tools; call_tool calls through call.
 func NewTools(maxToolsToReturn int, call CallFunc) *Tools {
 	t := &Tools{max: maxToolsToReturn, call: call}
-	t.indexed.Store(&indexed{index: NewIndex(nil)})
+	t.indexed.Store(&indexed{index: NewIndex(nil, nil)})
 	return t
 }
 
@@ -57,16 +57,17 @@ func (t *Tools) Restrict(visible func(ctx context.Context) func(name string) boo
 	t.visible = visible
 }
 
-// Update indexes tools, the catalogue's tool list, unless that very list is
+// Update indexes tools, the catalogue's tool list, with the server each
+// comes from (servers: nil, or one per tool), unless that very list is
 // already indexed. The slice is kept, not copied: the catalogue never
 // changes it.
-func (t *Tools) Update(tools []mcp.Tool) {
+func (t *Tools) Update(tools []mcp.Tool, servers []*Server) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if cur := t.indexed.Load(); cur != nil && sameSlice(cur.tools, tools) {
 		return
 	}
-	t.indexed.Store(&indexed{tools: tools, index: NewIndex(tools)})
+	t.indexed.Store(&indexed{tools: tools, index: NewIndex(tools, servers)})
 }
 
 func sameSlice(a, b []mcp.Tool) bool {

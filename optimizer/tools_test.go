@@ -35,7 +35,7 @@ func call(name string, args map[string]any) mcp.CallToolRequest {
 func TestFindTool(t *testing.T) {
 	t.Parallel()
 	tools := NewTools(2, nil)
-	tools.Update(catalogueTools())
+	tools.Update(catalogueTools(), nil)
 	find := tools.ServerTools()[0]
 	if find.Tool.Name != "find_tool" {
 		t.Fatalf("ServerTools()[0] = %s; want find_tool", find.Tool.Name)
@@ -91,7 +91,7 @@ func TestFindTool(t *testing.T) {
 func TestFindToolReturnsInputSchemas(t *testing.T) {
 	t.Parallel()
 	tools := NewTools(8, nil)
-	tools.Update(catalogueTools())
+	tools.Update(catalogueTools(), nil)
 	for _, tc := range []struct{ query, tool, schema string }{
 		{"create an issue in a github repository", "github_create_issue", `{"type":"object","properties":{"repo":{"type":"string"},"title":{"type":"string"}}}`},
 		{"weather forecast for a city", "weather_forecast", `{"properties":{"city":{"type":"string"}},"required":[],"type":"object"}`},
@@ -118,7 +118,7 @@ func TestCallTool(t *testing.T) {
 		}
 		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, router.ErrNotFound)
 	})
-	tools.Update(catalogueTools())
+	tools.Update(catalogueTools(), nil)
 	callTool := tools.ServerTools()[1]
 	if callTool.Tool.Name != "call_tool" {
 		t.Fatalf("ServerTools()[1] = %s; want call_tool", callTool.Tool.Name)
@@ -183,14 +183,14 @@ func TestUpdateReindexesChangedListsOnly(t *testing.T) {
 	t.Parallel()
 	tools := NewTools(8, nil)
 	list := catalogueTools()
-	tools.Update(list)
+	tools.Update(list, nil)
 	first := tools.indexed.Load()
-	tools.Update(list)
+	tools.Update(list, nil)
 	if tools.indexed.Load() != first {
 		t.Error("Update rebuilt the index for the list already indexed")
 	}
 	grown := append(catalogueTools(), mcp.Tool{Name: "notes_translate_klingon", Description: "Translate text into Klingon."})
-	tools.Update(grown)
+	tools.Update(grown, nil)
 	res, _ := tools.findTool(context.Background(), call("find_tool", map[string]any{"tool_description": "klingon translation"}))
 	if got := res.StructuredContent.(FindResult).Tools; len(got) == 0 || got[0].Name != "notes_translate_klingon" {
 		t.Errorf("after Update the new tool is not found first: %+v", got)

@@ -99,7 +99,7 @@ func (s *catalogueSync) Sync() {
 	}
 	if !reflect.DeepEqual(prev.Tools, c.Tools) {
 		if s.optimizer != nil {
-			s.optimizer.Update(c.Tools)
+			s.optimizer.Update(c.Tools, toolServers(c))
 		} else {
 			s.toolList.Store(&toolList{tools: s.installTools(s.routed(c.Tools))})
 		}
@@ -197,4 +197,26 @@ func setTools(m *mcpserver.MCPServer, tools []mcpserver.ServerTool) (err error) 
 	}()
 	m.SetTools(tools...)
 	return nil
+}
+
+// toolServers returns the server of each of c's tools, for the optimizer's
+// index: the backend's name and what it said of itself in initialize.
+func toolServers(c *aggregator.Catalogue) []*optimizer.Server {
+	byBackend := make(map[string]*optimizer.Server)
+	out := make([]*optimizer.Server, len(c.Tools))
+	for i, t := range c.Tools {
+		r, ok := c.Tool(t.Name)
+		if !ok {
+			continue
+		}
+		srv := byBackend[r.Backend]
+		if srv == nil {
+			info := c.Server(r.Backend)
+			srv = &optimizer.Server{Name: r.Backend, Title: info.Info.Title, Description: info.Info.Description,
+				Instructions: info.Instructions}
+			byBackend[r.Backend] = srv
+		}
+		out[i] = srv
+	}
+	return out
 }

@@ -56,7 +56,7 @@ func run(path string, rounds, synthetic, maxTools int) error {
 	tools := ds.Tools
 	fmt.Printf("data set: %s\n%d tools, %d queries\n\n", path, len(tools), len(ds.Queries))
 
-	printQuality(evaluate(optimizer.NewIndex(tools), ds.Queries))
+	printQuality(evaluate(optimizer.NewIndex(tools, nil), ds.Queries))
 	if err := printListSizes(tools, maxTools); err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func measure(label string, tools []mcp.Tool, queries []query, rounds int) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		start := time.Now()
-		ix = optimizer.NewIndex(tools)
+		ix = optimizer.NewIndex(tools, nil)
 		builds = append(builds, time.Since(start))
 		runtime.GC()
 		runtime.ReadMemStats(&after)

@@ -27,7 +27,10 @@ type Query struct {
 // backend (the schema as RawInputSchema, InputSchema empty) and its
 // queries.
 type Set struct {
-	Tools   []mcp.Tool
+	Tools []mcp.Tool
+	// Servers holds the server of each tool, by index: the name the data
+	// set gives it ("GorillaFileSystem", "live_multiple-12").
+	Servers []string
 	Queries []Query
 }
 
@@ -41,6 +44,7 @@ func Load(path string) (*Set, error) {
 	var ds struct {
 		Tools []struct {
 			Name        string          `json:"name"`
+			Server      string          `json:"server"`
 			Description string          `json:"description"`
 			InputSchema json.RawMessage `json:"inputSchema"`
 		} `json:"tools"`
@@ -49,9 +53,10 @@ func Load(path string) (*Set, error) {
 	if err := json.Unmarshal(raw, &ds); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	s := &Set{Tools: make([]mcp.Tool, len(ds.Tools)), Queries: ds.Queries}
+	s := &Set{Tools: make([]mcp.Tool, len(ds.Tools)), Servers: make([]string, len(ds.Tools)), Queries: ds.Queries}
 	for i, t := range ds.Tools {
 		s.Tools[i] = mcp.Tool{Name: t.Name, Description: t.Description, RawInputSchema: t.InputSchema}
+		s.Servers[i] = t.Server
 	}
 	return s, nil
 }
