@@ -390,6 +390,47 @@ type ToolLimit struct {
 type Optimizer struct {
 	Enabled          bool `mapstructure:"enabled"`
 	MaxToolsToReturn int  `mapstructure:"maxToolsToReturn"` // default 8
+	// Embeddings, when set, adds vector search through an OpenAI-compatible
+	// embedding service to the lexical search (hybrid ranking).
+	Embeddings *Embeddings `mapstructure:"embeddings"`
+	// HybridWeight is the weight of the vector score in the hybrid ranking,
+	// 0 to 1 (0: lexical only); the lexical score weighs 1 - HybridWeight.
+	// nil: DefaultHybridWeight (see Weight).
+	HybridWeight *float64 `mapstructure:"hybridWeight"`
+}
+
+// Weight returns HybridWeight, or its default when it is not set.
+func (o Optimizer) Weight() float64 {
+	if o.HybridWeight == nil {
+		return DefaultHybridWeight
+	}
+	return *o.HybridWeight
+}
+
+// Embeddings configures an OpenAI-compatible embedding service
+// (POST {url}/embeddings).
+type Embeddings struct {
+	// URL is the API's base URL, e.g. https://api.openai.com/v1 or
+	// http://ollama:11434/v1; requests go to URL + "/embeddings".
+	URL string `mapstructure:"url"`
+	// Model is the embedding model's name.
+	Model string `mapstructure:"model"`
+	// APIKeyEnv names the environment variable holding the API key (sent as
+	// a bearer token). Optional.
+	APIKeyEnv string `mapstructure:"apiKeyEnv"`
+	// Dimensions, when set, is sent as the requested vector size and every
+	// vector must have it; 0 takes the model's.
+	Dimensions int `mapstructure:"dimensions"`
+	// BatchSize is the number of tool texts per request. Default 64.
+	BatchSize int `mapstructure:"batchSize"`
+	// Timeout bounds the embedding of a find_tool query; past it the search
+	// is lexical. Default 300ms. A batch of tool texts gets 60 times as
+	// long (at least 30s).
+	Timeout Duration `mapstructure:"timeout"`
+	// QueryPrefix and DocumentPrefix are put before a query and a tool's
+	// text, for models trained with them ("query: ", "passage: ").
+	QueryPrefix    string `mapstructure:"queryPrefix"`
+	DocumentPrefix string `mapstructure:"documentPrefix"`
 }
 
 // Audit configures the audit trail.

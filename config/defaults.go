@@ -26,16 +26,20 @@ const (
 	defaultRequestTimeout     = Duration(60 * time.Second)
 	defaultPrefixFormat       = "{backend}_"
 	defaultMaxToolsToReturn   = 8
-	defaultAuditOutput        = "stdout"
-	defaultCheckTimeout       = Duration(50 * time.Millisecond)
-	defaultClockSkew          = Duration(30 * time.Second)
-	sessionProviderRedis      = "redis"
-	defaultHealthInterval     = Duration(10 * time.Second)
-	defaultHealthTimeout      = Duration(5 * time.Second)
-	defaultDegradedAfter      = 1
-	defaultUnhealthyAfter     = 3
-	defaultBreakerFailures    = 5
-	defaultBreakerOpenFor     = Duration(30 * time.Second)
+	// DefaultHybridWeight is optimizer.hybridWeight when it is not set.
+	DefaultHybridWeight     = 0.5
+	defaultEmbeddingBatch   = 64
+	defaultEmbeddingTimeout = Duration(300 * time.Millisecond)
+	defaultAuditOutput      = "stdout"
+	defaultCheckTimeout     = Duration(50 * time.Millisecond)
+	defaultClockSkew        = Duration(30 * time.Second)
+	sessionProviderRedis    = "redis"
+	defaultHealthInterval   = Duration(10 * time.Second)
+	defaultHealthTimeout    = Duration(5 * time.Second)
+	defaultDegradedAfter    = 1
+	defaultUnhealthyAfter   = 3
+	defaultBreakerFailures  = 5
+	defaultBreakerOpenFor   = Duration(30 * time.Second)
 )
 
 // ApplyDefaults fills every field that has a default and is unset (zero);
@@ -89,6 +93,10 @@ func (c *Config) applyDefaults(written func(key string) bool) {
 	setDefault(&c.RateLimiting.CheckTimeout, defaultCheckTimeout)
 	setDefault(&c.RateLimiting.OnStoreFailure, StoreFailureLocal)
 	setDefault(&c.Optimizer.MaxToolsToReturn, defaultMaxToolsToReturn)
+	if e := c.Optimizer.Embeddings; e != nil {
+		setDefault(&e.BatchSize, defaultEmbeddingBatch)
+		setDefault(&e.Timeout, defaultEmbeddingTimeout)
+	}
 	setDefault(&c.Audit.Output, defaultAuditOutput)
 	setDefault(&c.Telemetry.ServiceName, defaultName)
 

@@ -155,10 +155,41 @@ func (b Bucket) validate() error {
 const maxBucketProduct = 1 << 53
 
 func (o Optimizer) validate() error {
+	var p problems
 	if o.MaxToolsToReturn < 1 || o.MaxToolsToReturn > 100 {
-		return at("maxToolsToReturn", invalidf("must be between 1 and 100, got %d", o.MaxToolsToReturn))
+		p.addf("maxToolsToReturn", "must be between 1 and 100, got %d", o.MaxToolsToReturn)
 	}
-	return nil
+	if w := o.HybridWeight; w != nil && (*w < 0 || *w > 1 || *w != *w) {
+		p.addf("hybridWeight", "must be between 0 and 1, got %v", *w)
+	}
+	if e := o.Embeddings; e != nil {
+		p.add("embeddings", e.validate())
+	}
+	return p.err()
+}
+
+func (e Embeddings) validate() error {
+	var p problems
+	if e.URL == "" {
+		p.addf("url", "required (the API's base URL, e.g. http://127.0.0.1:11434/v1)")
+	} else if err := checkSecureURL(e.URL); err != nil && e.APIKeyEnv != "" {
+		p.add("url", err) // an API key goes over https only (or to loopback)
+	} else if _, err := checkURL(e.URL); err != nil {
+		p.add("url", err)
+	}
+	if e.Model == "" {
+		p.addf("model", "required")
+	}
+	if e.Dimensions < 0 || e.Dimensions > 16384 {
+		p.addf("dimensions", "must be between 0 (the model's) and 16384, got %d", e.Dimensions)
+	}
+	if e.BatchSize < 1 || e.BatchSize > 2048 {
+		p.addf("batchSize", "must be between 1 and 2048, got %d", e.BatchSize)
+	}
+	if e.Timeout <= 0 {
+		p.addf("timeout", "must be positive, got %s", e.Timeout)
+	}
+	return p.err()
 }
 
 func (a Audit) validate() error {

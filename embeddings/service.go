@@ -1,0 +1,292 @@
+package embeddings
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/vmcp/vmcp/config"
+)
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	// HTTPClient carries requests to the service. nil: a client of its own.
+	HTTPClient *http.Client
+	// Getenv resolves apiKeyEnv. nil: os.LookupEnv.
+	Getenv func(string) (string, bool)
+	// Redis, when set, keeps every vector for all replicas and restarts,
+	// under keys Prefix + the content's hash, for RedisTTL.
+	Redis    redis.Cmdable
+	Prefix   string
+	RedisTTL time.Duration // zero: 30 days
+	// MaxCached bounds the vectors kept in memory. Zero: 50,000.
+	MaxCached int
+	// Meter records requests to the service
+	// (vmcp_optimizer_embedding_requests_total,
+	// vmcp_optimizer_embedding_request_duration_seconds). nil: none.
+	Meter metric.Meter
+	// Logger receives failures. nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Service embeds tool texts and queries.
+type Service struct {
+	c           *client
+	batch       int
+	timeout     time.Duration // a query's
+	batchTime   time.Duration // a batch of documents'
+	queryPrefix string
+	docPrefix   string
+	keySalt     string // what a vector depends on besides the text
+
+	vectors *lru.Cache[string, []float32] // by content key
+	queries *lru.Cache[string, []float32] // by query text
+
+	redis    redis.Cmdable
+	prefix   string
+	redisTTL time.Duration
+
+	log      *slog.Logger
+	requests metric.Int64Counter
+	duration metric.Float64Histogram
+}
+
+// queryCacheSize is how many recent queries' vectors are kept: agents
+// repeat and rephrase within a task.
+const queryCacheSize = 1024
+
+// redisTimeout bounds one Redis round trip; Redis trouble makes the
+// vectors missing, not the search fail.
+const redisTimeout = 2 * time.Second
+
+// New returns the Service of cfg. It fails, naming the key, when apiKeyEnv
+// is not set; it connects to nothing.
+func New(cfg config.Embeddings, o Options) (*Service, error) {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.LookupEnv
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Meter == nil {
+		o.Meter = noop.NewMeterProvider().Meter("")
+	}
+	if o.MaxCached <= 0 {
+		o.MaxCached = 50000
+	}
+	if o.RedisTTL <= 0 {
+		o.RedisTTL = 30 * 24 * time.Hour
+	}
+	c := &client{url: strings.TrimRight(cfg.URL, "/") + "/embeddings", model: cfg.Model, dims: cfg.Dimensions, hc: o.HTTPClient}
+	if cfg.APIKeyEnv != "" {
+		v, ok := o.Getenv(cfg.APIKeyEnv)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("apiKeyEnv: environment variable %s is not set", cfg.APIKeyEnv)
+		}
+		c.apiKey = v
+	}
+	vectors, err := lru.New[string, []float32](o.MaxCached)
+	if err != nil {
+		return nil, err
+	}
+	queries, err := lru.New[string, []float32](queryCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{c: c, batch: cfg.BatchSize, timeout: cfg.Timeout.D(), batchTime: max(60*cfg.Timeout.D(), 30*time.Second),
+		queryPrefix: cfg.QueryPrefix, docPrefix: cfg.DocumentPrefix,
+		keySalt: cfg.Model + "\n" + strconv.Itoa(cfg.Dimensions) + "\n" + cfg.DocumentPrefix + "\n",
+		vectors: vectors, queries: queries, redis: o.Redis, prefix: o.Prefix, redisTTL: o.RedisTTL, log: o.Logger}
+	if s.batch <= 0 {
+		s.batch = 64
+	}
+	if s.timeout <= 0 {
+		s.timeout = 300 * time.Millisecond
+	}
+	if s.requests, err = o.Meter.Int64Counter("vmcp_optimizer_embedding_requests_total",
+		metric.WithDescription("Requests to the embedding service, by kind (documents, query) and outcome (ok, error).")); err != nil {
+		return nil, err
+	}
+	if s.duration, err = o.Meter.Float64Histogram("vmcp_optimizer_embedding_request_duration_seconds", metric.WithUnit("s"),
+		metric.WithDescription("Time of requests to the embedding service, by kind (documents, query).")); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// key is the content key of a tool text: a vector depends on the text, the
+// model, the dimensions and the document prefix.
+func (s *Service) key(text string) string {
+	h := sha256.New()
+	h.Write([]byte(s.keySalt))
+	h.Write([]byte(text))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Documents returns the vectors of texts, in order: from memory, from
+// Redis, or from the service in batches (each bounded, one request at a
+// time), storing what it gets in both. progress is called (nil: not) with
+// the number of texts that have a vector so far. On error the vectors got
+// so far stay cached, so the next call resumes where this one stopped.
+func (s *Service) Documents(ctx context.Context, texts []string, progress func(done int)) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	keys := make([]string, len(texts))
+	var missing []int
+	for i, t := range texts {
+		keys[i] = s.key(t)
+		if v, ok := s.vectors.Get(keys[i]); ok {
+			out[i] = v
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 && s.redis != nil {
+		missing = s.fromRedis(ctx, keys, out, missing)
+	}
+	done := len(texts) - len(missing)
+	if progress != nil {
+		progress(done)
+	}
+	for start := 0; start < len(missing); start += s.batch {
+		idx := missing[start:min(start+s.batch, len(missing))]
+		in := make([]string, len(idx))
+		for j, i := range idx {
+			in[j] = s.docPrefix + texts[i]
+		}
+		bctx, cancel := context.WithTimeout(ctx, s.batchTime)
+		vecs, err := s.call(bctx, "documents", in)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			out[i] = vecs[j]
+			s.vectors.Add(keys[i], vecs[j])
+		}
+		s.toRedis(ctx, keys, out, idx)
+		done += len(idx)
+		if progress != nil {
+			progress(done)
+		}
+	}
+	return out, nil
+}
+
+// Query returns the vector of a search text, from the recent queries or
+// from the service within the query deadline.
+func (s *Service) Query(ctx context.Context, text string) ([]float32, error) {
+	if v, ok := s.queries.Get(text); ok {
+		return v, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	vecs, err := s.call(ctx, "query", []string{s.queryPrefix + text})
+	if err != nil {
+		return nil, err
+	}
+	s.queries.Add(text, vecs[0])
+	return vecs[0], nil
+}
+
+// call makes one request to the service and records it.
+func (s *Service) call(ctx context.Context, kind string, in []string) ([][]float32, error) {
+	start := time.Now()
+	vecs, err := s.c.embed(ctx, in)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	mctx := context.WithoutCancel(ctx)
+	s.requests.Add(mctx, 1, metric.WithAttributes(attribute.String("kind", kind), attribute.String("outcome", outcome)))
+	s.duration.Record(mctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("kind", kind)))
+	return vecs, err
+}
+
+// redisChunk bounds the keys of one MGET.
+const redisChunk = 256
+
+// fromRedis fills out at the missing indexes from Redis and returns the
+// indexes still missing. Redis trouble leaves them missing.
+func (s *Service) fromRedis(ctx context.Context, keys []string, out [][]float32, missing []int) []int {
+	var still []int
+	for start := 0; start < len(missing); start += redisChunk {
+		idx := missing[start:min(start+redisChunk, len(missing))]
+		rkeys := make([]string, len(idx))
+		for j, i := range idx {
+			rkeys[j] = s.prefix + keys[i]
+		}
+		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		vals, err := s.redis.MGet(rctx, rkeys...).Result()
+		cancel()
+		if err != nil {
+			s.log.Warn("read tool vectors from Redis", "error", err)
+			return append(still, missing[start:]...)
+		}
+		for j, i := range idx {
+			str, ok := vals[j].(string)
+			v, decoded := decode(str)
+			if !ok || !decoded || (s.c.dims > 0 && len(v) != s.c.dims) {
+				still = append(still, i)
+				continue
+			}
+			out[i] = v
+			s.vectors.Add(keys[i], v)
+		}
+	}
+	return still
+}
+
+// toRedis stores the vectors of out at idx in Redis, best effort.
+func (s *Service) toRedis(ctx context.Context, keys []string, out [][]float32, idx []int) {
+	if s.redis == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	pipe := s.redis.Pipeline()
+	for _, i := range idx {
+		pipe.Set(rctx, s.prefix+keys[i], encode(out[i]), s.redisTTL)
+	}
+	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Warn("store tool vectors in Redis", "error", err)
+	}
+}
+
+// encode and decode store a vector as little-endian float32s.
+func encode(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func decode(s string) ([]float32, bool) {
+	if len(s) == 0 || len(s)%4 != 0 {
+		return nil, false
+	}
+	v := make([]float32, len(s)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32([]byte(s[4*i : 4*i+4])))
+	}
+	return v, true
+}
