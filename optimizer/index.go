@@ -50,7 +50,7 @@ var defaultParams = params{
 	// the description.
 	weight:        [numFields]float64{3, 1, 1, 0.5, 1},
 	b:             [numFields]float64{0.75, 0.75, 0.75, 0.75, 0.75}, // the usual BM25 value, per field
-	keywordWeight: 1,                                          // a keyword counts like one more mention in the description
+	keywordWeight: 1,                                                // a keyword counts like one more mention in the description
 	stopWords:     true,
 	stemming:      true,
 	subword:       true,
@@ -84,6 +84,7 @@ type Index struct {
 type Match struct {
 	Tool  *mcp.Tool
 	Score float64
+	doc   uint32 // the tool's position in the catalogue
 }
 
 // Server is what the index knows of the server a tool comes from: its
@@ -302,7 +303,7 @@ func (ix *Index) Search(description, keywords string, k int) []Match {
 
 	matches := make([]Match, len(out))
 	for i, d := range out {
-		matches[i] = Match{Tool: &ix.tools[d.doc], Score: float64(d.score)}
+		matches[i] = Match{Tool: &ix.tools[d.doc], Score: float64(d.score), doc: d.doc}
 	}
 	return matches
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
@@ -33,20 +35,80 @@ type Tools struct {
 
 	mu      sync.Mutex // serialises Update
 	indexed atomic.Pointer[indexed]
+
+	// Hybrid search (UseEmbeddings); embed nil: lexical only.
+	embed      Embedder
+	weight     float64
+	onFallback func(reason string)
+	log        *slog.Logger
+	// life ends with Close; cancelJob ends the current catalogue's
+	// embedding; jobs counts the embedding goroutines.
+	life      context.Context
+	endLife   context.CancelFunc
+	cancelJob context.CancelFunc
+	jobs      sync.WaitGroup
 }
 
-// indexed is one catalogue's tool list and its index.
+// indexed is one catalogue's tool list, its index and, once embedded, its
+// vectors.
 type indexed struct {
-	tools []mcp.Tool
-	index *Index
+	tools    []mcp.Tool
+	servers  []*Server
+	index    *Index
+	vectors  atomic.Pointer[Vectors]
+	embedded atomic.Int64 // tools with a vector so far
 }
 
 // NewTools returns the optimizer's tools. find_tool returns at most
 // maxToolsToReturn tools; call_tool calls through call.
 func NewTools(maxToolsToReturn int, call CallFunc) *Tools {
 	t := &Tools{max: maxToolsToReturn, call: call}
+	t.life, t.endLife = context.WithCancel(context.Background())
 	t.indexed.Store(&indexed{index: NewIndex(nil, nil)})
 	return t
+}
+
+// HybridOptions turn on the hybrid search (UseEmbeddings).
+type HybridOptions struct {
+	// Embedder embeds the tools and the queries.
+	Embedder Embedder
+	// Weight is the vector score's weight, 0 to 1; the lexical score
+	// weighs 1 - Weight.
+	Weight float64
+	// OnFallback, when set, is called when a search that could be hybrid
+	// is lexical, with why: "query_error", "timeout", "dimensions".
+	OnFallback func(reason string)
+	// Logger receives the embedding's progress and failures. nil:
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// UseEmbeddings makes find_tool rank by a hybrid of the lexical and the
+// vector score once a catalogue's tools are embedded. Each Update embeds
+// its catalogue in the background (what is cached is not embedded again),
+// retrying with capped backoff while the service fails; until then, and
+// for any search whose query cannot be embedded in time, find_tool is
+// lexical. Call it before the first Update; Close stops the embedding.
+func (t *Tools) UseEmbeddings(o HybridOptions) {
+	t.embed, t.weight, t.onFallback, t.log = o.Embedder, o.Weight, o.OnFallback, o.Logger
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+}
+
+// Close stops the background embedding and waits for it.
+func (t *Tools) Close() {
+	t.mu.Lock()
+	t.endLife()
+	t.mu.Unlock()
+	t.jobs.Wait()
+}
+
+// Progress returns how many tools the current catalogue has and how many
+// of them have a vector (0 without embeddings).
+func (t *Tools) Progress() (tools, embedded int) {
+	ix := t.indexed.Load()
+	return len(ix.tools), int(ix.embedded.Load())
 }
 
 // Restrict limits what each caller finds and calls to the tools visible
@@ -67,7 +129,61 @@ func (t *Tools) Update(tools []mcp.Tool, servers []*Server) {
 	if cur := t.indexed.Load(); cur != nil && sameSlice(cur.tools, tools) {
 		return
 	}
-	t.indexed.Store(&indexed{tools: tools, index: NewIndex(tools, servers)})
+	ix := &indexed{tools: tools, servers: servers, index: NewIndex(tools, servers)}
+	t.indexed.Store(ix)
+	if t.embed == nil || t.life.Err() != nil {
+		return
+	}
+	if t.cancelJob != nil {
+		t.cancelJob() // the previous catalogue's: what it embedded is cached
+	}
+	var ctx context.Context
+	ctx, t.cancelJob = context.WithCancel(t.life)
+	t.jobs.Go(func() { t.embedCatalogue(ctx, ix) })
+}
+
+// Backoff of a catalogue's embedding while the service fails.
+const (
+	embedRetryMin = time.Second
+	embedRetryMax = time.Minute
+)
+
+// embedCatalogue embeds ix's tools and installs their vectors, retrying
+// with capped backoff until it succeeds or ctx ends.
+func (t *Tools) embedCatalogue(ctx context.Context, ix *indexed) {
+	texts := make([]string, len(ix.tools))
+	for i := range ix.tools {
+		var s *Server
+		if i < len(ix.servers) {
+			s = ix.servers[i]
+		}
+		texts[i] = DocumentText(&ix.tools[i], s)
+	}
+	wait := embedRetryMin
+	for {
+		start := time.Now()
+		vecs, err := t.embed.Documents(ctx, texts, func(n int) { ix.embedded.Store(int64(n)) })
+		if err == nil {
+			vs, ok := NewVectors(vecs)
+			if ok {
+				ix.vectors.Store(vs)
+				t.log.Info("optimizer: tools embedded; find_tool is hybrid", "tools", len(texts), "dimensions", vs.dims,
+					"duration", time.Since(start).Round(time.Millisecond))
+				return
+			}
+			err = errors.New("the vectors differ in size")
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.log.Warn("optimizer: embedding the tools failed; find_tool stays lexical, retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, embedRetryMax)
+	}
 }
 
 func sameSlice(a, b []mcp.Tool) bool {
@@ -140,7 +256,14 @@ func (t *Tools) findTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 	keywords := req.GetString("tool_keywords", "")
 	ix := t.indexed.Load()
 	var matches []Match
-	if t.visible == nil {
+	if cos := t.queryCosines(ctx, ix, desc, keywords); cos != nil {
+		var keep func(int) bool
+		if t.visible != nil {
+			visible := t.visible(ctx)
+			keep = func(d int) bool { return visible(ix.tools[d].Name) }
+		}
+		matches = ix.index.hybrid(desc, keywords, cos, t.weight, t.max, keep)
+	} else if t.visible == nil {
 		matches = ix.index.Search(desc, keywords, t.max)
 	} else {
 		// The whole ranking, cut to the caller's tools.
@@ -168,6 +291,39 @@ func (t *Tools) findTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 		return nil, fmt.Errorf("find_tool: encode result: %w", err)
 	}
 	return mcp.NewToolResultStructured(res, string(text)), nil
+}
+
+// queryCosines returns the cosine of the search with every tool of ix, or
+// nil when the search is to be lexical: no embeddings, the tools not
+// embedded yet, or the query not embedded in time or of another size
+// (counted by OnFallback).
+func (t *Tools) queryCosines(ctx context.Context, ix *indexed, desc, keywords string) []float32 {
+	if t.embed == nil || t.weight <= 0 {
+		return nil
+	}
+	vs := ix.vectors.Load()
+	if vs == nil || len(ix.tools) == 0 {
+		return nil
+	}
+	q, err := t.embed.Query(ctx, strings.TrimSpace(desc+" "+keywords))
+	switch {
+	case err != nil && errors.Is(err, context.DeadlineExceeded):
+		t.fallback("timeout")
+		return nil
+	case err != nil:
+		t.fallback("query_error")
+		return nil
+	case len(q) != vs.dims:
+		t.fallback("dimensions")
+		return nil
+	}
+	return vs.cosines(q)
+}
+
+func (t *Tools) fallback(reason string) {
+	if t.onFallback != nil {
+		t.onFallback(reason)
+	}
 }
 
 // inputSchema returns a tool's input schema as JSON: the backend's own

@@ -32,10 +32,17 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	cat := s.agg.Catalogue()
 	body := struct {
-		Ready    bool            `json:"ready"`
-		Reason   string          `json:"reason,omitempty"` // "draining"; empty otherwise
-		Backends []backendHealth `json:"backends"`
+		Ready     bool               `json:"ready"`
+		Reason    string             `json:"reason,omitempty"` // "draining"; empty otherwise
+		Backends  []backendHealth    `json:"backends"`
+		Optimizer *optimizerProgress `json:"optimizer,omitempty"`
 	}{}
+	if s.optimizer != nil && s.cfg.Optimizer.Embeddings != nil {
+		// Embedding runs in the background: not embedded yet is still
+		// ready (find_tool is lexical meanwhile).
+		n, m := s.optimizer.Progress()
+		body.Optimizer = &optimizerProgress{Tools: n, Embedded: m}
+	}
 	for _, st := range s.backends.Status() {
 		if st.State == backends.StateConnected && st.Health != backends.HealthUnhealthy {
 			body.Ready = true
@@ -52,6 +59,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(body)
+}
+
+// optimizerProgress is /readyz's account of the tools' embedding.
+type optimizerProgress struct {
+	Tools    int `json:"tools"`
+	Embedded int `json:"embedded"`
 }
 
 // healthChanges applies the backends' health changes to the catalogue on

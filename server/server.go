@@ -69,8 +69,11 @@ type Server struct {
 	policy   *authz.Policy // nil without an authorization section: everyone may use everything
 	redis    *redis.Client // nil without a redis block (redis.go)
 	tel      *telemetry.Telemetry
-	mcpHTTP  *mcpserver.StreamableHTTPServer
-	mux      *http.ServeMux
+	// optimizer is find_tool and call_tool; nil when optimizer.enabled is
+	// false.
+	optimizer *optimizer.Tools
+	mcpHTTP   *mcpserver.StreamableHTTPServer
+	mux       *http.ServeMux
 
 	httpSrv  *http.Server
 	listener net.Listener
@@ -193,11 +196,12 @@ func New(cfg config.Config, opts Options) (_ *Server, err error) {
 	s.sync = &catalogueSync{agg: s.agg, mcp: mcp, router: rt, callTool: clients.flushed(rt.CallTool), log: s.log}
 	s.sync.policy = s.policy
 	if cfg.Optimizer.Enabled {
-		o := optimizer.NewTools(cfg.Optimizer.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool))
-		if s.policy != nil {
-			o.Restrict(s.sync.visibleTools)
+		o, err := s.newOptimizer() // optimizer.go
+		if err != nil {
+			return nil, err
 		}
 		s.sync.installOptimizer(o)
+		s.optimizer = o
 	}
 	if store != nil {
 		s.sessions.endBackends, s.sessions.changed = s.backends.EndClient, s.backends.Refresh

@@ -34,9 +34,14 @@ func main() {
 	rounds := flag.Int("rounds", 5, "repetitions of each timing (the median is reported)")
 	synthetic := flag.Int("synthetic", 10000, "size of the synthetic catalogue for speed and memory")
 	maxTools := flag.Int("max-tools", 8, "maxToolsToReturn for the optimizer-on tools/list")
+	var emb hybridFlags
+	flag.StringVar(&emb.url, "embeddings", "", "an OpenAI-compatible embeddings API base URL (e.g. http://127.0.0.1:11434/v1): also measure the hybrid ranking")
+	flag.StringVar(&emb.model, "model", "use-lite", "the embedding model (with -embeddings)")
+	flag.BoolVar(&emb.useLite, "use-lite", false, "start test/js/embed.mjs (Universal Sentence Encoder lite) and measure the hybrid ranking with it")
+	flag.Float64Var(&emb.weight, "weight", 0.5, "the hybrid weight of the vector score")
 	flag.Parse()
 
-	if err := run(*data, *rounds, *synthetic, *maxTools); err != nil {
+	if err := run(*data, *rounds, *synthetic, *maxTools, emb); err != nil {
 		fmt.Fprintln(os.Stderr, "retrieval:", err)
 		os.Exit(1)
 	}
@@ -44,7 +49,7 @@ func main() {
 
 type query = bfcl.Query
 
-func run(path string, rounds, synthetic, maxTools int) error {
+func run(path string, rounds, synthetic, maxTools int, emb hybridFlags) error {
 	path, err := resolve(path)
 	if err != nil {
 		return err
@@ -56,7 +61,15 @@ func run(path string, rounds, synthetic, maxTools int) error {
 	tools := ds.Tools
 	fmt.Printf("data set: %s\n%d tools, %d queries\n\n", path, len(tools), len(ds.Queries))
 
-	printQuality(evaluate(optimizer.NewIndex(tools, nil), ds.Queries))
+	servers := optimizer.ServersByName(ds.Servers)
+	ix := optimizer.NewIndex(tools, servers)
+	lex := evaluate(lexical(ix), ds.Queries)
+	printQuality(lex)
+	if emb.url != "" || emb.useLite {
+		if err := compareHybrid(emb, ix, tools, servers, ds.Queries, lex); err != nil {
+			return err
+		}
+	}
 	if err := printListSizes(tools, maxTools); err != nil {
 		return err
 	}
@@ -106,11 +119,19 @@ func (m *metrics) add(o metrics) {
 	m.mrr += o.mrr
 }
 
+// searchFunc ranks the tools for query i (the 10 best).
+type searchFunc func(i int, q query) []optimizer.Match
+
+// lexical is the find_tool search without embeddings.
+func lexical(ix *optimizer.Index) searchFunc {
+	return func(_ int, q query) []optimizer.Match { return ix.Search(q.Query, "", 10) }
+}
+
 // score ranks one query with the find_tool code path and measures it as the
 // data set's README defines: recall@k over the expected tools, hit@5 if any
 // is in the top 5, reciprocal rank of the best-ranked one.
-func score(ix *optimizer.Index, q query) metrics {
-	ranked := ix.Search(q.Query, "", 10)
+func score(search searchFunc, i int, q query) metrics {
+	ranked := search(i, q)
 	m := metrics{n: 1}
 	best := 0
 	for _, want := range q.Expected {
@@ -159,7 +180,7 @@ var baseline = map[string][5]float64{
 	"multi_turn_base":        {0.219, 0.490, 0.610, 0.581, 0.423},
 }
 
-func evaluate(ix *optimizer.Index, queries []query) map[string]*metrics {
+func evaluate(search searchFunc, queries []query) map[string]*metrics {
 	res := map[string]*metrics{}
 	addTo := func(slice string, m metrics) {
 		if res[slice] == nil {
@@ -167,8 +188,8 @@ func evaluate(ix *optimizer.Index, queries []query) map[string]*metrics {
 		}
 		res[slice].add(m)
 	}
-	for _, q := range queries {
-		m := score(ix, q)
+	for i, q := range queries {
+		m := score(search, i, q)
 		addTo("all", m)
 		if len(q.Expected) == 1 {
 			addTo("single-tool queries", m)
