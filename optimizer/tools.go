@@ -191,9 +191,11 @@ func sameSlice(a, b []mcp.Tool) bool {
 }
 
 // ServerTools returns find_tool and call_tool with their handlers, for
-// mcp-go's tool list.
+// mcp-go's tool list, described for the catalogue indexed last: install
+// them again after an Update to tell clients what it covers now.
 func (t *Tools) ServerTools() []mcpserver.ServerTool {
-	defs := Definitions(t.max)
+	ix := t.indexed.Load()
+	defs := Definitions(t.max, len(ix.tools), Coverage(ix.tools, ix.servers))
 	return []mcpserver.ServerTool{
 		{Tool: defs[0], Handler: t.findTool},
 		{Tool: defs[1], Handler: t.callTool},
@@ -201,12 +203,22 @@ func (t *Tools) ServerTools() []mcpserver.ServerTool {
 }
 
 // Definitions returns the definitions of find_tool and call_tool, in that
-// order, as clients list them.
-func Definitions(maxToolsToReturn int) []mcp.Tool {
+// order, as clients list them, for a catalogue of n tools whose coverage
+// ("github (pull requests and issues); jira (...)") find_tool names.
+func Definitions(maxToolsToReturn, n int, coverage string) []mcp.Tool {
+	what := "the tools of the servers behind this gateway"
+	if coverage != "" {
+		plural := "s"
+		if n == 1 {
+			plural = ""
+		}
+		what = fmt.Sprintf("the %d tool%s of the servers behind this gateway: %s", n, plural, coverage)
+	}
 	find := mcp.NewTool(parse.FindToolName,
-		mcp.WithDescription(fmt.Sprintf("Search the tools this server can call and return the best %d matches, "+
-			"each with its name, description, input schema and relevance score. Describe the task in plain "+
-			"language; then call the chosen tool with call_tool.", maxToolsToReturn)),
+		mcp.WithDescription(fmt.Sprintf("Find the right tool among %s. These tools are not listed here: whenever a task "+
+			"may need one of them (to read or change data, or act in one of those systems), call find_tool first, "+
+			"describing the task in plain language. It returns the best %d matches with their exact names, "+
+			"descriptions, input schemas and relevance scores; then call the chosen one with call_tool.", what, maxToolsToReturn)),
 		mcp.WithString("tool_description", mcp.Required(),
 			mcp.Description("What you want to do, in plain language, e.g. \"create a pull request on GitHub\".")),
 		mcp.WithString("tool_keywords",
@@ -219,8 +231,8 @@ func Definitions(maxToolsToReturn int) []mcp.Tool {
 	find.RawOutputSchema = json.RawMessage(findToolOutputSchema)
 
 	call := mcp.NewTool(parse.CallToolName,
-		mcp.WithDescription("Call a tool found with find_tool, by its name, with parameters that match its input "+
-			"schema. Returns the tool's own result."),
+		mcp.WithDescription("Call a tool that find_tool returned, by the exact name find_tool gave it (do not guess "+
+			"or shorten names: search first), with parameters that match its input schema. Returns the tool's own result."),
 		mcp.WithString("tool_name", mcp.Required(),
 			mcp.Description("The tool's name exactly as find_tool returned it.")),
 		mcp.WithObject("parameters",

@@ -106,35 +106,40 @@ const (
 	maxDocumentRunes    = 2000
 )
 
-// DocumentText is what is embedded of a tool: its name split into words,
-// its title and description, its parameters' names, and its server's name
-// and title, description and (the start of its) instructions.
+// DocumentText is what is embedded of a tool, written as prose (sentence
+// encoders read labels and line breaks as words): its name as words, its
+// title, its description followed by its parameters' names, then its
+// server's name, title and description, and the start of its
+// instructions. On BFCL with USE-lite this prose reads better than the
+// same fields labelled one per line (vector-only recall@5 0.62 against
+// 0.58).
 func DocumentText(t *mcp.Tool, s *Server) string {
 	var b strings.Builder
-	add := func(s string) {
-		if s = strings.TrimSpace(s); s == "" {
+	sentence := func(parts ...string) {
+		text := strings.TrimSpace(strings.Join(parts, " "))
+		if text == "" {
 			return
 		}
 		if b.Len() > 0 {
-			b.WriteString("\n")
+			if last := b.String()[b.Len()-1]; last != '.' && last != '!' && last != '?' {
+				b.WriteByte('.')
+			}
+			b.WriteByte(' ')
 		}
-		b.WriteString(s)
+		b.WriteString(text)
 	}
-	add(identifierWords(t.Name))
-	if t.Title != "" {
-		add(t.Title)
-	} else {
-		add(t.Annotations.Title)
+	title := t.Title
+	if title == "" {
+		title = t.Annotations.Title
 	}
-	add(t.Description)
 	var params []string
 	schemaText(t, func(name string) { params = append(params, identifierWords(name)) }, func(string) {})
-	if len(params) > 0 {
-		add("Parameters: " + strings.Join(params, ", "))
-	}
+	sentence(identifierWords(t.Name))
+	sentence(title)
+	sentence(strings.TrimSpace(t.Description), strings.Join(params, ", "))
 	if s != nil {
-		add("Server: " + strings.TrimSpace(strings.Join([]string{identifierWords(s.Name), s.Title, s.Description}, " ")))
-		add(cutRunes(s.Instructions, maxInstructionRunes))
+		sentence(identifierWords(s.Name), s.Title, s.Description)
+		sentence(cutRunes(strings.TrimSpace(s.Instructions), maxInstructionRunes))
 	}
 	return cutRunes(b.String(), maxDocumentRunes)
 }

@@ -100,6 +100,11 @@ func (s *catalogueSync) Sync() {
 	if !reflect.DeepEqual(prev.Tools, c.Tools) {
 		if s.optimizer != nil {
 			s.optimizer.Update(c.Tools, toolServers(c))
+			// find_tool's description names what the catalogue covers:
+			// clients are told (list_changed) when it changes.
+			if st := s.optimizer.ServerTools(); !sameDefinitions(s.toolList.Load(), st) {
+				s.toolList.Store(&toolList{tools: s.installTools(st)})
+			}
 		} else {
 			s.toolList.Store(&toolList{tools: s.installTools(s.routed(c.Tools))})
 		}
@@ -219,4 +224,17 @@ func toolServers(c *aggregator.Catalogue) []*optimizer.Server {
 		out[i] = srv
 	}
 	return out
+}
+
+// sameDefinitions reports whether l lists exactly the definitions of st.
+func sameDefinitions(l *toolList, st []mcpserver.ServerTool) bool {
+	if l == nil || len(l.tools) != len(st) {
+		return false
+	}
+	for i := range st {
+		if !reflect.DeepEqual(l.tools[i], st[i].Tool) {
+			return false
+		}
+	}
+	return true
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/gob"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -24,12 +26,31 @@ type hybridFlags struct {
 	url, model string
 	useLite    bool
 	weight     float64
+	vectors    string // a file the vectors are kept in between runs
+}
+
+// vectorFile is what -vectors keeps: the vectors of the catalogue's tools
+// (DocumentText) and of the queries, in order.
+type vectorFile struct {
+	Model          string
+	Tools, Queries [][]float32
 }
 
 // compareHybrid embeds the catalogue (DocumentText, as vmcp does) and the
 // queries, and prints lexical and hybrid side by side, overall and per
 // category, with the time the embedding took.
 func compareHybrid(f hybridFlags, ix *optimizer.Index, tools []mcp.Tool, servers []*optimizer.Server, queries []query, lex map[string]*metrics) error {
+	if f.vectors != "" {
+		if raw, err := os.ReadFile(f.vectors); err == nil {
+			var vf vectorFile
+			if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&vf); err != nil {
+				return fmt.Errorf("%s: %w", f.vectors, err)
+			}
+			fmt.Printf("\nvectors from %s (%s)\n", f.vectors, vf.Model)
+			f.model = vf.Model
+			return printHybrid(f, ix, vf.Tools, vf.Queries, queries, lex, 0, 0)
+		}
+	}
 	if f.useLite {
 		url, stop, err := startUSELite()
 		if err != nil {
@@ -54,10 +75,6 @@ func compareHybrid(f hybridFlags, ix *optimizer.Index, tools []mcp.Tool, servers
 		return fmt.Errorf("embed the tools: %w", err)
 	}
 	toolTime := time.Since(start)
-	vs, ok := optimizer.NewVectors(vecs)
-	if !ok {
-		return fmt.Errorf("the tool vectors differ in size")
-	}
 	qtexts := make([]string, len(queries))
 	for i, q := range queries {
 		qtexts[i] = q.Query
@@ -68,6 +85,24 @@ func compareHybrid(f hybridFlags, ix *optimizer.Index, tools []mcp.Tool, servers
 		return fmt.Errorf("embed the queries: %w", err)
 	}
 	queryTime := time.Since(start)
+	if f.vectors != "" {
+		var buf bytes.Buffer
+		if err := gob.NewEncoder(&buf).Encode(vectorFile{Model: f.model, Tools: vecs, Queries: qvecs}); err != nil {
+			return err
+		}
+		if err := os.WriteFile(f.vectors, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return printHybrid(f, ix, vecs, qvecs, queries, lex, toolTime, queryTime)
+}
+
+// printHybrid prints lexical, vector-only and hybrid side by side.
+func printHybrid(f hybridFlags, ix *optimizer.Index, vecs, qvecs [][]float32, queries []query, lex map[string]*metrics, toolTime, queryTime time.Duration) error {
+	vs, ok := optimizer.NewVectors(vecs)
+	if !ok {
+		return fmt.Errorf("the tool vectors differ in size")
+	}
 	hyb := evaluate(func(i int, q query) []optimizer.Match {
 		return ix.SearchHybrid(q.Query, "", qvecs[i], vs, f.weight, 10)
 	}, queries)
@@ -75,8 +110,8 @@ func compareHybrid(f hybridFlags, ix *optimizer.Index, tools []mcp.Tool, servers
 		return ix.SearchHybrid(q.Query, "", qvecs[i], vs, 1, 10)
 	}, queries)
 
-	fmt.Printf("\nhybrid ranking (%s at %s, weight %.2f): embedded %d tools in %s, %d queries in %s\n",
-		f.model, f.url, f.weight, len(tools), toolTime.Round(time.Millisecond), len(queries), queryTime.Round(time.Millisecond))
+	fmt.Printf("\nhybrid ranking (%s, weight %.2f): embedded %d tools in %s, %d queries in %s\n",
+		f.model, f.weight, len(vecs), toolTime.Round(time.Millisecond), len(queries), queryTime.Round(time.Millisecond))
 	fmt.Printf("%-24s %5s  %8s %8s %8s %7s  %8s %8s\n", "slice", "n", "lex R@5", "vec R@5", "hyb R@5", "Δ", "lex MRR", "hyb MRR")
 	names := slices.Clone(sliceOrder)
 	for _, name := range names {

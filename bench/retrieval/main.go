@@ -39,6 +39,7 @@ func main() {
 	flag.StringVar(&emb.model, "model", "use-lite", "the embedding model (with -embeddings)")
 	flag.BoolVar(&emb.useLite, "use-lite", false, "start test/js/embed.mjs (Universal Sentence Encoder lite) and measure the hybrid ranking with it")
 	flag.Float64Var(&emb.weight, "weight", 0.5, "the hybrid weight of the vector score")
+	flag.StringVar(&emb.vectors, "vectors", "", "a file of the tool and query vectors: read when it exists (no embedding), written otherwise")
 	flag.Parse()
 
 	if err := run(*data, *rounds, *synthetic, *maxTools, emb); err != nil {
@@ -70,7 +71,7 @@ func run(path string, rounds, synthetic, maxTools int, emb hybridFlags) error {
 			return err
 		}
 	}
-	if err := printListSizes(tools, maxTools); err != nil {
+	if err := printListSizes(tools, ds.Servers, maxTools); err != nil {
 		return err
 	}
 
@@ -232,12 +233,12 @@ func printQuality(res map[string]*metrics) {
 
 // printListSizes prints the bytes of a tools/list result with the optimizer
 // off (the whole catalogue) and on (find_tool and call_tool only).
-func printListSizes(tools []mcp.Tool, maxTools int) error {
+func printListSizes(tools []mcp.Tool, servers []string, maxTools int) error {
 	off, err := json.Marshal(map[string]any{"tools": tools})
 	if err != nil {
 		return err
 	}
-	defs := optimizer.Definitions(maxTools)
+	defs := optimizer.Definitions(maxTools, len(tools), optimizer.Coverage(tools, optimizer.ServersByName(servers)))
 	on, err := json.Marshal(map[string]any{"tools": defs})
 	if err != nil {
 		return err
