@@ -122,6 +122,9 @@ func NewIndex(tools []mcp.Tool, servers []*Server) *Index {
 	return newIndex(tools, servers, defaultParams)
 }
 
+// Tools returns the indexed catalogue (not to be modified).
+func (ix *Index) Tools() []mcp.Tool { return ix.tools }
+
 // Len returns the number of indexed tools.
 func (ix *Index) Len() int { return len(ix.tools) }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/embeddings"
+	"github.com/vmcp/vmcp/internal/bfcl"
 	"github.com/vmcp/vmcp/optimizer"
 )
 
@@ -85,6 +86,19 @@ func compareHybrid(f hybridFlags, ix *optimizer.Index, tools []mcp.Tool, servers
 		return fmt.Errorf("embed the queries: %w", err)
 	}
 	queryTime := time.Since(start)
+	// One query at a time, as find_tool embeds them (no cache: distinct
+	// texts).
+	var qlat []time.Duration
+	for i := range min(200, len(queries)) {
+		s := time.Now()
+		if _, err := svc.Query(ctx, fmt.Sprintf("%s (%d)", queries[i].Query, i)); err != nil {
+			return fmt.Errorf("embed a query: %w", err)
+		}
+		qlat = append(qlat, time.Since(s))
+	}
+	slices.Sort(qlat)
+	defer fmt.Printf("query embedding (%s, one at a time, %d queries): p50 %s, p99 %s\n", f.model, len(qlat),
+		qlat[len(qlat)/2].Round(time.Microsecond), qlat[len(qlat)*99/100].Round(time.Microsecond))
 	if f.vectors != "" {
 		var buf bytes.Buffer
 		if err := gob.NewEncoder(&buf).Encode(vectorFile{Model: f.model, Tools: vecs, Queries: qvecs}); err != nil {
@@ -110,6 +124,7 @@ func printHybrid(f hybridFlags, ix *optimizer.Index, vecs, qvecs [][]float32, qu
 		return ix.SearchHybrid(q.Query, "", qvecs[i], vs, 1, 10)
 	}, queries)
 
+	defer measureHybrid(tools(ix), vecs, qvecs, queries, f.weight)
 	fmt.Printf("\nhybrid ranking (%s, weight %.2f): embedded %d tools in %s, %d queries in %s\n",
 		f.model, f.weight, len(vecs), toolTime.Round(time.Millisecond), len(queries), queryTime.Round(time.Millisecond))
 	fmt.Printf("%-24s %5s  %8s %8s %8s %7s  %8s %8s\n", "slice", "n", "lex R@5", "vec R@5", "hyb R@5", "Δ", "lex MRR", "hyb MRR")
@@ -178,5 +193,34 @@ func moduleRoot() (string, error) {
 			return "", fmt.Errorf("no go.mod above the working directory")
 		}
 		dir = parent
+	}
+}
+
+// tools returns the catalogue of ix.
+func tools(ix *optimizer.Index) []mcp.Tool { return ix.Tools() }
+
+// measureHybrid prints the latency of the hybrid search (query vectors
+// given: the query's embedding is measured apart) on the data set and on a
+// catalogue of 10,000 tools made of copies of it and of its vectors.
+func measureHybrid(catalogue []mcp.Tool, vecs, qvecs [][]float32, queries []query, w float64) {
+	fmt.Printf("\nhybrid search latency (query vectors precomputed; find = SearchHybrid(query, \"\", 8) over every query)\n")
+	fmt.Printf("%-22s %8s %10s %10s\n", "catalogue", "tools", "find p50", "find p99")
+	for _, n := range []int{len(catalogue), 10000} {
+		big := bfcl.Replicate(catalogue, n)
+		bigVecs := make([][]float32, len(big))
+		for i := range big {
+			bigVecs[i] = vecs[i%len(vecs)]
+		}
+		ix := optimizer.NewIndex(big, nil)
+		vs, _ := optimizer.NewVectors(bigVecs)
+		lat := make([]time.Duration, 0, len(queries))
+		for i, q := range queries {
+			s := time.Now()
+			ix.SearchHybrid(q.Query, "", qvecs[i], vs, w, 8)
+			lat = append(lat, time.Since(s))
+		}
+		slices.Sort(lat)
+		fmt.Printf("%-22s %8d %10s %10s\n", "BFCL ×"+fmt.Sprint(n/len(catalogue)), n,
+			lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
 	}
 }

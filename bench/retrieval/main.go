@@ -66,7 +66,7 @@ func run(path string, rounds, synthetic, maxTools int, emb hybridFlags) error {
 	ix := optimizer.NewIndex(tools, servers)
 	lex := evaluate(lexical(ix), ds.Queries)
 	printQuality(lex)
-	if emb.url != "" || emb.useLite {
+	if emb.url != "" || emb.useLite || emb.vectors != "" {
 		if err := compareHybrid(emb, ix, tools, servers, ds.Queries, lex); err != nil {
 			return err
 		}
