@@ -275,3 +275,20 @@ func TestParseDrainGrace(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadOptimizerEmbeddings(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte("backends: [{name: a, transport: streamable-http, url: http://127.0.0.1:1/mcp}]\n" +
+		"optimizer: {enabled: true, hybridWeight: 1, embeddings: {url: http://127.0.0.1:11434/v1, model: nomic}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Optimizer.Embeddings
+	if e == nil || e.BatchSize != 64 || e.Timeout != Duration(300*time.Millisecond) || cfg.Optimizer.Weight() != 1 {
+		t.Errorf("optimizer = %+v, embeddings %+v", cfg.Optimizer, e)
+	}
+	cfg, err = Parse([]byte("backends: [{name: a, transport: streamable-http, url: http://127.0.0.1:1/mcp}]\n"), nil)
+	if err != nil || cfg.Optimizer.Weight() != DefaultHybridWeight {
+		t.Errorf("default weight %v, %v", cfg.Optimizer.Weight(), err)
+	}
+}

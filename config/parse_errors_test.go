@@ -188,6 +188,26 @@ func TestParseErrors(t *testing.T) {
 		{"per-user auth on stdio", "backends: [{name: a, transport: stdio, command: x}]\noutgoingAuth: {backends: {a: {type: passthrough}}}\n",
 			[]string{"outgoingAuth.backends.a.type: passthrough needs an HTTP backend (streamable-http or sse), not stdio"}},
 
+		// optimizer
+		{"hybrid weight out of range", oneBackend + "optimizer: {enabled: true, hybridWeight: 1.5}\n",
+			[]string{"optimizer.hybridWeight: must be between 0 and 1, got 1.5"}},
+		{"hybrid weight not a number", oneBackend + "optimizer: {hybridWeight: half}\n",
+			[]string{`optimizer.hybridWeight: expected a number, got "half" at line 3`}},
+		{"embeddings without url and model", oneBackend + "optimizer: {embeddings: {batchSize: 0}}\n",
+			[]string{
+				"optimizer.embeddings.url: required (the API's base URL, e.g. http://127.0.0.1:11434/v1)",
+				"optimizer.embeddings.model: required",
+			}},
+		{"embeddings fields", oneBackend + "optimizer: {embeddings: {url: http://emb.example.com/v1, model: m, apiKeyEnv: K, dimensions: -1, batchSize: 5000, timeout: -1s}}\n",
+			[]string{
+				`optimizer.embeddings.url: must use https (http is allowed only for loopback hosts), got "http://emb.example.com/v1"`,
+				"optimizer.embeddings.dimensions: must be between 0 (the model's) and 16384, got -1",
+				"optimizer.embeddings.batchSize: must be between 1 and 2048, got 5000",
+				"optimizer.embeddings.timeout: must be positive, got -1s",
+			}},
+		{"embeddings url scheme", oneBackend + "optimizer: {embeddings: {url: ftp://x/v1, model: m}}\n",
+			[]string{`optimizer.embeddings.url: unsupported scheme "ftp" (want http or https)`}},
+
 		// aggregation
 		{"conflict resolution unknown", oneBackend + "aggregation: {conflictResolution: merge}\n",
 			[]string{`aggregation.conflictResolution: must be prefix, priority or manual, got "merge"`}},

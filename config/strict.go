@@ -66,6 +66,11 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case t.Kind() == reflect.Bool:
 		w.scalar(n, t, "!!bool", "a boolean", path)
+	case t.Kind() == reflect.Float64 || t.Kind() == reflect.Float32:
+		if w.expect(n, yaml.ScalarNode, path) && n.ShortTag() == "!!int" {
+			n.Tag = "!!float" // 1 is a number too
+		}
+		w.scalar(n, t, "!!float", "a number", path)
 	default: // the integer kinds
 		w.scalar(n, t, "!!int", "an integer", path)
 	}
