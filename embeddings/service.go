@@ -35,7 +35,8 @@ type Options struct {
 	Redis    redis.Cmdable
 	Prefix   string
 	RedisTTL time.Duration // zero: 30 days
-	// MaxCached bounds the vectors kept in memory. Zero: 50,000.
+	// MaxCached bounds the vectors kept in memory (beyond the current
+	// catalogue's, which the optimizer holds). Zero: 20,000.
 	MaxCached int
 	// Meter records requests to the service
 	// (vmcp_optimizer_embedding_requests_total,
@@ -91,7 +92,7 @@ func New(cfg config.Embeddings, o Options) (*Service, error) {
 		o.Meter = noop.NewMeterProvider().Meter("")
 	}
 	if o.MaxCached <= 0 {
-		o.MaxCached = 50000
+		o.MaxCached = 20000
 	}
 	if o.RedisTTL <= 0 {
 		o.RedisTTL = 30 * 24 * time.Hour
