@@ -21,8 +21,8 @@ func (s *Server) newOptimizer() (*optimizer.Tools, error) {
 	if s.policy != nil {
 		o.Restrict(s.sync.visibleTools)
 	}
-	if cfg.Embeddings == nil {
-		return o, nil
+	if cfg.Embeddings == nil || cfg.Weight() == 0 {
+		return o, nil // hybridWeight 0: lexical, nothing to embed
 	}
 	meter := s.tel.MeterProvider().Meter("github.com/vmcp/vmcp/optimizer")
 	eo := embeddings.Options{HTTPClient: s.opts.HTTPClient, Getenv: s.opts.Getenv, Meter: meter, Logger: s.log}
