@@ -140,8 +140,8 @@ func errorMessage(raw []byte) string {
 		}
 		return ' '
 	}, msg)
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+	if r := []rune(msg); len(r) > 200 {
+		msg = string(r[:200]) + "…"
 	}
 	return strings.TrimSpace(msg)
 }

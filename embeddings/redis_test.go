@@ -286,7 +286,7 @@ func TestRedisImplausibleValue(t *testing.T) {
 // prodClient is a client to addr with the options vmcp's server uses
 // (server/redis.go): no retries, default timeouts.
 func prodClient(t *testing.T, addr string) redis.Cmdable {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -167,29 +167,94 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 	if progress != nil {
 		progress(done)
 	}
-	for start := 0; start < len(missing); start += s.batch {
-		idx := missing[start:min(start+s.batch, len(missing))]
-		in := make([]string, len(idx))
-		for j, i := range idx {
+	size, err := s.embedMissing(ctx, texts, keys, out, missing, func(n int) {
+		done += n
+		if progress != nil {
+			progress(done)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.c.dims == 0 {
+		// No size configured: cached vectors of another size than the
+		// service answers now were made with other settings under the
+		// same model name. Embed those again.
+		if size == 0 {
+			size = commonSize(out)
+		}
+		var stale []int
+		for i, v := range out {
+			if len(v) != size {
+				stale = append(stale, i)
+			}
+		}
+		if len(stale) > 0 {
+			s.log.Info("embedding again tool texts whose cached vectors have another size", "texts", len(stale), "size", size)
+			if _, err := s.embedMissing(ctx, texts, keys, out, stale, func(int) {}); err != nil {
+				return nil, err
+			}
+			if commonSize(out) != size || !sameSize(out) {
+				return nil, fmt.Errorf("%w: the service answers vectors of different sizes", ErrDimensions)
+			}
+		}
+	}
+	return out, nil
+}
+
+// embedMissing gets the vectors of texts at idx from the service in
+// batches, filling out and both caches, calling got with each batch's
+// size; it returns the size of the vectors the service answered (0: it
+// was not asked).
+func (s *Service) embedMissing(ctx context.Context, texts, keys []string, out [][]float32, idx []int, got func(n int)) (int, error) {
+	size := 0
+	for start := 0; start < len(idx); start += s.batch {
+		batch := idx[start:min(start+s.batch, len(idx))]
+		in := make([]string, len(batch))
+		for j, i := range batch {
 			in[j] = s.docPrefix + texts[i]
 		}
 		bctx, cancel := context.WithTimeout(ctx, s.batchTime)
 		vecs, err := s.call(bctx, "documents", in)
 		cancel()
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		for j, i := range idx {
+		if size == 0 {
+			size = len(vecs[0])
+		} else if len(vecs[0]) != size {
+			return 0, fmt.Errorf("%w: got %d, want %d", ErrDimensions, len(vecs[0]), size)
+		}
+		for j, i := range batch {
 			out[i] = vecs[j]
 			s.vectors.Add(keys[i], vecs[j])
 		}
-		s.toRedis(ctx, keys, out, idx)
-		done += len(idx)
-		if progress != nil {
-			progress(done)
+		s.toRedis(ctx, keys, out, batch)
+		got(len(batch))
+	}
+	return size, nil
+}
+
+// commonSize returns the most frequent size among vecs.
+func commonSize(vecs [][]float32) int {
+	count := map[int]int{}
+	best := 0
+	for _, v := range vecs {
+		count[len(v)]++
+		if count[len(v)] > count[best] {
+			best = len(v)
 		}
 	}
-	return out, nil
+	return best
+}
+
+func sameSize(vecs [][]float32) bool {
+	for _, v := range vecs {
+		if len(v) != len(vecs[0]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Query returns the vector of a search text, from the recent queries or
@@ -245,7 +310,7 @@ func (s *Service) fromRedis(ctx context.Context, keys []string, out [][]float32,
 		for j, i := range idx {
 			str, ok := vals[j].(string)
 			v, decoded := decode(str)
-			if !ok || !decoded || (s.c.dims > 0 && len(v) != s.c.dims) {
+			if !ok || !decoded || (s.c.dims > 0 && len(v) != s.c.dims) || !unitLength(v) {
 				still = append(still, i)
 				continue
 			}
@@ -270,6 +335,19 @@ func (s *Service) toRedis(ctx context.Context, keys []string, out [][]float32, i
 	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Warn("store tool vectors in Redis", "error", err)
 	}
+}
+
+// unitLength reports whether v is finite and of unit length, as every
+// vector stored was: anything else in Redis is not one of them.
+func unitLength(v []float32) bool {
+	var sum float64
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+		sum += float64(x) * float64(x)
+	}
+	return math.Abs(sum-1) < 1e-3
 }
 
 // encode and decode store a vector as little-endian float32s.

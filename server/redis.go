@@ -25,9 +25,11 @@ func (s *Server) redisClient() (*redis.Client, error) {
 		return nil, nil
 	}
 	opts := &redis.Options{Addr: r.Address, Username: r.Username, DB: r.DB,
-		// Every use bounds its round trip by its own deadline; the client
-		// must not retry behind its back.
-		MaxRetries: -1,
+		// Every use bounds its round trip by its own deadline (which the
+		// client honours on the socket, not only while it waits for a
+		// connection); it must not retry behind its back.
+		MaxRetries:            -1,
+		ContextTimeoutEnabled: true,
 	}
 	if path, ok := strings.CutPrefix(r.Address, config.UnixSocketScheme); ok {
 		opts.Network, opts.Addr = "unix", path
