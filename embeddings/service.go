@@ -176,12 +176,15 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 	if err != nil {
 		return nil, err
 	}
-	if s.c.dims == 0 {
-		// No size configured: cached vectors of another size than the
-		// service answers now were made with other settings under the
-		// same model name. Embed those again.
+	if s.c.dims == 0 && !sameSize(out) {
+		// No size configured, and the cache holds vectors of several
+		// sizes (made with other settings under the same model name):
+		// the service's answer now decides which are stale.
 		if size == 0 {
-			size = commonSize(out)
+			var err error
+			if size, err = s.embedMissing(ctx, texts, keys, out, ofSize(out, leastCommonSize(out)), func(int) {}); err != nil {
+				return nil, err
+			}
 		}
 		var stale []int
 		for i, v := range out {
@@ -189,14 +192,12 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 				stale = append(stale, i)
 			}
 		}
-		if len(stale) > 0 {
-			s.log.Info("embedding again tool texts whose cached vectors have another size", "texts", len(stale), "size", size)
-			if _, err := s.embedMissing(ctx, texts, keys, out, stale, func(int) {}); err != nil {
-				return nil, err
-			}
-			if commonSize(out) != size || !sameSize(out) {
-				return nil, fmt.Errorf("%w: the service answers vectors of different sizes", ErrDimensions)
-			}
+		s.log.Info("embedding again tool texts whose cached vectors have another size", "texts", len(stale), "size", size)
+		if _, err := s.embedMissing(ctx, texts, keys, out, stale, func(int) {}); err != nil {
+			return nil, err
+		}
+		if !sameSize(out) {
+			return nil, fmt.Errorf("%w: the service answers vectors of different sizes", ErrDimensions)
 		}
 	}
 	return out, nil
@@ -235,17 +236,30 @@ func (s *Service) embedMissing(ctx context.Context, texts, keys []string, out []
 	return size, nil
 }
 
-// commonSize returns the most frequent size among vecs.
-func commonSize(vecs [][]float32) int {
+// leastCommonSize returns the least frequent size among vecs.
+func leastCommonSize(vecs [][]float32) int {
 	count := map[int]int{}
-	best := 0
 	for _, v := range vecs {
 		count[len(v)]++
-		if count[len(v)] > count[best] {
-			best = len(v)
+	}
+	least := len(vecs[0])
+	for size, n := range count {
+		if n < count[least] || (n == count[least] && size < least) {
+			least = size
 		}
 	}
-	return best
+	return least
+}
+
+// ofSize returns the indexes of vecs of the given size.
+func ofSize(vecs [][]float32, size int) []int {
+	var out []int
+	for i, v := range vecs {
+		if len(v) == size {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func sameSize(vecs [][]float32) bool {

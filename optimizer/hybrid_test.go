@@ -583,13 +583,13 @@ func TestDocumentText(t *testing.T) {
 		server *Server
 		want   string
 	}{
-		{"tool and server", presentation, office, "create presentation\nNew presentation\nCreate a new PowerPoint file.\n" +
-			"Parameters: file name\nServer: office suite Office Suite Documents and slides.\n" + strings.Repeat("é", 290) + " and then"},
-		{"without a server", presentation, nil, "create presentation\nNew presentation\nCreate a new PowerPoint file.\nParameters: file name"},
+		{"tool and server", presentation, office, "create presentation. New presentation. Create a new PowerPoint file. file name. " +
+			"office suite Office Suite Documents and slides. " + strings.Repeat("é", 290) + " and then"},
+		{"without a server", presentation, nil, "create presentation. New presentation. Create a new PowerPoint file. file name"},
 		{"annotation title, typed schema", weather, &Server{Name: "meteo"},
-			"get weather\nWeather\nCurrent weather for a city.\nParameters: city name\nServer: meteo"},
+			"get weather. Weather. Current weather for a city. city name. meteo"},
 		{"name only", &mcp.Tool{Name: "ping"}, nil, "ping"},
-		{"long text cut to 2000 runes", long, nil, "long\n" + strings.TrimSpace(strings.Repeat("word ", 1000))[:2000-len("long\n")]},
+		{"long text cut to 2000 runes", long, nil, "long. " + strings.TrimSpace(strings.Repeat("word ", 1000))[:2000-len("long. ")]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

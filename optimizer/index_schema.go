@@ -2,6 +2,8 @@ package optimizer
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -58,8 +60,12 @@ func walkSchema(node map[string]any, depth int, emit schemaEmit) {
 }
 
 // walkProperties emits each property's name, then its own text and below.
+//
+// Properties go in name order: the text they make (the tool's text for
+// embedding, keyed by its content) must not change between runs.
 func walkProperties(props map[string]any, depth int, emit schemaEmit) {
-	for name, p := range props {
+	for _, name := range slices.Sorted(maps.Keys(props)) {
+		p := props[name]
 		emit.name(name)
 		if m, ok := p.(map[string]any); ok {
 			walkNode(m, depth+1, emit)

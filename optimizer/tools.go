@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
+	"github.com/vmcp/vmcp/embeddings"
 	"github.com/vmcp/vmcp/parse"
 	"github.com/vmcp/vmcp/router"
 )
@@ -173,6 +174,7 @@ func (t *Tools) embedCatalogue(ctx context.Context, ix *indexed) {
 			}
 			err = errors.New("the vectors differ in size")
 		}
+		ix.embedded.Store(0) // none installed
 		if ctx.Err() != nil {
 			return
 		}
@@ -321,6 +323,9 @@ func (t *Tools) queryCosines(ctx context.Context, ix *indexed, desc, keywords st
 	switch {
 	case err != nil && errors.Is(err, context.DeadlineExceeded):
 		t.fallback("timeout")
+		return nil
+	case errors.Is(err, embeddings.ErrDimensions):
+		t.fallback("dimensions")
 		return nil
 	case err != nil:
 		t.fallback("query_error")
