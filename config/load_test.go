@@ -278,7 +278,7 @@ func TestParseDrainGrace(t *testing.T) {
 
 func TestLoadOptimizerEmbeddings(t *testing.T) {
 	t.Parallel()
-	cfg, err := Parse([]byte("backends: [{name: a, transport: streamable-http, url: http://127.0.0.1:1/mcp}]\n" +
+	cfg, err := Parse([]byte("backends: [{name: a, transport: streamable-http, url: http://127.0.0.1:1/mcp}]\n"+
 		"optimizer: {enabled: true, hybridWeight: 1, embeddings: {url: http://127.0.0.1:11434/v1, model: nomic}}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
