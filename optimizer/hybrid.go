@@ -32,37 +32,36 @@ func (ix *Index) SearchHybrid(description, keywords string, q []float32, vs *Vec
 // are the best candidatePool of each ranking among the tools keep allows
 // (nil: all). It returns at most k matches, best first; ties keep
 // catalogue order.
-func (ix *Index) hybrid(description, keywords string, cos []float32, w float64, k int, keep func(doc int) bool) []Match {
+func (ix *Index) hybrid(description, keywords string, cos []float32, w float64, k int, keep []bool) []Match {
 	if k <= 0 || len(ix.tools) == 0 {
 		return nil
 	}
-	lexScore := make(map[uint32]float32, candidatePool)
+	allowed := func(d uint32) bool { return keep == nil || keep[d] }
+	cands := make([]uint32, 0, 2*candidatePool)
+	var lexScores []float32 // by document; nil: no lexical match
 	var maxLex float32
-	var cands []uint32
-	for _, m := range ix.Search(description, keywords, len(ix.tools)) {
-		if keep != nil && !keep(int(m.doc)) {
-			continue
+	if s := ix.score(description, keywords); s != nil {
+		defer ix.release(s)
+		touched := s.touched
+		if keep != nil {
+			touched = slices.DeleteFunc(slices.Clone(touched), func(d uint32) bool { return !keep[d] })
 		}
-		if len(lexScore) < candidatePool {
-			cands = append(cands, m.doc)
+		for _, c := range topK(s.scores, touched, candidatePool) {
+			cands = append(cands, c.doc)
+			maxLex = max(maxLex, c.score)
 		}
-		lexScore[m.doc] = float32(m.Score)
-		maxLex = max(maxLex, float32(m.Score))
+		lexScores = s.scores
 	}
-	// The vector ranking's head: cosines shifted into (0, 2] for topK,
-	// which keeps positive scores only.
-	docs := make([]uint32, 0, len(cos))
-	shifted := make([]float32, len(cos))
+	nLex := len(cands)
+	vec := newTopHeap(candidatePool)
 	for d, c := range cos {
-		if keep != nil && !keep(d) {
-			continue
+		if allowed(uint32(d)) {
+			vec.offer(scored{uint32(d), c})
 		}
-		shifted[d] = c + 1 + 1e-6
-		docs = append(docs, uint32(d))
 	}
-	for _, s := range topK(shifted, docs, candidatePool) {
-		if _, ok := lexScore[s.doc]; !ok || !slices.Contains(cands, s.doc) {
-			cands = append(cands, s.doc)
+	for _, c := range vec.sorted() {
+		if !slices.Contains(cands[:nLex], c.doc) {
+			cands = append(cands, c.doc)
 		}
 	}
 	if len(cands) == 0 {
@@ -72,28 +71,18 @@ func (ix *Index) hybrid(description, keywords string, cos []float32, w float64, 
 	for _, d := range cands {
 		maxCos = max(maxCos, cos[d])
 	}
-	fused := make([]scored, 0, len(cands))
-	seen := make(map[uint32]bool, len(cands))
-	for _, d := range cands {
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
+	fused := make([]scored, len(cands))
+	for i, d := range cands {
 		var v, l float64
 		if maxCos > -1 {
 			v = (float64(cos[d]) + 1) / (float64(maxCos) + 1)
 		}
 		if maxLex > 0 {
-			l = float64(lexScore[d]) / float64(maxLex)
+			l = float64(lexScores[d]) / float64(maxLex)
 		}
-		fused = append(fused, scored{doc: d, score: float32(w*v + (1-w)*l)})
+		fused[i] = scored{doc: d, score: float32(w*v + (1-w)*l)}
 	}
-	slices.SortFunc(fused, func(a, b scored) int {
-		if better(a, b) {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(fused, byBetter)
 	fused = fused[:min(k, len(fused))]
 	out := make([]Match, len(fused))
 	for i, s := range fused {

@@ -98,6 +98,11 @@ type Server struct {
 	Title, Description, Instructions string
 }
 
+// maxServerTextRunes bounds the instructions indexed in a server's field: a
+// server's purpose is in its first paragraphs, and every one of its tools
+// carries the field.
+const maxServerTextRunes = 2000
+
 // ServersByName returns one *Server per name, named so (a catalogue whose
 // servers say nothing of themselves): tools of one server share it.
 func ServersByName(names []string) []*Server {
@@ -154,6 +159,8 @@ func newIndex(tools []mcp.Tool, servers []*Server, p params) *Index {
 			occ = append(occ, uint64(id)<<3|field)
 		}
 		addText = func(s string) { an.terms(s, addTerm) }
+		// serverTerms are each server's terms (occ entries), analysed once.
+		serverTerms = map[*Server][]uint64{}
 	)
 	for d := range tools {
 		t := &tools[d]
@@ -174,12 +181,21 @@ func newIndex(tools []mcp.Tool, servers []*Server, p params) *Index {
 			})
 		}
 		if p.server && d < len(servers) && servers[d] != nil {
-			field = fieldServer
+			// Analysed once per server: its tools share the terms.
 			s := servers[d]
-			addText(s.Name)
-			addText(s.Title)
-			addText(s.Description)
-			addText(s.Instructions)
+			terms, ok := serverTerms[s]
+			if !ok {
+				field = fieldServer
+				start := len(occ)
+				addText(s.Name)
+				addText(s.Title)
+				addText(s.Description)
+				addText(cutRunes(s.Instructions, maxServerTextRunes))
+				terms = slices.Clone(occ[start:])
+				serverTerms[s] = terms
+			} else {
+				occ = append(occ, terms...)
+			}
 		}
 		slices.Sort(occ)
 		for i := 0; i < len(occ); {
@@ -275,17 +291,33 @@ func (ix *Index) Search(description, keywords string, k int) []Match {
 	if k <= 0 || len(ix.tools) == 0 {
 		return nil
 	}
+	s := ix.score(description, keywords)
+	if s == nil {
+		return nil
+	}
+	defer ix.release(s)
+	out := topK(s.scores, s.touched, k)
+	matches := make([]Match, len(out))
+	for i, d := range out {
+		matches[i] = Match{Tool: &ix.tools[d.doc], Score: float64(d.score), doc: d.doc}
+	}
+	return matches
+}
+
+// score computes the BM25F score of every tool the search text touches
+// into a pooled scratch (scores by document, zero elsewhere; touched lists
+// the scored documents), or returns nil when no query term is in the
+// vocabulary. The caller gives it back with release.
+func (ix *Index) score(description, keywords string) *scratch {
 	q := ix.query(description, keywords)
 	if len(q) == 0 {
 		return nil
 	}
-
 	s := ix.scratch.Get().(*scratch)
-	defer ix.scratch.Put(s)
 	scores, touched := s.scores, s.touched[:0]
-	accumulate := func(id uint32, w float32) {
-		w *= ix.idf[id]
-		lo, hi := ix.postStart[id], ix.postStart[id+1]
+	for _, qt := range q {
+		w := qt.w * ix.idf[qt.id]
+		lo, hi := ix.postStart[qt.id], ix.postStart[qt.id+1]
 		docs, ws := ix.postDoc[lo:hi], ix.postW[lo:hi]
 		for i, d := range docs {
 			if scores[d] == 0 {
@@ -294,21 +326,16 @@ func (ix *Index) Search(description, keywords string, k int) []Match {
 			scores[d] += w * ws[i]
 		}
 	}
-	for _, qt := range q {
-		accumulate(qt.id, qt.w)
-	}
-
-	out := topK(scores, touched, k)
-	for _, d := range touched {
-		scores[d] = 0
-	}
 	s.touched = touched
+	return s
+}
 
-	matches := make([]Match, len(out))
-	for i, d := range out {
-		matches[i] = Match{Tool: &ix.tools[d.doc], Score: float64(d.score), doc: d.doc}
+// release clears a scratch score gave and pools it again.
+func (ix *Index) release(s *scratch) {
+	for _, d := range s.touched {
+		s.scores[d] = 0
 	}
-	return matches
+	ix.scratch.Put(s)
 }
 
 // query turns the search text into weighted terms of the vocabulary, each
@@ -425,51 +452,72 @@ func better(a, b scored) bool {
 	return a.doc < b.doc
 }
 
-// topK returns the k best touched documents, best first, using a size-k heap
-// whose root is the worst of the best so far.
+// topK returns the k best touched documents with a positive score, best
+// first.
 func topK(scores []float32, touched []uint32, k int) []scored {
-	h := make([]scored, 0, min(k, len(touched)))
+	h := newTopHeap(min(k, len(touched)))
 	for _, d := range touched {
-		c := scored{d, scores[d]}
-		if c.score <= 0 {
-			continue
-		}
-		if len(h) < k {
-			h = append(h, c)
-			for i := len(h) - 1; i > 0; { // sift up
-				parent := (i - 1) / 2
-				if !better(h[parent], h[i]) {
-					break
-				}
-				h[parent], h[i] = h[i], h[parent]
-				i = parent
-			}
-			continue
-		}
-		if !better(c, h[0]) {
-			continue
-		}
-		h[0] = c
-		for i := 0; ; { // sift down
-			worst, l, r := i, 2*i+1, 2*i+2
-			if l < len(h) && better(h[worst], h[l]) {
-				worst = l
-			}
-			if r < len(h) && better(h[worst], h[r]) {
-				worst = r
-			}
-			if worst == i {
-				break
-			}
-			h[i], h[worst] = h[worst], h[i]
-			i = worst
+		if scores[d] > 0 {
+			h.offer(scored{d, scores[d]})
 		}
 	}
-	slices.SortFunc(h, func(a, b scored) int {
-		if better(a, b) {
-			return -1
+	return h.sorted()
+}
+
+// topHeap keeps the k best of the candidates offered: a heap whose root is
+// the worst of the best so far.
+type topHeap struct {
+	h []scored
+	k int
+}
+
+func newTopHeap(k int) *topHeap { return &topHeap{h: make([]scored, 0, k), k: k} }
+
+func (t *topHeap) offer(c scored) {
+	h := t.h
+	if len(h) < t.k {
+		h = append(h, c)
+		for i := len(h) - 1; i > 0; { // sift up
+			parent := (i - 1) / 2
+			if !better(h[parent], h[i]) {
+				break
+			}
+			h[parent], h[i] = h[i], h[parent]
+			i = parent
 		}
-		return 1
-	})
-	return h
+		t.h = h
+		return
+	}
+	if t.k == 0 || !better(c, h[0]) {
+		return
+	}
+	h[0] = c
+	for i := 0; ; { // sift down
+		worst, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && better(h[worst], h[l]) {
+			worst = l
+		}
+		if r < len(h) && better(h[worst], h[r]) {
+			worst = r
+		}
+		if worst == i {
+			break
+		}
+		h[i], h[worst] = h[worst], h[i]
+		i = worst
+	}
+}
+
+// sorted returns the kept candidates, best first.
+func (t *topHeap) sorted() []scored {
+	slices.SortFunc(t.h, byBetter)
+	return t.h
+}
+
+// byBetter orders candidates for slices.SortFunc: best first.
+func byBetter(a, b scored) int {
+	if better(a, b) {
+		return -1
+	}
+	return 1
 }

@@ -271,10 +271,13 @@ func (t *Tools) findTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 	ix := t.indexed.Load()
 	var matches []Match
 	if cos := t.queryCosines(ctx, ix, desc, keywords); cos != nil {
-		var keep func(int) bool
+		var keep []bool // one decision per tool
 		if t.visible != nil {
 			visible := t.visible(ctx)
-			keep = func(d int) bool { return visible(ix.tools[d].Name) }
+			keep = make([]bool, len(ix.tools))
+			for d := range ix.tools {
+				keep[d] = visible(ix.tools[d].Name)
+			}
 		}
 		matches = ix.index.hybrid(desc, keywords, cos, t.weight, t.max, keep)
 	} else if t.visible == nil {
