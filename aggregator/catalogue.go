@@ -11,6 +11,7 @@ package aggregator
 
 import (
 	"github.com/mark3labs/mcp-go/mcp"
+	"reflect"
 )
 
 // Route says where a post-aggregation name lives: the backend and the name
@@ -94,6 +95,10 @@ type Server struct {
 
 // Server returns what backend said of itself in initialize.
 func (c *Catalogue) Server(backend string) Server { return c.servers[backend] }
+
+// SameServers reports whether c and o hold what the same backends said of
+// themselves.
+func (c *Catalogue) SameServers(o *Catalogue) bool { return reflect.DeepEqual(c.servers, o.servers) }
 
 // ToolCount returns how many of backend's tools are in the catalogue.
 func (c *Catalogue) ToolCount(backend string) int { return c.backendTools[backend] }

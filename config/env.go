@@ -38,6 +38,7 @@ func envKeys(t reflect.Type, path string) []envKey {
 		switch {
 		case ft == durationType, ft.Kind() == reflect.String, ft.Kind() == reflect.Bool,
 			ft.Kind() >= reflect.Int && ft.Kind() <= reflect.Int64,
+			ft.Kind() == reflect.Float32 || ft.Kind() == reflect.Float64,
 			ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.String:
 			env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
 			keys = append(keys, envKey{path: p, env: env, typ: ft})
@@ -87,6 +88,12 @@ func envValue(text string, t reflect.Type) (any, error) {
 		return b, nil
 	case t.Kind() == reflect.String:
 		return text, nil
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(text, t.Bits())
+		if err != nil {
+			return nil, invalidf("invalid number %q", text)
+		}
+		return f, nil
 	case t.Kind() == reflect.Slice:
 		var list []string
 		for _, item := range strings.Split(text, ",") {

@@ -117,3 +117,18 @@ func TestParseEnvLists(t *testing.T) {
 	_, err := Parse([]byte(oneBackend), envOf(map[string]string{"VMCP_SERVER_ALLOWEDHOSTS": "ok.example.com,http://x"}))
 	checkProblems(t, err, []string{"server.allowedHosts[1]: must be a host name or host:port, not a URL"})
 }
+
+func TestEnvFloat(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"VMCP_OPTIMIZER_HYBRIDWEIGHT": "0.3"}
+	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := Parse([]byte("backends: [{name: a, transport: streamable-http, url: http://127.0.0.1:1/mcp}]\n"), getenv)
+	if err != nil || cfg.Optimizer.Weight() != 0.3 {
+		t.Fatalf("hybridWeight from the environment: %v, %v", cfg.Optimizer.Weight(), err)
+	}
+	env["VMCP_OPTIMIZER_HYBRIDWEIGHT"] = "lots"
+	if _, err := Parse([]byte("backends: [{name: a, transport: streamable-http, url: http://127.0.0.1:1/mcp}]\n"), getenv); err == nil ||
+		!strings.Contains(err.Error(), `optimizer.hybridWeight: invalid number "lots" from VMCP_OPTIMIZER_HYBRIDWEIGHT`) {
+		t.Errorf("bad number: %v", err)
+	}
+}

@@ -203,7 +203,7 @@ func TestParseErrors(t *testing.T) {
 				`optimizer.embeddings.url: must use https (http is allowed only for loopback hosts), got "http://emb.example.com/v1"`,
 				"optimizer.embeddings.dimensions: must be between 0 (the model's) and 16384, got -1",
 				"optimizer.embeddings.batchSize: must be between 1 and 2048, got 5000",
-				"optimizer.embeddings.timeout: must be positive, got -1s",
+				"optimizer.embeddings.timeout: must be positive and at most 10s (a query's deadline), got -1s",
 			}},
 		{"embeddings url scheme", oneBackend + "optimizer: {embeddings: {url: ftp://x/v1, model: m}}\n",
 			[]string{`optimizer.embeddings.url: unsupported scheme "ftp" (want http or https)`}},

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // This file validates the policy sections: aggregation, rate limits,
@@ -186,8 +187,8 @@ func (e Embeddings) validate() error {
 	if e.BatchSize < 1 || e.BatchSize > 2048 {
 		p.addf("batchSize", "must be between 1 and 2048, got %d", e.BatchSize)
 	}
-	if e.Timeout <= 0 {
-		p.addf("timeout", "must be positive, got %s", e.Timeout)
+	if e.Timeout <= 0 || e.Timeout > Duration(10*time.Second) {
+		p.addf("timeout", "must be positive and at most 10s (a query's deadline), got %s", e.Timeout)
 	}
 	return p.err()
 }

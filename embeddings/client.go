@@ -19,8 +19,31 @@ import (
 	"unicode"
 )
 
-// maxResponseBytes bounds an embedding response that is read.
-const maxResponseBytes = 256 << 20
+// MaxDimensions bounds the size of a vector, configured or answered.
+const MaxDimensions = 16384
+
+// maxResponseBytes bounds the answer to a request for n texts: n vectors
+// of MaxDimensions numbers as JSON text (about 24 bytes each), and room
+// for the rest.
+func maxResponseBytes(n int) int64 { return int64(n)*MaxDimensions*24 + 64<<10 }
+
+// statusError is a service's answer other than 200.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("embedding service: HTTP %d: %s", e.code, e.msg)
+}
+
+// rejectsInput reports whether err is the service refusing the input
+// itself (too long for the model, say), not the request or the caller.
+func rejectsInput(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusRequestEntityTooLarge ||
+		se.code == http.StatusUnprocessableEntity)
+}
 
 // client is vmcp's client of one embedding service.
 type client struct {
@@ -64,12 +87,16 @@ func (c *client) embed(ctx context.Context, texts []string) ([][]float32, error)
 		return nil, fmt.Errorf("embedding service: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	limit := maxResponseBytes(len(texts))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("embedding service: read the answer: %w", err)
 	}
+	if int64(len(raw)) > limit {
+		return nil, fmt.Errorf("embedding service: an answer over %d bytes for %d inputs", limit, len(texts))
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("embedding service: HTTP %d: %s", resp.StatusCode, errorMessage(raw))
+		return nil, &statusError{code: resp.StatusCode, msg: errorMessage(raw)}
 	}
 	var out struct {
 		Data []struct {
@@ -92,7 +119,7 @@ func (c *client) embed(ctx context.Context, texts []string) ([][]float32, error)
 		if want == 0 {
 			want = len(d.Embedding)
 		}
-		if len(d.Embedding) != want || want == 0 {
+		if len(d.Embedding) != want || want == 0 || want > MaxDimensions {
 			return nil, fmt.Errorf("%w: got %d, want %d", ErrDimensions, len(d.Embedding), want)
 		}
 		if !normalize(d.Embedding) {
@@ -106,7 +133,8 @@ func (c *client) embed(ctx context.Context, texts []string) ([][]float32, error)
 // ErrDimensions is a vector of the wrong size.
 var ErrDimensions = errors.New("embedding service: vector of unexpected size")
 
-// normalize scales v to unit length, and reports whether it could.
+// normalize scales v to unit length, and reports whether it could (a
+// zero or non-finite vector cannot be).
 func normalize(v []float32) bool {
 	var sum float64
 	for _, x := range v {
@@ -115,9 +143,13 @@ func normalize(v []float32) bool {
 	if sum == 0 || math.IsInf(sum, 0) || math.IsNaN(sum) {
 		return false
 	}
-	inv := float32(1 / math.Sqrt(sum))
+	inv := 1 / math.Sqrt(sum) // in float64: a tiny vector's inverse norm overflows float32
 	for i := range v {
-		v[i] *= inv
+		x := float32(float64(v[i]) * inv)
+		if math.IsInf(float64(x), 0) || math.IsNaN(float64(x)) {
+			return false
+		}
+		v[i] = x
 	}
 	return true
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -66,7 +67,30 @@ type Service struct {
 	log      *slog.Logger
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
+
+	// size is the size of the vectors the service answered last (0: not
+	// yet), which decides, when no size is configured, which cached
+	// vectors are stale.
+	size atomic.Int64
+	// Queries stop asking a service that failed queryFailures times in a
+	// row until pausedUntil (unix nanoseconds), so that a silent service
+	// does not cost every find_tool its whole deadline.
+	failures    atomic.Int32
+	pausedUntil atomic.Int64
 }
+
+// ErrPaused is Query's error while queries are paused after failures.
+var ErrPaused = errors.New("embedding service: queries paused after repeated failures")
+
+// Query failures in a row that pause queries, and for how long.
+const (
+	queryFailures = 3
+	queryPause    = 10 * time.Second
+)
+
+// maxQueryRunes bounds the text of a query that is embedded (and kept in
+// the query cache): a search is a sentence or two.
+const maxQueryRunes = 2000
 
 // queryCacheSize is how many recent queries' vectors are kept: agents
 // repeat and rephrase within a task.
@@ -152,22 +176,29 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 	out := make([][]float32, len(texts))
 	keys := make([]string, len(texts))
 	var missing []int
+	// Without a configured size, a cached vector of another size than the
+	// service answered last is stale.
+	size := s.c.dims
+	if size == 0 {
+		size = int(s.size.Load())
+	}
 	for i, t := range texts {
 		keys[i] = s.key(t)
-		if v, ok := s.vectors.Get(keys[i]); ok {
+		if v, ok := s.vectors.Get(keys[i]); ok && (size == 0 || len(v) == size) {
 			out[i] = v
 		} else {
 			missing = append(missing, i)
 		}
 	}
-	if len(missing) > 0 && s.redis != nil {
-		missing = s.fromRedis(ctx, keys, out, missing)
+	redisUp := s.redis != nil
+	if len(missing) > 0 && redisUp {
+		missing, redisUp = s.fromRedis(ctx, keys, out, missing, size)
 	}
 	done := len(texts) - len(missing)
 	if progress != nil {
 		progress(done)
 	}
-	size, err := s.embedMissing(ctx, texts, keys, out, missing, func(n int) {
+	size, err := s.embedMissing(ctx, texts, keys, out, missing, redisUp, func(n int) {
 		done += n
 		if progress != nil {
 			progress(done)
@@ -182,7 +213,7 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 		// the service's answer now decides which are stale.
 		if size == 0 {
 			var err error
-			if size, err = s.embedMissing(ctx, texts, keys, out, ofSize(out, leastCommonSize(out)), func(int) {}); err != nil {
+			if size, err = s.embedMissing(ctx, texts, keys, out, ofSize(out, leastCommonSize(out)), redisUp, func(int) {}); err != nil {
 				return nil, err
 			}
 		}
@@ -193,7 +224,7 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 			}
 		}
 		s.log.Info("embedding again tool texts whose cached vectors have another size", "texts", len(stale), "size", size)
-		if _, err := s.embedMissing(ctx, texts, keys, out, stale, func(int) {}); err != nil {
+		if _, err := s.embedMissing(ctx, texts, keys, out, stale, redisUp, func(int) {}); err != nil {
 			return nil, err
 		}
 		if !sameSize(out) {
@@ -204,10 +235,10 @@ func (s *Service) Documents(ctx context.Context, texts []string, progress func(d
 }
 
 // embedMissing gets the vectors of texts at idx from the service in
-// batches, filling out and both caches, calling got with each batch's
-// size; it returns the size of the vectors the service answered (0: it
-// was not asked).
-func (s *Service) embedMissing(ctx context.Context, texts, keys []string, out [][]float32, idx []int, got func(n int)) (int, error) {
+// batches, filling out and the caches (Redis while it works), calling got
+// with each batch's size; it returns the size of the vectors the service
+// answered (0: it was not asked).
+func (s *Service) embedMissing(ctx context.Context, texts, keys []string, out [][]float32, idx []int, redisUp bool, got func(n int)) (int, error) {
 	size := 0
 	for start := 0; start < len(idx); start += s.batch {
 		batch := idx[start:min(start+s.batch, len(idx))]
@@ -215,9 +246,7 @@ func (s *Service) embedMissing(ctx context.Context, texts, keys []string, out []
 		for j, i := range batch {
 			in[j] = s.docPrefix + texts[i]
 		}
-		bctx, cancel := context.WithTimeout(ctx, s.batchTime)
-		vecs, err := s.call(bctx, "documents", in)
-		cancel()
+		vecs, err := s.embedBatch(ctx, in)
 		if err != nil {
 			return 0, err
 		}
@@ -230,10 +259,46 @@ func (s *Service) embedMissing(ctx context.Context, texts, keys []string, out []
 			out[i] = vecs[j]
 			s.vectors.Add(keys[i], vecs[j])
 		}
-		s.toRedis(ctx, keys, out, batch)
+		if redisUp {
+			redisUp = s.toRedis(ctx, keys, out, batch)
+		}
 		got(len(batch))
 	}
 	return size, nil
+}
+
+// shortText is how much of a text the service refused is embedded
+// instead: its start says what the tool is.
+const shortText = 256
+
+// embedBatch embeds in, one request bounded by the batch deadline. When
+// the service refuses the input (a text too long for the model, say), it
+// embeds the halves apart, and a single refused text by its start.
+func (s *Service) embedBatch(ctx context.Context, in []string) ([][]float32, error) {
+	bctx, cancel := context.WithTimeout(ctx, s.batchTime)
+	vecs, err := s.call(bctx, "documents", in)
+	cancel()
+	if err == nil || !rejectsInput(err) {
+		return vecs, err
+	}
+	if len(in) == 1 {
+		short := cutRunes(in[0], shortText)
+		if short == in[0] {
+			return nil, err
+		}
+		s.log.Info("embedding service refused a tool text; embedding its start", "error", err)
+		return s.embedBatch(ctx, []string{short})
+	}
+	half := len(in) / 2
+	first, err := s.embedBatch(ctx, in[:half])
+	if err != nil {
+		return nil, err
+	}
+	second, err := s.embedBatch(ctx, in[half:])
+	if err != nil {
+		return nil, err
+	}
+	return append(first, second...), nil
 }
 
 // leastCommonSize returns the least frequent size among vecs.
@@ -271,20 +336,48 @@ func sameSize(vecs [][]float32) bool {
 	return true
 }
 
-// Query returns the vector of a search text, from the recent queries or
-// from the service within the query deadline.
+// Query returns the vector of a search text (its first maxQueryRunes),
+// from the recent queries or from the service within the query deadline.
+// After queryFailures failures in a row it fails at once (ErrPaused) for
+// queryPause.
 func (s *Service) Query(ctx context.Context, text string) ([]float32, error) {
+	text = cutRunes(text, maxQueryRunes)
 	if v, ok := s.queries.Get(text); ok {
 		return v, nil
+	}
+	if time.Now().UnixNano() < s.pausedUntil.Load() {
+		return nil, ErrPaused
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	vecs, err := s.call(ctx, "query", []string{s.queryPrefix + text})
 	if err != nil {
+		if ctx.Err() == nil || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+			// The service's failure (not the caller leaving).
+			if s.failures.Add(1) >= queryFailures {
+				s.failures.Store(0)
+				s.pausedUntil.Store(time.Now().Add(queryPause).UnixNano())
+				s.log.Warn("embedding service: queries paused after repeated failures; find_tool is lexical meanwhile",
+					"pause", queryPause, "error", err)
+			}
+		}
 		return nil, err
 	}
+	s.failures.Store(0)
 	s.queries.Add(text, vecs[0])
 	return vecs[0], nil
+}
+
+// cutRunes returns s cut to at most n runes.
+func cutRunes(s string, n int) string {
+	i := 0
+	for k := range s {
+		if i == n {
+			return s[:k]
+		}
+		i++
+	}
+	return s
 }
 
 // call makes one request to the service and records it.
@@ -294,6 +387,8 @@ func (s *Service) call(ctx context.Context, kind string, in []string) ([][]float
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
+	} else {
+		s.size.Store(int64(len(vecs[0])))
 	}
 	mctx := context.WithoutCancel(ctx)
 	s.requests.Add(mctx, 1, metric.WithAttributes(attribute.String("kind", kind), attribute.String("outcome", outcome)))
@@ -304,9 +399,10 @@ func (s *Service) call(ctx context.Context, kind string, in []string) ([][]float
 // redisChunk bounds the keys of one MGET.
 const redisChunk = 256
 
-// fromRedis fills out at the missing indexes from Redis and returns the
-// indexes still missing. Redis trouble leaves them missing.
-func (s *Service) fromRedis(ctx context.Context, keys []string, out [][]float32, missing []int) []int {
+// fromRedis fills out at the missing indexes from Redis with vectors of
+// size (0: any), and returns the indexes still missing and whether Redis
+// answered. Redis trouble leaves them missing.
+func (s *Service) fromRedis(ctx context.Context, keys []string, out [][]float32, missing []int, size int) ([]int, bool) {
 	var still []int
 	for start := 0; start < len(missing); start += redisChunk {
 		idx := missing[start:min(start+redisChunk, len(missing))]
@@ -318,13 +414,13 @@ func (s *Service) fromRedis(ctx context.Context, keys []string, out [][]float32,
 		vals, err := s.redis.MGet(rctx, rkeys...).Result()
 		cancel()
 		if err != nil {
-			s.log.Warn("read tool vectors from Redis", "error", err)
-			return append(still, missing[start:]...)
+			s.log.Warn("read tool vectors from Redis; not using it for the rest of this catalogue", "error", err)
+			return append(still, missing[start:]...), false
 		}
 		for j, i := range idx {
 			str, ok := vals[j].(string)
 			v, decoded := decode(str)
-			if !ok || !decoded || (s.c.dims > 0 && len(v) != s.c.dims) || !unitLength(v) {
+			if !ok || !decoded || (size > 0 && len(v) != size) || len(v) > MaxDimensions || !unitLength(v) {
 				still = append(still, i)
 				continue
 			}
@@ -332,13 +428,14 @@ func (s *Service) fromRedis(ctx context.Context, keys []string, out [][]float32,
 			s.vectors.Add(keys[i], v)
 		}
 	}
-	return still
+	return still, true
 }
 
-// toRedis stores the vectors of out at idx in Redis, best effort.
-func (s *Service) toRedis(ctx context.Context, keys []string, out [][]float32, idx []int) {
+// toRedis stores the vectors of out at idx in Redis, best effort, and
+// reports whether Redis took them.
+func (s *Service) toRedis(ctx context.Context, keys []string, out [][]float32, idx []int) bool {
 	if s.redis == nil {
-		return
+		return false
 	}
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
@@ -346,9 +443,13 @@ func (s *Service) toRedis(ctx context.Context, keys []string, out [][]float32, i
 	for _, i := range idx {
 		pipe.Set(rctx, s.prefix+keys[i], encode(out[i]), s.redisTTL)
 	}
-	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Warn("store tool vectors in Redis", "error", err)
+	if _, err := pipe.Exec(rctx); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Warn("store tool vectors in Redis; not using it for the rest of this catalogue", "error", err)
+		}
+		return false
 	}
+	return true
 }
 
 // unitLength reports whether v is finite and of unit length, as every

@@ -57,9 +57,9 @@ func TestCoverage(t *testing.T) {
 
 func TestDefinitionsDescribeTheCatalogue(t *testing.T) {
 	t.Parallel()
-	defs := Definitions(8, 42, "github (GitHub); jira (tickets)")
+	defs := Definitions(8, "github (GitHub); jira (tickets)")
 	find, call := defs[0].Description, defs[1].Description
-	for _, want := range []string{"42 tools", "github (GitHub); jira (tickets)", "call find_tool first", "best 8 matches"} {
+	for _, want := range []string{"servers behind this gateway: github (GitHub); jira (tickets)", "call find_tool first", "best 8 matches"} {
 		if !strings.Contains(find, want) {
 			t.Errorf("find_tool's description lacks %q: %s", want, find)
 		}
@@ -69,7 +69,7 @@ func TestDefinitionsDescribeTheCatalogue(t *testing.T) {
 	}
 	tools := NewTools(8, nil)
 	tools.Update([]mcp.Tool{{Name: "github_create_pr"}}, []*Server{{Name: "github", Title: "GitHub"}})
-	if d := tools.ServerTools()[0].Tool.Description; !strings.Contains(d, "the 1 tool of the servers behind this gateway: github (GitHub)") {
+	if d := tools.ServerTools()[0].Tool.Description; !strings.Contains(d, "the tools of the servers behind this gateway: github (GitHub)") {
 		t.Errorf("after Update: %s", d)
 	}
 }

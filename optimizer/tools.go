@@ -53,11 +53,12 @@ type Tools struct {
 // indexed is one catalogue's tool list, its index and, once embedded, its
 // vectors.
 type indexed struct {
-	tools    []mcp.Tool
-	servers  []*Server
-	index    *Index
-	vectors  atomic.Pointer[Vectors]
-	embedded atomic.Int64 // tools with a vector so far
+	tools     []mcp.Tool
+	servers   []*Server
+	index     *Index
+	vectors   atomic.Pointer[Vectors]
+	embedded  atomic.Int64 // tools with a vector so far
+	embedding atomic.Bool  // a job embeds it now
 }
 
 // NewTools returns the optimizer's tools. find_tool returns at most
@@ -77,7 +78,8 @@ type HybridOptions struct {
 	// weighs 1 - Weight.
 	Weight float64
 	// OnFallback, when set, is called when a search that could be hybrid
-	// is lexical, with why: "query_error", "timeout", "dimensions".
+	// is lexical, with why: "query_error", "timeout", "paused" (after
+	// repeated failures), "dimensions".
 	OnFallback func(reason string)
 	// Logger receives the embedding's progress and failures. nil:
 	// slog.Default().
@@ -135,12 +137,22 @@ func (t *Tools) Update(tools []mcp.Tool, servers []*Server) {
 	if t.embed == nil || t.life.Err() != nil {
 		return
 	}
+	t.startEmbedding(ix)
+}
+
+// startEmbedding starts embedding ix in the background, ending the
+// previous job (what it embedded is cached). t.mu is held.
+func (t *Tools) startEmbedding(ix *indexed) {
 	if t.cancelJob != nil {
-		t.cancelJob() // the previous catalogue's: what it embedded is cached
+		t.cancelJob()
 	}
 	var ctx context.Context
 	ctx, t.cancelJob = context.WithCancel(t.life)
-	t.jobs.Go(func() { t.embedCatalogue(ctx, ix) })
+	ix.embedding.Store(true)
+	t.jobs.Go(func() {
+		defer ix.embedding.Store(false)
+		t.embedCatalogue(ctx, ix)
+	})
 }
 
 // Backoff of a catalogue's embedding while the service fails.
@@ -197,7 +209,7 @@ func sameSlice(a, b []mcp.Tool) bool {
 // them again after an Update to tell clients what it covers now.
 func (t *Tools) ServerTools() []mcpserver.ServerTool {
 	ix := t.indexed.Load()
-	defs := Definitions(t.max, len(ix.tools), Coverage(ix.tools, ix.servers))
+	defs := Definitions(t.max, Coverage(ix.tools, ix.servers))
 	return []mcpserver.ServerTool{
 		{Tool: defs[0], Handler: t.findTool},
 		{Tool: defs[1], Handler: t.callTool},
@@ -205,16 +217,13 @@ func (t *Tools) ServerTools() []mcpserver.ServerTool {
 }
 
 // Definitions returns the definitions of find_tool and call_tool, in that
-// order, as clients list them, for a catalogue of n tools whose coverage
-// ("github (pull requests and issues); jira (...)") find_tool names.
-func Definitions(maxToolsToReturn, n int, coverage string) []mcp.Tool {
+// order, as clients list them, for a catalogue whose coverage ("github
+// (pull requests and issues); jira (...)") find_tool names. (Not the number
+// of tools: a client would be told of every tool added or removed.)
+func Definitions(maxToolsToReturn int, coverage string) []mcp.Tool {
 	what := "the tools of the servers behind this gateway"
 	if coverage != "" {
-		plural := "s"
-		if n == 1 {
-			plural = ""
-		}
-		what = fmt.Sprintf("the %d tool%s of the servers behind this gateway: %s", n, plural, coverage)
+		what += ": " + coverage
 	}
 	find := mcp.NewTool(parse.FindToolName,
 		mcp.WithDescription(fmt.Sprintf("Find the right tool among %s. These tools are not listed here: whenever a task "+
@@ -324,8 +333,13 @@ func (t *Tools) queryCosines(ctx context.Context, ix *indexed, desc, keywords st
 	}
 	q, err := t.embed.Query(ctx, strings.TrimSpace(desc+" "+keywords))
 	switch {
-	case err != nil && errors.Is(err, context.DeadlineExceeded):
+	case err != nil && ctx.Err() != nil:
+		return nil // the caller left: nothing to count
+	case errors.Is(err, context.DeadlineExceeded):
 		t.fallback("timeout")
+		return nil
+	case errors.Is(err, embeddings.ErrPaused):
+		t.fallback("paused")
 		return nil
 	case errors.Is(err, embeddings.ErrDimensions):
 		t.fallback("dimensions")
@@ -334,10 +348,24 @@ func (t *Tools) queryCosines(ctx context.Context, ix *indexed, desc, keywords st
 		t.fallback("query_error")
 		return nil
 	case len(q) != vs.dims:
+		// The service answers another size now (a new model under the
+		// same name): the tools' vectors are stale.
 		t.fallback("dimensions")
+		t.reembed(ix)
 		return nil
 	}
 	return vs.cosines(q)
+}
+
+// reembed embeds ix's tools again, unless ix is no longer the catalogue or
+// its embedding is running.
+func (t *Tools) reembed(ix *indexed) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.indexed.Load() != ix || ix.embedding.Load() || t.life.Err() != nil {
+		return
+	}
+	t.startEmbedding(ix)
 }
 
 func (t *Tools) fallback(reason string) {

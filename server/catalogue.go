@@ -97,7 +97,7 @@ func (s *catalogueSync) Sync() {
 	if prev == nil {
 		prev = &aggregator.Catalogue{}
 	}
-	if !reflect.DeepEqual(prev.Tools, c.Tools) {
+	if !reflect.DeepEqual(prev.Tools, c.Tools) || (s.optimizer != nil && !prev.SameServers(c)) {
 		if s.optimizer != nil {
 			s.optimizer.Update(c.Tools, toolServers(c))
 			// find_tool's description names what the catalogue covers:
@@ -226,13 +226,15 @@ func toolServers(c *aggregator.Catalogue) []*optimizer.Server {
 	return out
 }
 
-// sameDefinitions reports whether l lists exactly the definitions of st.
+// sameDefinitions reports whether l lists exactly the definitions of st,
+// in any order (an installed list is sorted by name).
 func sameDefinitions(l *toolList, st []mcpserver.ServerTool) bool {
 	if l == nil || len(l.tools) != len(st) {
 		return false
 	}
-	for i := range st {
-		if !reflect.DeepEqual(l.tools[i], st[i].Tool) {
+	for _, t := range st {
+		i := slices.IndexFunc(l.tools, func(x mcp.Tool) bool { return x.Name == t.Tool.Name })
+		if i < 0 || !reflect.DeepEqual(l.tools[i], t.Tool) {
 			return false
 		}
 	}

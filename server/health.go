@@ -37,7 +37,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		Backends  []backendHealth    `json:"backends"`
 		Optimizer *optimizerProgress `json:"optimizer,omitempty"`
 	}{}
-	if s.optimizer != nil && s.cfg.Optimizer.Embeddings != nil {
+	if s.optimizer != nil && s.cfg.Optimizer.Embeddings != nil && s.cfg.Optimizer.Weight() > 0 {
 		// Embedding runs in the background: not embedded yet is still
 		// ready (find_tool is lexical meanwhile).
 		n, m := s.optimizer.Progress()

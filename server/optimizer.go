@@ -36,7 +36,7 @@ func (s *Server) newOptimizer() (*optimizer.Tools, error) {
 		return nil, fmt.Errorf("optimizer.embeddings.%w", err)
 	}
 	fallbacks, err := meter.Int64Counter("vmcp_optimizer_search_fallbacks_total",
-		metric.WithDescription("find_tool searches that were lexical although the tools are embedded, by reason (timeout, query_error, dimensions)."))
+		metric.WithDescription("find_tool searches that were lexical although the tools are embedded, by reason (timeout, query_error, paused, dimensions)."))
 	if err != nil {
 		return nil, err
 	}

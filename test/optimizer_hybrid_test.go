@@ -22,7 +22,7 @@ const hybridTop = 3
 // that find_tool(desc) has want within its first hybridTop results.
 func findsByVector(t *testing.T, q hybridQueries, c *client.Client, desc, want string) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("find_tool(%q) has %s in its first %d", desc, want, hybridTop), func() error {
+	eventually(t, 15*time.Second, fmt.Sprintf("find_tool(%q) has %s in its first %d", desc, want, hybridTop), func() error {
 		got, _ := q.find(t, c, desc)
 		if !slices.Contains(got[:min(hybridTop, len(got))], want) {
 			return fmt.Errorf("ranking %v", got)
@@ -196,12 +196,26 @@ func TestHybridFallbacksEndToEnd(t *testing.T) {
 		})
 	}
 
+	// Recovery. The instance with configured dimensions saw three query
+	// failures in a row (the wrong size is the service's failure there):
+	// its queries are paused, each search lexical at once and counted
+	// "paused", for 10 s; then hybrid again. The other took the wrong
+	// size for a new model (its vectors stale) and embedded its tools
+	// again, and again once the size came back: meanwhile its searches
+	// count "dimensions". Either way no other reason, and hybrid again.
 	emb.configure(t, 0, false, 0)
 	for _, in := range vs {
+		recovering := "dimensions"
+		if in.name == "dimensions 512" {
+			recovering = "paused"
+		}
 		before := in.v.fallbacks(t)
 		findsByVector(t, q, in.c, "build a ppt slide deck", "create_presentation")
-		if after := in.v.fallbacks(t); !maps.Equal(before, after) {
-			t.Errorf("%s: with the service well again the fallbacks went from %v to %v", in.name, before, after)
+		after := in.v.fallbacks(t)
+		delete(after, recovering)
+		delete(before, recovering)
+		if !maps.Equal(before, after) {
+			t.Errorf("%s: with the service well again the fallbacks went from %v to %v (%s aside)", in.name, before, after, recovering)
 		}
 	}
 }

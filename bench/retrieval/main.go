@@ -238,7 +238,7 @@ func printListSizes(tools []mcp.Tool, servers []string, maxTools int) error {
 	if err != nil {
 		return err
 	}
-	defs := optimizer.Definitions(maxTools, len(tools), optimizer.Coverage(tools, optimizer.ServersByName(servers)))
+	defs := optimizer.Definitions(maxTools, optimizer.Coverage(tools, optimizer.ServersByName(servers)))
 	on, err := json.Marshal(map[string]any{"tools": defs})
 	if err != nil {
 		return err
