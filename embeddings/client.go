@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+
+	"github.com/vmcp/vmcp/internal/runes"
 )
 
 // MaxDimensions bounds the size of a vector, configured or answered.
@@ -172,8 +174,8 @@ func errorMessage(raw []byte) string {
 		}
 		return ' '
 	}, msg)
-	if r := []rune(msg); len(r) > 200 {
-		msg = string(r[:200]) + "…"
+	if cut := runes.Cut(msg, 200); cut != msg {
+		msg = cut + "…"
 	}
 	return strings.TrimSpace(msg)
 }

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/vmcp/vmcp/config"
+	"github.com/vmcp/vmcp/internal/runes"
 )
 
 // Options are what New needs besides the configuration.
@@ -282,7 +283,7 @@ func (s *Service) embedBatch(ctx context.Context, in []string) ([][]float32, err
 		return vecs, err
 	}
 	if len(in) == 1 {
-		short := cutRunes(in[0], shortText)
+		short := runes.Cut(in[0], shortText)
 		if short == in[0] {
 			return nil, err
 		}
@@ -341,7 +342,7 @@ func sameSize(vecs [][]float32) bool {
 // After queryFailures failures in a row it fails at once (ErrPaused) for
 // queryPause.
 func (s *Service) Query(ctx context.Context, text string) ([]float32, error) {
-	text = cutRunes(text, maxQueryRunes)
+	text = runes.Cut(text, maxQueryRunes)
 	if v, ok := s.queries.Get(text); ok {
 		return v, nil
 	}
@@ -366,18 +367,6 @@ func (s *Service) Query(ctx context.Context, text string) ([]float32, error) {
 	s.failures.Store(0)
 	s.queries.Add(text, vecs[0])
 	return vecs[0], nil
-}
-
-// cutRunes returns s cut to at most n runes.
-func cutRunes(s string, n int) string {
-	i := 0
-	for k := range s {
-		if i == n {
-			return s[:k]
-		}
-		i++
-	}
-	return s
 }
 
 // call makes one request to the service and records it.

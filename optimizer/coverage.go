@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/internal/runes"
 )
 
 // Bounds of find_tool's account of the catalogue: a description is read by
@@ -66,7 +68,7 @@ func Coverage(tools []mcp.Tool, servers []*Server) string {
 			if hint == "" {
 				hint = strings.Join(e.tools, ", ")
 			}
-			item = fmt.Sprintf("%s (%s)", e.s.Name, cutRunes(hint, maxHintRunes))
+			item = fmt.Sprintf("%s (%s)", e.s.Name, runes.Cut(hint, maxHintRunes))
 		}
 		sep := ""
 		if i > 0 {

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/internal/runes"
 )
 
 // The fields of a tool document, each weighted and length-normalised on its
@@ -190,7 +192,7 @@ func newIndex(tools []mcp.Tool, servers []*Server, p params) *Index {
 				addText(s.Name)
 				addText(s.Title)
 				addText(s.Description)
-				addText(cutRunes(s.Instructions, maxServerTextRunes))
+				addText(runes.Cut(s.Instructions, maxServerTextRunes))
 				terms = slices.Clone(occ[start:])
 				serverTerms[s] = terms
 			} else {

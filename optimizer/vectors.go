@@ -6,9 +6,10 @@ import (
 	"strings"
 	"sync"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/vmcp/vmcp/internal/runes"
 )
 
 // Embedder is the embedding service as the optimizer uses it
@@ -139,9 +140,9 @@ func DocumentText(t *mcp.Tool, s *Server) string {
 	sentence(strings.TrimSpace(t.Description), strings.Join(params, ", "))
 	if s != nil {
 		sentence(identifierWords(s.Name), s.Title, s.Description)
-		sentence(cutRunes(strings.TrimSpace(s.Instructions), maxInstructionRunes))
+		sentence(runes.Cut(strings.TrimSpace(s.Instructions), maxInstructionRunes))
 	}
-	return cutRunes(b.String(), maxDocumentRunes)
+	return runes.Cut(b.String(), maxDocumentRunes)
 }
 
 // identifierWords spells an identifier as words: "createPullRequest",
@@ -165,19 +166,4 @@ func identifierWords(id string) string {
 		prev = r
 	}
 	return strings.TrimSpace(b.String())
-}
-
-// cutRunes returns s cut to at most n runes.
-func cutRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	i := 0
-	for k := range s {
-		if i == n {
-			return s[:k]
-		}
-		i++
-	}
-	return s
 }
