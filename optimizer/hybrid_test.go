@@ -528,16 +528,25 @@ func TestHybridRestrict(t *testing.T) {
 	queries := []string{"make a slide deck", "create a new powerpoint file", "weather forecast", "send an email",
 		"translate this text", "news about slides and weather"}
 	for _, mode := range []struct {
-		name string
-		fake *fakeEmbedder
+		name  string
+		fake  *fakeEmbedder
+		cache bool
 	}{
-		{"hybrid", &fakeEmbedder{}},
-		{"fallback", &fakeEmbedder{queryErr: errors.New("HTTP 500")}},
+		{"hybrid", &fakeEmbedder{}, false},
+		{"hybrid, visibility cached", &fakeEmbedder{}, true},
+		{"fallback", &fakeEmbedder{queryErr: errors.New("HTTP 500")}, false},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			tools := hybridTools(t, mode.fake, 0.5, nil)
-			tools.Restrict(visible)
+			var decisions atomic.Int64
+			tools.Restrict(func(ctx context.Context) func(string) bool {
+				v := visible(ctx)
+				return func(name string) bool { decisions.Add(1); return v(name) }
+			})
+			if mode.cache {
+				tools.CacheVisibility(func(ctx context.Context) string { return ctx.Value(callerKey{}).(string) })
+			}
 			tools.Update(cat, servers)
 			waitFor(t, "the vectors are installed", func() bool { return hybridReady(tools) })
 			for caller, h := range hidden {
@@ -556,6 +565,10 @@ func TestHybridRestrict(t *testing.T) {
 						t.Errorf("caller weather-only: find_tool(%q) = %v; want [get_weather]", q, got)
 					}
 				}
+			}
+			if want := int64(len(hidden) * len(cat)); mode.cache && decisions.Load() != want {
+				t.Errorf("%d visibility decisions for %d callers × %d tools over %d searches each; want each decided once",
+					decisions.Load(), len(hidden), len(cat), len(queries))
 			}
 		})
 	}

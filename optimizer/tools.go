@@ -33,6 +33,9 @@ type Tools struct {
 	// visible, when set, returns what the caller behind ctx may see: the
 	// tools find_tool returns and call_tool calls (Restrict).
 	visible func(ctx context.Context) func(name string) bool
+	// visibilityKey, when set, names the callers who see the same tools
+	// (CacheVisibility).
+	visibilityKey func(ctx context.Context) string
 
 	mu      sync.Mutex // serialises Update
 	indexed atomic.Pointer[indexed]
@@ -59,6 +62,10 @@ type indexed struct {
 	vectors   atomic.Pointer[Vectors]
 	embedded  atomic.Int64 // tools with a vector so far
 	embedding atomic.Bool  // a job embeds it now
+	// visibility holds, by CacheVisibility key, which tools those callers
+	// may see ([]bool); visibilitySets counts the keys stored.
+	visibility     sync.Map
+	visibilitySets atomic.Int32
 }
 
 // NewTools returns the optimizer's tools. find_tool returns at most
@@ -120,6 +127,39 @@ func (t *Tools) Progress() (tools, embedded int) {
 // Call it before serving.
 func (t *Tools) Restrict(visible func(ctx context.Context) func(name string) bool) {
 	t.visible = visible
+}
+
+// CacheVisibility lets the hybrid search keep, per catalogue, what each
+// set of callers may see: key names the callers whose visibility is the
+// same (the authorization policy's outcome set). Without it each search
+// decides every tool again.
+func (t *Tools) CacheVisibility(key func(ctx context.Context) string) { t.visibilityKey = key }
+
+// maxVisibilitySets bounds the visibility sets kept per catalogue.
+const maxVisibilitySets = 1024
+
+// keepFor returns which of ix's tools the caller behind ctx may see, nil
+// when it may see all.
+func (t *Tools) keepFor(ctx context.Context, ix *indexed) []bool {
+	if t.visible == nil {
+		return nil
+	}
+	var key string
+	if t.visibilityKey != nil {
+		key = t.visibilityKey(ctx)
+		if v, ok := ix.visibility.Load(key); ok {
+			return v.([]bool)
+		}
+	}
+	visible := t.visible(ctx)
+	keep := make([]bool, len(ix.tools))
+	for d := range ix.tools {
+		keep[d] = visible(ix.tools[d].Name)
+	}
+	if t.visibilityKey != nil && ix.visibilitySets.Add(1) <= maxVisibilitySets {
+		ix.visibility.Store(key, keep)
+	}
+	return keep
 }
 
 // Update indexes tools, the catalogue's tool list, with the server each
@@ -280,15 +320,7 @@ func (t *Tools) findTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 	ix := t.indexed.Load()
 	var matches []Match
 	if cos := t.queryCosines(ctx, ix, desc, keywords); cos != nil {
-		var keep []bool // one decision per tool
-		if t.visible != nil {
-			visible := t.visible(ctx)
-			keep = make([]bool, len(ix.tools))
-			for d := range ix.tools {
-				keep[d] = visible(ix.tools[d].Name)
-			}
-		}
-		matches = ix.index.hybrid(desc, keywords, cos, t.weight, t.max, keep)
+		matches = ix.index.hybrid(desc, keywords, cos, t.weight, t.max, t.keepFor(ctx, ix))
 	} else if t.visible == nil {
 		matches = ix.index.Search(desc, keywords, t.max)
 	} else {

@@ -20,6 +20,8 @@ func (s *Server) newOptimizer() (*optimizer.Tools, error) {
 	o := optimizer.NewTools(cfg.MaxToolsToReturn, optimizer.CallFunc(s.sync.callTool))
 	if s.policy != nil {
 		o.Restrict(s.sync.visibleTools)
+		// Callers with the same outcome set see the same tools.
+		o.CacheVisibility(func(ctx context.Context) string { return s.sync.lister(ctx).Key() })
 	}
 	if cfg.Embeddings == nil || cfg.Weight() == 0 {
 		return o, nil // hybridWeight 0: lexical, nothing to embed
