@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,8 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -60,13 +57,9 @@ type embedder struct {
 	Port  int    `json:"port"`
 	Model string `json:"model"`      // the model name it reports
 	Dims  int    `json:"dimensions"` // the model's dimensions (512), whatever --dims says
-	// Logs is the server's stderr: load time, throughput, one line per HTTP request.
-	Logs *syncBuffer `json:"-"`
-
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{}
-	once  sync.Once
+	// The running server; its Logs hold the load time, throughput and one
+	// line per HTTP request.
+	*jsChild `json:"-"`
 }
 
 // embedderStats is the server's count of embeddings requests (GET /_test/stats).
@@ -100,10 +93,7 @@ func startEmbedder(t testing.TB, o embedderOpts) *embedder {
 
 func tryStartEmbedder(t testing.TB, o embedderOpts) (*embedder, error) {
 	t.Helper()
-	logs := &syncBuffer{}
-	dumpOnFailure(t, "embed.mjs stderr", logs)
-	args := []string{filepath.Join(repoRoot, "test", "js", "embed.mjs"),
-		"--port", strconv.Itoa(o.port), "--exit-on-stdin-close"}
+	args := []string{"--port", strconv.Itoa(o.port)}
 	if o.apiKey != "" {
 		args = append(args, "--api-key", o.apiKey)
 	}
@@ -122,40 +112,12 @@ func tryStartEmbedder(t testing.TB, o embedderOpts) (*embedder, error) {
 	if o.dims != 0 {
 		args = append(args, "--dims", strconv.Itoa(o.dims))
 	}
-	e := &embedder{Logs: logs, done: make(chan struct{})}
-	e.cmd = exec.Command("node", args...)
-	e.cmd.Dir = filepath.Join(repoRoot, "test", "js")
-	// With --exit-on-stdin-close the server ends when this pipe closes,
-	// which also happens when the test binary dies.
+	e := &embedder{}
 	var err error
-	if e.stdin, err = e.cmd.StdinPipe(); err != nil {
+	if e.jsChild, err = startJS(t, "embed.mjs", args, e); err != nil {
 		return nil, err
 	}
-	e.cmd.Stderr = logs
-	rest, err := startAnnounced(t, e.cmd, e.done, e.Stop, "READY ")
-	if err != nil {
-		return nil, fmt.Errorf("embed.mjs: %w; stderr:\n%s", err, logs.String())
-	}
-	if err := json.Unmarshal([]byte(rest), e); err != nil {
-		e.Stop()
-		return nil, fmt.Errorf("embed.mjs READY line: %v: %s", err, rest)
-	}
 	return e, nil
-}
-
-// Stop ends the server with SIGTERM (SIGKILL after 5s) and reaps it. It
-// may be called more than once.
-func (e *embedder) Stop() {
-	e.once.Do(func() {
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.done:
-		case <-time.After(5 * time.Second):
-			_ = e.cmd.Process.Kill()
-			<-e.done
-		}
-		_ = e.stdin.Close()
-	})
 }
 
 // base is the server's root URL (URL without /v1), where /_test/* lives.

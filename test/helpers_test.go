@@ -738,3 +738,58 @@ func killAll(pids []int) {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
 }
+
+// jsChild is a server script of test/js running under node as a child of
+// the test. It announces itself with one "READY {json}" line on stdout,
+// logs to stderr, ends on SIGTERM, and, started with --exit-on-stdin-close,
+// also when its standard input closes, which happens when the test binary
+// dies.
+type jsChild struct {
+	// Logs is the script's stderr, shown if the test fails.
+	Logs *syncBuffer
+
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{}
+	once  sync.Once
+}
+
+// startJS starts test/js/script with args (and --exit-on-stdin-close),
+// stopped when t ends, waits for its READY line and decodes the JSON after
+// it into ready.
+func startJS(t testing.TB, script string, args []string, ready any) (*jsChild, error) {
+	t.Helper()
+	c := &jsChild{Logs: &syncBuffer{}, done: make(chan struct{})}
+	dumpOnFailure(t, script+" stderr", c.Logs)
+	c.cmd = exec.Command("node", append([]string{filepath.Join(repoRoot, "test", "js", script), "--exit-on-stdin-close"}, args...)...)
+	c.cmd.Dir = filepath.Join(repoRoot, "test", "js")
+	var err error
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	c.cmd.Stderr = c.Logs
+	rest, err := startAnnounced(t, c.cmd, c.done, c.Stop, "READY ")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; stderr:\n%s", script, err, c.Logs.String())
+	}
+	if err := json.Unmarshal([]byte(rest), ready); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("%s READY line: %v: %s", script, err, rest)
+	}
+	return c, nil
+}
+
+// Stop ends the script with SIGTERM (SIGKILL after 5s) and reaps it. It
+// may be called more than once.
+func (c *jsChild) Stop() {
+	c.once.Do(func() {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+		_ = c.stdin.Close()
+	})
+}

@@ -28,7 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,13 +74,9 @@ type idp struct {
 	Kids          map[string]string `json:"kids"` // alg → kid new tokens are signed with
 	// KeysFile holds the private JWKS the provider signs with (--keys-out).
 	KeysFile string `json:"-"`
-	// Logs is the provider's stderr: one line per HTTP request, among others.
-	Logs *syncBuffer `json:"-"`
-
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{}
-	once  sync.Once
+	// The running provider; its Logs hold one line per HTTP request,
+	// among others.
+	*jsChild `json:"-"`
 }
 
 // idpOpts tunes startIdP.
@@ -111,15 +106,12 @@ func startIdP(t testing.TB, o idpOpts) *idp {
 
 func tryStartIdP(t testing.TB, o idpOpts) (*idp, error) {
 	t.Helper()
-	logs := &syncBuffer{}
-	dumpOnFailure(t, "idp stderr", logs)
 	keysOut, err := os.CreateTemp(t.TempDir(), "idp-keys-*.json")
 	if err != nil {
 		return nil, err
 	}
 	_ = keysOut.Close()
-	args := []string{filepath.Join(repoRoot, "test", "js", "idp.mjs"),
-		"--port", strconv.Itoa(o.port), "--keys-out", keysOut.Name(), "--exit-on-stdin-close"}
+	args := []string{"--port", strconv.Itoa(o.port), "--keys-out", keysOut.Name()}
 	if o.keys != "" {
 		args = append(args, "--keys", o.keys)
 	}
@@ -138,39 +130,11 @@ func tryStartIdP(t testing.TB, o idpOpts) (*idp, error) {
 	if o.gatewayJWKS != "" {
 		args = append(args, "--gateway-jwks", o.gatewayJWKS)
 	}
-	p := &idp{KeysFile: keysOut.Name(), Logs: logs, done: make(chan struct{})}
-	p.cmd = exec.Command("node", args...)
-	p.cmd.Dir = filepath.Join(repoRoot, "test", "js")
-	// With --exit-on-stdin-close the provider ends when this pipe closes,
-	// which also happens when the test binary dies.
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+	p := &idp{KeysFile: keysOut.Name()}
+	if p.jsChild, err = startJS(t, "idp.mjs", args, p); err != nil {
 		return nil, err
 	}
-	p.cmd.Stderr = logs
-	rest, err := startAnnounced(t, p.cmd, p.done, p.Stop, "READY ")
-	if err != nil {
-		return nil, fmt.Errorf("idp.mjs: %w; stderr:\n%s", err, logs.String())
-	}
-	if err := json.Unmarshal([]byte(rest), p); err != nil {
-		p.Stop()
-		return nil, fmt.Errorf("idp.mjs READY line: %v: %s", err, rest)
-	}
 	return p, nil
-}
-
-// Stop ends the provider with SIGTERM (SIGKILL after 5s) and reaps it. It
-// may be called more than once.
-func (p *idp) Stop() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		_ = p.stdin.Close()
-	})
 }
 
 // jwksFetches counts the requests for the provider's JWKS so far.
