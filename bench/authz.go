@@ -233,18 +233,6 @@ func printAuthzReport(out io.Writer, opts options, cells map[authzKey]*authzCell
 	fmt.Fprintf(out, "CPU/call: CPU of the process (from /proc/<pid>/stat around each measured phase) over the calls measured\n\n")
 
 	get := func(n int, name string) *authzCell { return cells[authzKey{n, name}] }
-	perCall := func(c *authzCell, d time.Duration) float64 {
-		if c == nil || c.total.count == 0 {
-			return math.NaN()
-		}
-		return float64(d) / float64(c.total.count)
-	}
-	fmtNs := func(v float64) string {
-		if math.IsNaN(v) {
-			return "-"
-		}
-		return fmtDur(time.Duration(v))
-	}
 
 	fmt.Fprintf(out, "tools/call, 20 rules vs none (target of issue 14 in brackets: req/s >= %.2f):\n", targetAuthzThroughput)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -255,7 +243,7 @@ func printAuthzReport(out io.Writer, opts options, cells map[authzKey]*authzCell
 			continue
 		}
 		ratio := r.total.throughput() / a.total.throughput()
-		ca, cr := perCall(a, a.vmcpCPU), perCall(r, r.vmcpCPU)
+		ca, cr := a.total.perCall(a.vmcpCPU), r.total.perCall(r.vmcpCPU)
 		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, a.total.throughput(), r.total.throughput(),
 			verdict(ratio, targetAuthzThroughput, true), roundRatios(r.rounds, a.rounds),
 			fmtDur(a.total.percentile(0.5)), fmtDur(r.total.percentile(0.5)), fmtSigned(r.total.percentile(0.5)-a.total.percentile(0.5)),
@@ -278,8 +266,8 @@ func printAuthzReport(out io.Writer, opts options, cells map[authzKey]*authzCell
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.0f%%\t\n", n, name, c.total.throughput(), strings.Join(per, " "),
 				fmtDur(c.total.percentile(0.5)), fmtDur(c.total.percentile(0.99)), c.total.errors,
-				fmtNs(perCall(c, c.vmcpCPU)), fmtNs(perCall(c, c.total.cpu.backend)),
-				fmtNs(perCall(c, c.total.cpu.harness)), 100*c.total.cpu.busy)
+				fmtNs(c.total.perCall(c.vmcpCPU)), fmtNs(c.total.perCall(c.total.cpu.backend)),
+				fmtNs(c.total.perCall(c.total.cpu.harness)), 100*c.total.cpu.busy)
 		}
 	}
 	tw.Flush()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"runtime/pprof"
@@ -470,6 +471,22 @@ func sequential(ctx context.Context, s *session, o op, n int) result {
 	r.count = len(r.samples)
 	slices.Sort(r.samples)
 	return r
+}
+
+// perCall is d spread over the calls r counted; NaN when it counted none.
+func (r *result) perCall(d time.Duration) float64 {
+	if r.count == 0 {
+		return math.NaN()
+	}
+	return float64(d) / float64(r.count)
+}
+
+// fmtNs prints a duration in nanoseconds with fmtDur, or "-" for NaN.
+func fmtNs(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	return fmtDur(time.Duration(v))
 }
 
 // fmtDur prints a latency with a unit suited to its size.

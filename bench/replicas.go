@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -239,18 +238,6 @@ func printReplicasReport(out io.Writer, opts options, n int, rs *redisProc, lb *
 		runtime.NumCPU(), replicasCount)
 	fmt.Fprintf(out, "load average at start %s, at end %s\n\n", loadStart, loadAvg())
 
-	perCall := func(t *replicasTarget, d time.Duration) float64 {
-		if t.total.count == 0 {
-			return math.NaN()
-		}
-		return float64(d) / float64(t.total.count)
-	}
-	ns := func(v float64) string {
-		if math.IsNaN(v) {
-			return "-"
-		}
-		return fmtDur(time.Duration(v))
-	}
 	all := func(t *replicasTarget) time.Duration { return t.vmcpSum() + t.lbCPU + t.redisCPU }
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -260,14 +247,14 @@ func printReplicasReport(out io.Writer, opts options, n int, rs *redisProc, lb *
 		for i, x := range t.rounds {
 			per[i] = strconv.FormatFloat(x, 'f', 0, 64)
 		}
-		redisCPU := ns(perCall(t, t.redisCPU))
+		redisCPU := fmtNs(t.total.perCall(t.redisCPU))
 		if t.redis.total() == 0 && t.redisCPU == 0 {
 			redisCPU = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t\n", t.name, t.total.throughput(), strings.Join(per, " "),
 			fmtDur(t.total.percentile(0.5)), fmtDur(t.total.percentile(0.99)), t.total.errors,
-			ns(perCall(t, t.vmcpSum())), ns(perCall(t, t.lbCPU)), redisCPU, ns(perCall(t, all(t))),
-			ns(perCall(t, t.total.cpu.backend)), ns(perCall(t, t.total.cpu.harness)), 100*t.total.cpu.busy)
+			fmtNs(t.total.perCall(t.vmcpSum())), fmtNs(t.total.perCall(t.lbCPU)), redisCPU, fmtNs(t.total.perCall(all(t))),
+			fmtNs(t.total.perCall(t.total.cpu.backend)), fmtNs(t.total.perCall(t.total.cpu.harness)), 100*t.total.cpu.busy)
 	}
 	tw.Flush()
 	fmt.Fprintln(out, "(CPU/call from /proc/<pid>/stat around each measured phase over the calls measured; all three = vmcp + HAProxy + redis-server;",
@@ -278,13 +265,13 @@ func printReplicasReport(out io.Writer, opts options, n int, rs *redisProc, lb *
 	fmt.Fprintf(out, "\n%s / %s: req/s %s (rounds %s), p50 %s (%s vs %s), CPU per call (vmcp + HAProxy + redis-server) %s, vmcp's alone %s\n",
 		fleet.name, single.name, ratio(fleet.total.throughput(), single.total.throughput()), roundRatios(fleet.rounds, single.rounds),
 		fmtSigned(fleet.total.percentile(0.5)-single.total.percentile(0.5)), fmtDur(fleet.total.percentile(0.5)), fmtDur(single.total.percentile(0.5)),
-		ratio(perCall(fleet, all(fleet)), perCall(single, all(single))), ratio(perCall(fleet, fleet.vmcpSum()), perCall(single, single.vmcpSum())))
+		ratio(fleet.total.perCall(all(fleet)), single.total.perCall(all(single))), ratio(fleet.total.perCall(fleet.vmcpSum()), single.total.perCall(single.vmcpSum())))
 	fmt.Fprintf(out, "%s / %s: req/s %s, p50 %s, CPU per call (all) %s\n", fleet.name, mem.name,
 		ratio(fleet.total.throughput(), mem.total.throughput()), fmtSigned(fleet.total.percentile(0.5)-mem.total.percentile(0.5)),
-		ratio(perCall(fleet, all(fleet)), perCall(mem, all(mem))))
+		ratio(fleet.total.perCall(all(fleet)), mem.total.perCall(all(mem))))
 	fmt.Fprintf(out, "%s / %s: req/s %s, p50 %s, CPU per call (all) %s\n", single.name, mem.name,
 		ratio(single.total.throughput(), mem.total.throughput()), fmtSigned(single.total.percentile(0.5)-mem.total.percentile(0.5)),
-		ratio(perCall(single, all(single)), perCall(mem, all(mem))))
+		ratio(single.total.perCall(all(single)), mem.total.perCall(all(mem))))
 
 	fmt.Fprintf(out, "\nspread of the %s (over the whole run, warm-ups included: requests per server from HAProxy's stats; CPU of the measured phases):\n", fleet.name)
 	for i, v := range fleet.vmcps {

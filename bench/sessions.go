@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -287,18 +286,6 @@ func printSessionsReport(out io.Writer, opts options, rs *redisProc, targets []*
 	fmt.Fprintf(out, "CPU/call: CPU of the process (from /proc/<pid>/stat around each measured phase) over the calls measured\n\n")
 
 	get := func(n int, name string) *sessionsCell { return cells[sessionsKey{n, name}] }
-	perCall := func(c *sessionsCell, d time.Duration) float64 {
-		if c == nil || c.total.count == 0 {
-			return math.NaN()
-		}
-		return float64(d) / float64(c.total.count)
-	}
-	fmtNs := func(v float64) string {
-		if math.IsNaN(v) {
-			return "-"
-		}
-		return fmtDur(time.Duration(v))
-	}
 
 	fmt.Fprintf(out, "tools/call, redis vs memory (targets of the issue in brackets: req/s >= %.2f, p50 added at 1 connection <= %s):\n",
 		targetSessionsThroughput, fmtDur(targetSessionsP50))
@@ -322,8 +309,8 @@ func printSessionsReport(out io.Writer, opts options, rs *redisProc, targets []*
 		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, m.total.throughput(), r.total.throughput(),
 			verdict(ratio, targetSessionsThroughput, true), roundRatios(r.rounds, m.rounds),
 			fmtDur(m.total.percentile(0.5)), fmtDur(r.total.percentile(0.5)), addedCell,
-			fmtNs(perCall(m, m.vmcpCPU)), fmtNs(perCall(r, r.vmcpCPU)), fmtNs(perCall(r, r.redisCPU)),
-			fmtRatio(perCall(r, r.vmcpCPU+r.redisCPU)/perCall(m, m.vmcpCPU)))
+			fmtNs(m.total.perCall(m.vmcpCPU)), fmtNs(r.total.perCall(r.vmcpCPU)), fmtNs(r.total.perCall(r.redisCPU)),
+			fmtRatio(r.total.perCall(r.vmcpCPU+r.redisCPU)/m.total.perCall(m.vmcpCPU)))
 	}
 	tw.Flush()
 
@@ -357,8 +344,8 @@ func printSessionsReport(out io.Writer, opts options, rs *redisProc, targets []*
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%.0f%%\t\n", n, t.name, c.total.throughput(), strings.Join(per, " "),
 				fmtDur(c.total.percentile(0.5)), fmtDur(c.total.percentile(0.99)), c.total.errors,
-				fmtNs(perCall(c, c.vmcpCPU)), fmtNs(perCall(c, c.redisCPU)), fmtNs(perCall(c, c.total.cpu.backend)),
-				fmtNs(perCall(c, c.total.cpu.harness)), 100*c.total.cpu.busy)
+				fmtNs(c.total.perCall(c.vmcpCPU)), fmtNs(c.total.perCall(c.redisCPU)), fmtNs(c.total.perCall(c.total.cpu.backend)),
+				fmtNs(c.total.perCall(c.total.cpu.harness)), 100*c.total.cpu.busy)
 		}
 	}
 	tw.Flush()

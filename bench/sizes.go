@@ -454,29 +454,17 @@ func printSizesReport(out io.Writer, opts options, targets []*sizesTarget, cells
 		}
 		return c.total.throughput()
 	}
-	perCall := func(c *sizesCell, d time.Duration) float64 {
-		if c == nil || c.total.count == 0 {
-			return math.NaN()
-		}
-		return float64(d) / float64(c.total.count)
-	}
 	cpuOf := func(c *sizesCell) float64 {
 		if c == nil {
 			return math.NaN()
 		}
-		return perCall(c, c.middle+c.redisCPU)
+		return c.total.perCall(c.middle + c.redisCPU)
 	}
 	fmtReq := func(v float64) string {
 		if math.IsNaN(v) {
 			return "-"
 		}
 		return strconv.FormatFloat(v, 'f', 0, 64)
-	}
-	fmtNs := func(v float64) string {
-		if math.IsNaN(v) {
-			return "-"
-		}
-		return fmtDur(time.Duration(v))
 	}
 
 	fmt.Fprintf(out, "tools/call, targets of issue 11 item 6 in brackets (req/s ratios at %d conns; CPU at every size and conns):\n", targetThroughputConn)
@@ -555,15 +543,15 @@ func printSizesReport(out io.Writer, opts options, targets []*sizesTarget, cells
 				}
 				mid, redis := "-", "-"
 				if t.proc != nil {
-					mid = fmtNs(perCall(c, c.middle))
+					mid = fmtNs(c.total.perCall(c.middle))
 				}
 				if t.name == "vmcp+redis" {
-					redis = fmtNs(perCall(c, c.redisCPU))
+					redis = fmtNs(c.total.perCall(c.redisCPU))
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f%%\t\n",
 					fmtSize(size), n, t.name, c.total.throughput(), strings.Join(per, " "),
 					fmtDur(c.total.percentile(0.5)), fmtDur(c.total.percentile(0.99)), c.total.errors, t.answer[size],
-					mid, fmtNs(perCall(c, c.total.cpu.backend)), redis, fmtNs(perCall(c, c.total.cpu.harness)), 100*c.total.cpu.busy)
+					mid, fmtNs(c.total.perCall(c.total.cpu.backend)), redis, fmtNs(c.total.perCall(c.total.cpu.harness)), 100*c.total.cpu.busy)
 			}
 		}
 	}
