@@ -82,21 +82,7 @@ func authzBenchServer(b *testing.B, policy *config.Authorization) (*Server, stri
 	}
 	cfg := testConfig(b, backends...)
 	cfg.Authorization = policy
-	srv, err := New(cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	rec := post(srv, "", benchInitialize)
-	sid := rec.Header().Get("Mcp-Session-Id")
-	if sid == "" {
-		b.Fatalf("no session: %d %s", rec.Code, rec.Body)
-	}
-	post(srv, sid, benchInitialized)
-	return srv, sid
+	return startBenchConfig(b, cfg)
 }
 
 // BenchmarkToolsListAuthz10000 measures tools/list of a 10,000-tool
@@ -249,20 +235,7 @@ func BenchmarkToolsCallAuthz(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := testConfig(b, config.Backend{Name: "raw", Transport: config.TransportStreamableHTTP, URL: backend.URL})
 			cfg.Authorization = bc.policy
-			srv, err := New(cfg, Options{Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := srv.Start(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-			rec := post(srv, "", benchInitialize)
-			sid := rec.Header().Get("Mcp-Session-Id")
-			if sid == "" {
-				b.Fatalf("no session: %d %s", rec.Code, rec.Body)
-			}
-			post(srv, sid, benchInitialized)
+			srv, sid := startBenchConfig(b, cfg)
 			// The policy is in force: rule 7 hides and denies remove_tool.
 			denied := post(srv, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"raw_remove_tool","arguments":{}}}`)
 			if reached := bytes.Contains(denied.Body.Bytes(), []byte(`"ok"`)); reached != (bc.policy == nil) {

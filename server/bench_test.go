@@ -45,7 +45,12 @@ const (
 // named name, and opens a client session with it.
 func startBench(b *testing.B, name, url string) (*Server, string) {
 	b.Helper()
-	cfg := testConfig(b, config.Backend{Name: name, Transport: config.TransportStreamableHTTP, URL: url})
+	return startBenchConfig(b, testConfig(b, config.Backend{Name: name, Transport: config.TransportStreamableHTTP, URL: url}))
+}
+
+// startBenchConfig starts vmcp with cfg and opens a client session with it.
+func startBenchConfig(b *testing.B, cfg config.Config) (*Server, string) {
+	b.Helper()
 	srv, err := New(cfg, Options{Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
