@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,13 +72,8 @@ func startAuthzEnv(t *testing.T, extra string) *authzEnv {
 	e.Notes = startDemo(t, "notes", "notes", "streamable-http", "")
 	e.WeatherRec = startCountingProxy(t, e.Weather.URL)
 	e.NotesRec = startCountingProxy(t, e.Notes.URL)
-	// The audience names vmcp's port, which must be known before Start: take
-	// a free one; another process may grab it in between, so retry.
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		port := freeAddr(t)[len("127.0.0.1:"):]
-		e.Audience = "http://127.0.0.1:" + port + "/mcp"
-		yaml := fmt.Sprintf(`name: e2e-authz
+	e.V, e.Audience = startVMCPAt(t, func(port, audience string) string {
+		return fmt.Sprintf(`name: e2e-authz
 server: {host: 127.0.0.1, port: %s}
 backends:
   - {name: weather, transport: streamable-http, url: %q, requestTimeout: 10s}
@@ -90,18 +84,10 @@ incomingAuth:
     issuer: %q
     audience: %q
     requiredScopes: [%q]
-`, port, e.WeatherRec.URL, e.NotesRec.URL, e.IdP.Issuer, e.Audience, requiredScope) +
+`, port, e.WeatherRec.URL, e.NotesRec.URL, e.IdP.Issuer, audience, requiredScope) +
 			extra + fmt.Sprintf(authzRules, e.Notes.Name)
-		e.V, err = tryStartVMCP(t, yaml)
-		if err == nil {
-			return e
-		}
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatal(err)
-	return nil
+	})
+	return e
 }
 
 // token returns a token of client for vmcp (fetched once per client).

@@ -468,13 +468,8 @@ func startOIDCEnv(t *testing.T, p *idp) *oidcEnv {
 	e := &oidcEnv{IdP: p}
 	e.Demo = startDemo(t, "demo", "weather", "streamable-http", "")
 	e.Proxy = startCountingProxy(t, e.Demo.URL)
-	// The audience names vmcp's port, which must be known before Start: take
-	// a free one; another process may grab it in between, so retry.
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		port := freeAddr(t)[len("127.0.0.1:"):]
-		e.Audience = "http://127.0.0.1:" + port + "/mcp"
-		yaml := fmt.Sprintf(`name: e2e-oidc
+	e.V, e.Audience = startVMCPAt(t, func(port, audience string) string {
+		return fmt.Sprintf(`name: e2e-oidc
 server: {host: 127.0.0.1, port: %s}
 backends:
   - {name: demo, transport: streamable-http, url: %q, requestTimeout: 10s}
@@ -484,17 +479,32 @@ incomingAuth:
     issuer: %q
     audience: %q
     requiredScopes: [%q]
-`, port, e.Proxy.URL, p.Issuer, e.Audience, requiredScope)
-		e.V, err = tryStartVMCP(t, yaml)
-		if err == nil {
-			return e
+`, port, e.Proxy.URL, p.Issuer, audience, requiredScope)
+	})
+	return e
+}
+
+// startVMCPAt starts vmcp with the config yaml gives for a free port and
+// the audience naming vmcp's URL there (http://127.0.0.1:PORT/mcp), and
+// returns it with that audience. The port must be known before Start, so
+// it is taken first; another process may grab it in between, so a taken
+// port is retried.
+func startVMCPAt(t *testing.T, yaml func(port, audience string) string) (*vmcp, string) {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		port := freeAddr(t)[len("127.0.0.1:"):]
+		audience := "http://127.0.0.1:" + port + "/mcp"
+		var v *vmcp
+		if v, err = tryStartVMCP(t, yaml(port, audience)); err == nil {
+			return v, audience
 		}
 		if !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
 	}
 	t.Fatal(err)
-	return nil
+	return nil, ""
 }
 
 // tryStartVMCP is startVMCP that returns Start's error (after cleaning up)

@@ -380,13 +380,8 @@ func TestRateLimitPerUser(t *testing.T) {
 	r := startRedis(t)
 	p := startIdP(t, idpOpts{})
 	e := newRLEnv(t)
-	var v *vmcp
-	var audience string
-	var err error
-	for range 5 { // the audience names the port, taken before Start
-		port := freeAddr(t)[len("127.0.0.1:"):]
-		audience = "http://127.0.0.1:" + port + "/mcp"
-		yaml := fmt.Sprintf(`name: %s
+	v, audience := startVMCPAt(t, func(port, audience string) string {
+		return fmt.Sprintf(`name: %s
 server: {host: 127.0.0.1, port: %s}
 backends:
   - {name: demo, transport: streamable-http, url: %q, requestTimeout: 10s}
@@ -400,13 +395,7 @@ rateLimiting:
   perUser: {maxTokens: 2, refillPeriod: 1h}
 redis: {address: %q}
 `, e.Name, port, e.Proxy.URL, p.Issuer, audience, requiredScope, r.Addr)
-		if v, err = tryStartVMCP(t, yaml); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	tokA := p.token(t, tokenReq{client: clientRS256, resource: audience, scope: requiredScope})
 	tokB := p.token(t, tokenReq{client: clientES256, resource: audience, scope: requiredScope})
 	sidA := openSessionVersion(t, v.URL, tokA, legacyRevision)
