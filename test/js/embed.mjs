@@ -72,6 +72,8 @@ import { parseArgs } from 'node:util';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
+import { listen, stopOn } from './lifecycle.mjs';
+
 // Standard output carries only READY: TensorFlow.js may print notices with console.*. The
 // model packages are imported after this redirection.
 const toStderr = (...args) => console.error(...args);
@@ -424,32 +426,9 @@ async function main() {
       sendError(res, err);
     });
   });
-  server.keepAliveTimeout = 5000;
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((err) => fail(`listen on 127.0.0.1:${opts.port}: ${err.message}`));
-  const { port } = server.address();
+  const port = await listen(server, opts.port, fail);
 
-  let stopping = false;
-  const stop = (why) => {
-    if (stopping) return;
-    stopping = true;
-    log(`stopping (${why})`);
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
-    setTimeout(() => process.exit(0), 2000).unref();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  if (opts.exitOnStdinClose) {
-    process.stdin.on('end', () => stop('stdin closed'));
-    process.stdin.on('error', () => stop('stdin error'));
-    process.stdin.resume();
-  }
+  stopOn(server, log, opts.exitOnStdinClose);
 
   log(`listening on 127.0.0.1:${port}, model ${opts.modelName}, config ${JSON.stringify(config)}`);
   const ready = { url: `http://127.0.0.1:${port}/v1`, port, model: opts.modelName, dimensions: MODEL_DIMS };

@@ -142,6 +142,8 @@ import {
   SignJWT, calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, jwtVerify,
 } from 'jose';
 
+import { listen, stopOn } from './lifecycle.mjs';
+
 // oidc-provider prints notices with console.info; standard output carries only READY. It is
 // imported after this redirection so that nothing it prints while loading reaches stdout.
 const toStderr = (...args) => console.error(...args);
@@ -538,15 +540,7 @@ async function main() {
   // Listen first so that --port 0 knows its port before the issuer is fixed.
   let handler = (_req, res) => { res.statusCode = 503; res.end(); };
   const server = http.createServer((req, res) => handler(req, res));
-  server.keepAliveTimeout = 5000;
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((err) => fail(`listen on 127.0.0.1:${opts.port}: ${err.message}`));
-  const { port } = server.address();
+  const port = await listen(server, opts.port, fail);
   const issuer = `http://127.0.0.1:${port}`;
 
   const kids = {};
@@ -588,22 +582,7 @@ async function main() {
   };
   log(`issuer ${issuer}, keys ${keys.map((k) => `${k.kid}(${keyAlg(k)})`).join(', ')}`);
 
-  let stopping = false;
-  const stop = (why) => {
-    if (stopping) return;
-    stopping = true;
-    log(`stopping (${why})`);
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
-    setTimeout(() => process.exit(0), 2000).unref();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  if (opts['exit-on-stdin-close']) {
-    process.stdin.on('end', () => stop('stdin closed'));
-    process.stdin.on('error', () => stop('stdin error'));
-    process.stdin.resume();
-  }
+  stopOn(server, log, opts['exit-on-stdin-close']);
 
   const ready = {
     issuer,
