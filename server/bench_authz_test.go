@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/vmcp/vmcp/config"
 	"github.com/vmcp/vmcp/internal/benchpolicy"
-	"github.com/vmcp/vmcp/jsonrpc"
 )
 
 // authzBenchBackends are the backends of the tools/list benchmark with an
@@ -199,32 +197,7 @@ func authzCallRules() []config.AuthzRule { return benchpolicy.Rules("raw", "t", 
 // without the load harness's noise (the bench harness's -authz mode
 // measures the same rules end to end).
 func BenchmarkToolsCallAuthz(b *testing.B) {
-	answer := []byte(`{"jsonrpc":"2.0","id":ID,"result":{"content":[{"type":"text","text":"ok"}]}}`)
-	head, tail, _ := bytes.Cut(answer, []byte("ID"))
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		switch {
-		case bytes.Contains(body, []byte(`"method":"initialize"`)):
-			w.Header().Set("Mcp-Session-Id", "s1")
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"0"}}}`)
-		case bytes.Contains(body, []byte(`"method":"tools/list"`)):
-			id, _ := jsonrpc.FindID(body)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}},{"name":"remove_tool","inputSchema":{"type":"object"}}]}}`)
-		case bytes.Contains(body, []byte(`"method":"tools/call"`)):
-			id, _ := jsonrpc.FindID(body)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(head)
-			_, _ = w.Write(id)
-			_, _ = w.Write(tail)
-		case r.Method == http.MethodGet:
-			w.WriteHeader(http.StatusMethodNotAllowed)
-		default:
-			w.WriteHeader(http.StatusAccepted)
-		}
-	}))
-	b.Cleanup(backend.Close)
+	backend := startRawBackend(b, `[{"name":"t","inputSchema":{"type":"object"}},{"name":"remove_tool","inputSchema":{"type":"object"}}]`)
 	for _, bc := range []struct {
 		name   string
 		policy *config.Authorization

@@ -115,6 +115,23 @@ func BenchmarkToolsCall(b *testing.B) {
 // round trip to the backend (both ends of it), plus the test's request
 // and recorder.
 func BenchmarkToolsCallRawBackend(b *testing.B) {
+	backend := startRawBackend(b, `[{"name":"t","inputSchema":{"type":"object"}}]`)
+	srv, sid := startBench(b, "raw", backend.URL)
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"raw_t","arguments":{"id":"x"}}}`
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := post(srv, sid, body)
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"ok"`)) {
+			b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// startRawBackend starts a backend written without any SDK that costs
+// almost nothing: it lists tools (a JSON array) and answers every
+// tools/call with a fixed "ok" result under the call's id.
+func startRawBackend(b *testing.B, tools string) *httptest.Server {
 	answer := []byte(`{"jsonrpc":"2.0","id":ID,"result":{"content":[{"type":"text","text":"ok"}]}}`)
 	head, tail, _ := bytes.Cut(answer, []byte("ID"))
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +144,7 @@ func BenchmarkToolsCallRawBackend(b *testing.B) {
 		case bytes.Contains(body, []byte(`"method":"tools/list"`)):
 			id, _ := jsonrpc.FindID(body)
 			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}`)
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"tools":`+tools+`}}`)
 		case bytes.Contains(body, []byte(`"method":"tools/call"`)):
 			id, _ := jsonrpc.FindID(body)
 			w.Header().Set("Content-Type", "application/json")
@@ -141,14 +158,5 @@ func BenchmarkToolsCallRawBackend(b *testing.B) {
 		}
 	}))
 	b.Cleanup(backend.Close)
-	srv, sid := startBench(b, "raw", backend.URL)
-	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"raw_t","arguments":{"id":"x"}}}`
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		rec := post(srv, sid, body)
-		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"ok"`)) {
-			b.Fatalf("tools/call = %d %s", rec.Code, rec.Body)
-		}
-	}
+	return backend
 }
