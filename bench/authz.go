@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -124,21 +123,12 @@ func runAuthz(ctx context.Context, opts options, out io.Writer) (err error) {
 
 	printAuthzReport(out, opts, cells, policyNote, loadStart)
 
-	var invalid error
-	for _, t := range targets {
-		if w := t.warnings.Load(); w > 0 {
-			invalid = errors.Join(invalid, fmt.Errorf("%s: vmcp logged %d warnings or errors (on stderr above)", t.name, w))
+	return checkRun(targets, opts.conns, func(n int, name string) *result {
+		if c := cells[authzKey{n, name}]; c != nil {
+			return &c.total
 		}
-		for _, n := range opts.conns {
-			if c := cells[authzKey{n, t.name}]; c != nil && c.total.errors > 0 {
-				invalid = errors.Join(invalid, fmt.Errorf("%s, %d conns: %d errors (first: %v)", t.name, n, c.total.errors, c.total.firstErr))
-			}
-		}
-	}
-	if invalid != nil {
-		return fmt.Errorf("run is not valid: %w", invalid)
-	}
-	return nil
+		return nil
+	})
 }
 
 // checkAuthzTargets makes sure the rules target enforces its policy and

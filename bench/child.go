@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -125,4 +126,25 @@ func (w *lineCounter) Write(p []byte) (int, error) {
 	}
 	_, err := os.Stderr.Write(p)
 	return len(p), err
+}
+
+// checkRun says why a run over targets and conns is not valid, nil when it
+// is: a vmcp that logged warnings or errors, or a measured phase with
+// failed calls (measured returns a phase's result, nil when there is none).
+func checkRun(targets []*childVMCP, conns []int, measured func(n int, name string) *result) error {
+	var invalid error
+	for _, t := range targets {
+		if w := t.warnings.Load(); w > 0 {
+			invalid = errors.Join(invalid, fmt.Errorf("%s: vmcp logged %d warnings or errors (on stderr above)", t.name, w))
+		}
+		for _, n := range conns {
+			if r := measured(n, t.name); r != nil && r.errors > 0 {
+				invalid = errors.Join(invalid, fmt.Errorf("%s, %d conns: %d errors (first: %v)", t.name, n, r.errors, r.firstErr))
+			}
+		}
+	}
+	if invalid != nil {
+		return fmt.Errorf("run is not valid: %w", invalid)
+	}
+	return nil
 }

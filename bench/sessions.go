@@ -257,21 +257,12 @@ func runSessions(ctx context.Context, opts options, out io.Writer) (err error) {
 
 	printSessionsReport(out, opts, rs, targets, cells, loadStart)
 
-	var invalid error
-	for _, t := range targets {
-		if w := t.warnings.Load(); w > 0 {
-			invalid = errors.Join(invalid, fmt.Errorf("%s: vmcp logged %d warnings or errors (on stderr above)", t.name, w))
+	return checkRun(targets, opts.conns, func(n int, name string) *result {
+		if c := cells[sessionsKey{n, name}]; c != nil {
+			return &c.total
 		}
-		for _, n := range opts.conns {
-			if c := cells[sessionsKey{n, t.name}]; c != nil && c.total.errors > 0 {
-				invalid = errors.Join(invalid, fmt.Errorf("%s, %d conns: %d errors (first: %v)", t.name, n, c.total.errors, c.total.firstErr))
-			}
-		}
-	}
-	if invalid != nil {
-		return fmt.Errorf("run is not valid: %w", invalid)
-	}
-	return nil
+		return nil
+	})
 }
 
 func printSessionsReport(out io.Writer, opts options, rs *redisProc, targets []*childVMCP, cells map[sessionsKey]*sessionsCell, loadStart string) {
